@@ -1,0 +1,1 @@
+"""Snakemake executor plugin for Kubernetes (`--executor kubernetes`)."""

@@ -1,0 +1,105 @@
+"""Developer entry points: `nox -s tests`, `nox -s demo`, `nox -s up`/`down`, `nox -s bench`,
+`nox -s chaos`, `nox -s lint`.
+
+Every session installs what it needs: both plugins (editable), the test tools, and
+Azurite through npm into `.cache/azurite` when it is not there yet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+AZURITE_DIR = ROOT / ".cache" / "azurite"
+AZURITE_VERSION = "3.35.0"
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PLUGINS = ["-e", "./storage-plugin", "-e", "./executor-plugin"]
+SNAKEMAKE = ["snakemake>=9.0,<10"]
+TEST_TOOLS = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "kubernetes-validate>=1.31",
+    "aiohttp>=3.10",
+    "pyyaml>=6",
+    "trustme>=1.1",
+]
+WORKFLOW_TOOLS = ["pybwa>=2", "pysam>=0.22", "matplotlib>=3.8"]
+
+
+def install_azurite(session: nox.Session) -> None:
+    """Install Azurite from the npm registry into the repository's cache, once."""
+    binary = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
+    if binary.exists():
+        return
+    if shutil.which("npm") is None:
+        session.error("npm not found: install Node.js 20 (it brings npm) to run Azurite")
+    AZURITE_DIR.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "npm", "install", "--prefix", str(AZURITE_DIR), "--no-audit", "--no-fund",
+        "--loglevel=error", f"azurite@{AZURITE_VERSION}", external=True,
+    )
+
+
+def install_project(session: nox.Session, *extra: str) -> None:
+    session.install(*SNAKEMAKE, *PLUGINS, *TEST_TOOLS, *extra)
+    install_azurite(session)
+    session.env["AZURITE_BIN"] = str(AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
+    session.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (unit, Azurite, local cluster, end to end, reduced chaos)."""
+    install_project(session, *WORKFLOW_TOOLS)
+    session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The fault-injection and load suite at full size."""
+    install_project(session, *WORKFLOW_TOOLS)
+    session.env["CHAOS_SCALE"] = "full"
+    session.run("pytest", "-m", "chaos", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def up(session: nox.Session) -> None:
+    """Start Azurite and the local cluster in the background; write .dev/env.sh."""
+    install_project(session, *WORKFLOW_TOOLS)
+    session.run("python", "-m", "localcluster.devenv", "up", "--root", str(ROOT))
+
+
+@nox.session
+def down(session: nox.Session) -> None:
+    """Stop Azurite and the local cluster and remove their state."""
+    install_project(session)
+    session.run("python", "-m", "localcluster.devenv", "down", "--root", str(ROOT))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The reference scenario: variant calling on the local cluster with Blob staging."""
+    install_project(session, *WORKFLOW_TOOLS)
+    session.run("python", "-m", "localcluster.devenv", "up", "--root", str(ROOT))
+    session.run("python", str(ROOT / "examples" / "variant-calling" / "run_demo.py"), *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the existing plugins and the raw SDK; prints ratios."""
+    install_project(session)
+    session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -1,0 +1,1 @@
+"""Snakemake storage plugin for Azure Blob Storage (`--default-storage-provider azblob`)."""
