@@ -41,9 +41,16 @@ def install_azurite(session: nox.Session) -> None:
     if shutil.which("npm") is None:
         session.error("npm not found: install Node.js 20 (it brings npm) to run Azurite")
     AZURITE_DIR.mkdir(parents=True, exist_ok=True)
-    session.run(
-        "npm", "install", "--prefix", str(AZURITE_DIR), "--no-audit", "--no-fund",
-        "--loglevel=error", f"azurite@{AZURITE_VERSION}", external=True,
+    session.run_install(
+        "npm",
+        "install",
+        "--prefix",
+        str(AZURITE_DIR),
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        f"azurite@{AZURITE_VERSION}",
+        external=True,
     )
 
 
@@ -88,7 +95,9 @@ def demo(session: nox.Session) -> None:
     """The reference scenario: variant calling on the local cluster with Blob staging."""
     install_project(session, *WORKFLOW_TOOLS)
     session.run("python", "-m", "localcluster.devenv", "up", "--root", str(ROOT))
-    session.run("python", str(ROOT / "examples" / "variant-calling" / "run_demo.py"), *session.posargs)
+    session.run(
+        "python", str(ROOT / "examples" / "variant-calling" / "run_demo.py"), *session.posargs
+    )
 
 
 @nox.session
