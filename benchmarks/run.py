@@ -1,0 +1,185 @@
+"""Benchmarks: our plugins against snakemake-storage-plugin-azure 0.4.4,
+snakemake-executor-plugin-kubernetes 0.5.1 and the raw azure-storage-blob SDK.
+
+    python benchmarks/run.py                  # the issue's sizes (~15 min on 2 cores)
+    python benchmarks/run.py --quick          # small sizes, a minute or two
+    python benchmarks/run.py --only storage --size 256M --files 2000
+
+Everything runs on 127.0.0.1: Azurite and the local Kubernetes cluster. The baselines
+live in venvs of their own under .cache/bench-venvs/ (built on first use). Prints a
+markdown table and writes the same as JSON to benchmarks/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+for extra in (HERE, REPO_ROOT / "tests"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+import machine  # noqa: E402
+import storage_sides  # noqa: E402
+import targets  # noqa: E402
+import venvs  # noqa: E402
+from proxy import CountingProxy  # noqa: E402
+from report import Results  # noqa: E402
+from storage_bench import StorageBench, metadata_figures, transfer_figures  # noqa: E402
+
+from support.azurite import start_azurite  # noqa: E402
+
+UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if text and text[-1] in UNITS:
+            return int(float(text[:-1]) * UNITS[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size: cannot read {text!r} (e.g. 1G, 64M)") from None
+
+
+def parse_sweep(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sdk-sweep: not a list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("--sdk-sweep: give positive integers, e.g. 1,4,8")
+    return values
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["all", "storage", "executor"], default="all")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: 64M file, 500 inputs, 200 small files, 40 jobs",
+    )
+    parser.add_argument("--size", type=parse_size, help="large transfer size (default 1G)")
+    parser.add_argument("--files", type=int, help="inputs of the metadata workflow (10000)")
+    parser.add_argument("--small-files", type=int, help="files in the directory output (2000)")
+    parser.add_argument("--jobs", type=int, help="jobs of the executor workflow (1000)")
+    parser.add_argument(
+        "--sdk-sweep",
+        type=parse_sweep,
+        default=[1, 2, 4, 8, 16],
+        help="max_concurrency values for the raw SDK (default 1,2,4,8,16)",
+    )
+    parser.add_argument(
+        "--status-interval",
+        type=float,
+        default=10.0,
+        help="--seconds-between-status-checks for both executors (10)",
+    )
+    parser.add_argument(
+        "--skip-baselines",
+        action="store_true",
+        help="measure only ours and the raw SDK (no baseline venvs)",
+    )
+    parser.add_argument("--output", type=Path, help="JSON path (benchmarks/results/<time>.json)")
+    args = parser.parse_args(argv)
+    quick = {"size": parse_size("64M"), "files": 500, "small_files": 200, "jobs": 40}
+    full = {"size": parse_size("1G"), "files": 10_000, "small_files": 2_000, "jobs": 1_000}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("files", "small_files", "jobs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.size < 1024**2:
+        parser.error("--size must be at least 1M")
+    return args
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def run_storage(args: argparse.Namespace, scratch: Path, results: Results) -> None:
+    problems: dict[str, str] = {}
+    azurite = start_azurite(scratch / "azurite")
+    proxy = CountingProxy(azurite.port).start()
+    try:
+        container = f"bench-{uuid.uuid4().hex[:12]}"
+        azurite.service_client().create_container(container)
+        bench = StorageBench(
+            azurite.blob_endpoint,
+            proxy,
+            azurite.account_name,
+            azurite.account_key,
+            container,
+            scratch / "storage",
+            log,
+        )
+        bench.scratch.mkdir()
+        if (problem := storage_sides.our_plugin_problem()) is not None:
+            problems["ours"] = problem
+        if not args.skip_baselines:
+            venvs.ensure(venvs.AZURE_STORAGE, log)
+
+        def sides_at(url: str) -> dict[str, storage_sides.StorageSide | None]:
+            return {
+                "ours": storage_sides.ours(url, azurite.account_key) if problem is None else None,
+                "azure": None
+                if args.skip_baselines
+                else storage_sides.azure_plugin(url, azurite.account_name, azurite.account_key),
+            }
+
+        metadata_figures(bench, sides_at(bench.proxied_url), args.files, results, problems)
+        # Transfers go straight to Azurite: the proxy would be one more bottleneck.
+        direct = sides_at(azurite.blob_endpoint)
+        transfer_figures(
+            bench, direct, args.size, args.sdk_sweep, args.small_files, results, problems
+        )
+    finally:
+        proxy.stop()
+        azurite.stop()
+    results.problems += [f"{name}: {text}" for name, text in problems.items()]
+    targets.storage_targets(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    started = time.monotonic()
+    command = shlex.join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+    results = Results(
+        machine=machine.describe(),
+        command=command,
+        parameters={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="snakemake-bench-"))
+    try:
+        if args.only in ("all", "storage"):
+            run_storage(args, scratch, results)
+        if args.only in ("all", "executor"):
+            import executor_bench
+
+            executor_bench.run_executor(args, scratch, results, log)
+            targets.executor_targets(results)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    results.details["total_seconds"] = round(time.monotonic() - started, 1)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = args.output or HERE / "results" / f"{stamp}.json"
+    results.write_json(output)
+    print(results.to_markdown())
+    print(f"\n(total {results.details['total_seconds']} s; JSON: {output})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The issue's performance targets, judged from the measured rows (reported, not asserted)."""
+
+from __future__ import annotations
+
+from report import Results, Row
+
+METADATA_SHARE = 0.01
+SDK_SHARE = 0.90
+AZURE_FACTOR = 3.0
+RSS_GROWTH = 1.2
+EXECUTOR_SHARE = 0.10
+NOTICE_SECONDS = 2.0
+
+
+def find(results: Results, figure_start: str, baseline_start: str) -> Row | None:
+    for row in results.rows:
+        if row.figure.startswith(figure_start) and row.baseline_name.startswith(baseline_start):
+            return row
+    return None
+
+
+def ratio_target(results: Results, name: str, row: Row | None, passes) -> None:
+    if row is None or row.ratio is None:
+        results.target(name, "not measured", None)
+        return
+    results.target(name, f"{row.ratio:.3g}x ({row.ours} vs {row.baseline})", passes(row.ratio))
+
+
+def storage_targets(results: Results) -> None:
+    for row in results.rows:
+        if row.figure.startswith("dry-run") and row.unit == "requests":
+            ratio_target(
+                results,
+                f"metadata requests <= 1% of azure plugin ({row.figure[9:]})",
+                row,
+                lambda r: r <= METADATA_SHARE,
+            )
+    for direction in ("upload", "download"):
+        sdk = next(
+            (
+                r
+                for r in results.rows
+                if r.unit == "MB/s"
+                and r.figure.endswith(direction)
+                and r.baseline_name.startswith("raw SDK")
+            ),
+            None,
+        )
+        azure = next(
+            (
+                r
+                for r in results.rows
+                if r.unit == "MB/s"
+                and r.figure.endswith(direction)
+                and r.baseline_name == "azure 0.4.4"
+            ),
+            None,
+        )
+        ratio_target(
+            results, f"large {direction} >= 90% of raw SDK best", sdk, lambda r: r >= SDK_SHARE
+        )
+        ratio_target(
+            results, f"large {direction} >= 3x azure plugin", azure, lambda r: r >= AZURE_FACTOR
+        )
+    full = results.details.get("transfer_large", {}).get("ours")
+    eighth = results.details.get("transfer_eighth_size", {}).get("ours")
+    for direction in ("up", "down"):
+        name = f"peak RSS flat in file size ({direction}: full size <= 1.2x eighth size)"
+        if not full or not eighth:
+            results.target(name, "not measured", None)
+            continue
+        big, small = full[direction]["peak_rss_mib"], eighth[direction]["peak_rss_mib"]
+        results.target(name, f"{big} MiB vs {small} MiB", big <= RSS_GROWTH * small)
+
+
+def executor_targets(results: Results) -> None:
+    details = results.details.get("executor", {})
+    ours = details.get("ours") or {}
+    rounds = ours.get("requests_per_round_by_size")
+    name = "executor requests per status round constant in jobs"
+    if rounds and len(rounds) >= 2:
+        values = list(rounds.values())
+        results.target(
+            name,
+            ", ".join(f"{k} jobs: {v}" for k, v in rounds.items()),
+            max(values) <= min(values) + 1,
+        )
+    else:
+        results.target(name, "not measured", None)
+    ratio_target(
+        results,
+        "executor total API requests <= 10% of existing plugin",
+        find(results, "total API requests", "kubernetes 0.5.1"),
+        lambda r: r <= EXECUTOR_SHARE,
+    )
+    notice = ours.get("completion_notice_s")
+    name = "completion noticed within 2 s"
+    if notice is None:
+        results.target(name, "not measured", None)
+    else:
+        results.target(name, f"{notice:.2f} s", notice <= NOTICE_SECONDS)
