@@ -1,0 +1,100 @@
+"""What the control API records and injects: a log of API requests and pending faults."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FAULT_ACTIONS = ("429", "500", "503", "drop")
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    query: str
+    user_agent: str
+    status: int | None = None  # None while a stream is open; 0 for a dropped connection
+    fault: str | None = None
+    time: float = field(default_factory=time.time)
+
+
+class RequestLog:
+    def __init__(self, limit: int = 100000) -> None:
+        self.records: list[RequestRecord] = []
+        self.limit = limit
+
+    def add(self, record: RequestRecord) -> RequestRecord:
+        if len(self.records) >= self.limit:
+            del self.records[: self.limit // 10]
+        self.records.append(record)
+        return record
+
+    def reset(self) -> int:
+        dropped = len(self.records)
+        self.records = []
+        return dropped
+
+    def to_json(self) -> dict[str, Any]:
+        counts = Counter(f"{r.method} {r.path}" for r in self.records)
+        return {
+            "requests": [asdict(r) for r in self.records],
+            "total": len(self.records),
+            "counts": dict(counts),
+        }
+
+
+@dataclass
+class Fault:
+    id: int
+    method: str  # HTTP method or "*"
+    path: str  # regular expression searched in the request path
+    action: str  # 429 | 500 | 503 | drop
+    remaining: int
+    retry_after: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.remaining > 0
+            and self.method in ("*", method.upper())
+            and re.search(self.path, path) is not None
+        )
+
+
+class FaultInjector:
+    def __init__(self) -> None:
+        self.faults: list[Fault] = []
+        self._next_id = 1
+
+    def add(self, method: str, path: str, action: str, count: int, retry_after: int) -> Fault:
+        if action not in FAULT_ACTIONS:
+            raise ValueError(f"fault action {action!r}: expected one of {', '.join(FAULT_ACTIONS)}")
+        if count < 1:
+            raise ValueError(f"fault count {count}: must be at least 1")
+        try:
+            re.compile(path)
+        except re.error as error:
+            raise ValueError(f"fault path regex {path!r}: {error}") from None
+        fault = Fault(self._next_id, method.upper(), path, action, count, retry_after)
+        self._next_id += 1
+        self.faults.append(fault)
+        return fault
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first pending fault matching this request, consuming one of its uses."""
+        for fault in self.faults:
+            if fault.matches(method, path):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def clear(self) -> None:
+        self.faults = []
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [asdict(f) for f in self.faults]
