@@ -1,0 +1,160 @@
+"""One BlobServiceClient per account and credential, configured from the settings.
+
+Retries: azure-core's RetryPolicy retries 408, 429 and 5xx answers (except 501/505) and
+connection/read errors, and sleeps for the Retry-After the service asks for. 401/403
+are never retried. Every attempt is counted in the provider's RequestLog.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from azure.core.pipeline.policies import RetryPolicy
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient
+
+from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
+from snakemake_storage_plugin_azblob.requestlog import RequestLog
+from snakemake_storage_plugin_azblob.settings import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_BACKOFF,
+    StorageProviderSettings,
+)
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """Numbers taken from the settings, with defaults filled in."""
+
+    max_concurrency: int
+    block_size: int | None
+    retries: int
+    retry_backoff: float
+    connect_timeout: float
+    read_timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: StorageProviderSettings | None) -> TransferOptions:
+        from snakemake_interface_common.exceptions import WorkflowError
+
+        s = settings or StorageProviderSettings()
+
+        def pick(name: str, default, minimum):
+            value = getattr(s, name)
+            if value is None:
+                return default
+            if value < minimum:
+                raise WorkflowError(
+                    f"azblob setting {name} must be at least {minimum}, got {value!r}"
+                )
+            return value
+
+        block_size = pick("block_size", 0, 0) or None
+        if block_size is not None and block_size > 4000 * MIB:
+            raise WorkflowError(
+                f"azblob setting block_size must be at most {4000 * MIB} bytes (4000 MiB), "
+                f"got {block_size}"
+            )
+        return cls(
+            max_concurrency=int(pick("max_concurrency", DEFAULT_MAX_CONCURRENCY, 1)),
+            block_size=block_size,
+            retries=int(pick("retries", DEFAULT_RETRIES, 0)),
+            retry_backoff=float(pick("retry_backoff", DEFAULT_RETRY_BACKOFF, 0)),
+            connect_timeout=float(pick("connect_timeout", DEFAULT_CONNECT_TIMEOUT, 0.001)),
+            read_timeout=float(pick("read_timeout", DEFAULT_READ_TIMEOUT, 0.001)),
+        )
+
+
+class StorageAwareRetryPolicy(RetryPolicy):
+    """azure-core's retry policy, taking the request options that the storage SDK
+    meant for its own retry policy so they do not reach the HTTP transport."""
+
+    STORAGE_ONLY_OPTIONS = ("hosts", "location_mode", "retry_to_secondary", "retry_hook")
+
+    def configure_retries(self, options):
+        for name in self.STORAGE_ONLY_OPTIONS:
+            options.pop(name, None)
+        return super().configure_retries(options)
+
+    def send(self, request):
+        response = super().send(request)
+        # The storage SDK's deserializers read where the answer came from.
+        response.http_response.location_mode = "primary"
+        return response
+
+
+class CountingTransport(RequestsTransport):
+    """The SDK's requests transport, recording every request it sends."""
+
+    def __init__(self, request_log: RequestLog, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._request_log = request_log
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        self._request_log.record(request.method, urlsplit(request.url).query)
+        return super().send(request, **kwargs)
+
+
+class ClientPool:
+    """Creates and keeps one BlobServiceClient per (account URL, credential)."""
+
+    def __init__(self, options: TransferOptions, request_log: RequestLog) -> None:
+        self.options = options
+        self.request_log = request_log
+        self._clients: dict[tuple, BlobServiceClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, auth: ResolvedAuth) -> BlobServiceClient:
+        with self._lock:
+            client = self._clients.get(auth.client_key)
+            if client is None:
+                client = self._create(auth)
+                self._clients[auth.client_key] = client
+            return client
+
+    def _create(self, auth: ResolvedAuth) -> BlobServiceClient:
+        o = self.options
+        session = requests.Session()
+        # Directory transfers run max_concurrency files at once; keep a connection each.
+        pool_size = max(10, 2 * o.max_concurrency + 2)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        transport = CountingTransport(
+            self.request_log,
+            session=session,
+            session_owner=True,
+            connection_timeout=o.connect_timeout,
+            read_timeout=o.read_timeout,
+        )
+        retry = StorageAwareRetryPolicy(
+            retry_total=o.retries,
+            retry_connect=o.retries,
+            retry_read=o.retries,
+            retry_status=o.retries,
+            retry_backoff_factor=o.retry_backoff,
+            retry_backoff_max=60,
+        )
+        chunk = o.block_size or 8 * MIB
+        return BlobServiceClient(
+            auth.account_url,
+            credential=auth.credential,
+            transport=transport,
+            retry_policy=retry,
+            max_chunk_get_size=chunk,
+            max_single_get_size=max(chunk, 32 * MIB),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()

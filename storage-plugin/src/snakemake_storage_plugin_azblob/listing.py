@@ -1,0 +1,119 @@
+"""Listing blobs: one folder level (for inventories) or a whole subtree (for directories).
+
+Each list request returns up to 5,000 entries, so a folder of N blobs costs
+ceil(N / 5000) requests. A missing container lists as empty.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from azure.storage.blob import BlobPrefix, BlobProperties, ContainerClient
+
+from snakemake_storage_plugin_azblob.errors import is_not_found
+
+PAGE_SIZE = 5000
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    name: str
+    size: int
+    mtime: float
+    md5: bytes | None = None
+    metadata: dict[str, str] | None = None
+
+    @classmethod
+    def from_properties(cls, properties: BlobProperties) -> BlobEntry:
+        md5 = properties.content_settings.content_md5
+        return cls(
+            name=properties.name,
+            size=int(properties.size or 0),
+            mtime=properties.last_modified.timestamp(),
+            md5=bytes(md5) if md5 else None,
+            metadata=dict(properties.metadata) if properties.metadata is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """Blobs directly in a folder and the names of its subfolders (without the '/')."""
+
+    blobs: tuple[BlobEntry, ...] = ()
+    subfolders: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.blobs and not self.subfolders
+
+
+def list_folder(container: ContainerClient, prefix: str) -> FolderListing:
+    """One level below ``prefix`` ('' or ending with '/')."""
+    blobs: list[BlobEntry] = []
+    subfolders: list[str] = []
+    try:
+        for item in container.walk_blobs(
+            name_starts_with=prefix or None, delimiter="/", results_per_page=PAGE_SIZE
+        ):
+            if isinstance(item, BlobPrefix):
+                subfolders.append(item.name.rstrip("/"))
+            else:
+                blobs.append(BlobEntry.from_properties(item))
+    except Exception as e:
+        if is_not_found(e):
+            return FolderListing()
+        raise
+    return FolderListing(tuple(blobs), tuple(subfolders))
+
+
+def list_tree(
+    container: ContainerClient, prefix: str, *, with_metadata: bool = False
+) -> list[BlobEntry]:
+    """Every blob whose name starts with ``prefix``; empty if the container is missing."""
+    include = ["metadata"] if with_metadata else None
+    try:
+        return [
+            BlobEntry.from_properties(item)
+            for item in container.list_blobs(
+                name_starts_with=prefix or None, include=include, results_per_page=PAGE_SIZE
+            )
+        ]
+    except Exception as e:
+        if is_not_found(e):
+            return []
+        raise
+
+
+@dataclass
+class ListingMemo:
+    """Folder listings shared by all objects of a provider.
+
+    Concurrent inventories of files in one folder wait for a single listing. Entries are
+    dropped when this process writes into the container, and after ``max_age`` seconds
+    (inventories are only consulted while Snakemake builds its DAG).
+    """
+
+    max_age: float = 300.0
+    _entries: dict[tuple, tuple[float, FolderListing]] = field(default_factory=dict)
+    _locks: dict[tuple, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: tuple, load: Callable[[], FolderListing]) -> FolderListing:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._entries.get(key)
+            if cached is not None and time.monotonic() - cached[0] <= self.max_age:
+                return cached[1]
+            listing = load()
+            self._entries[key] = (time.monotonic(), listing)
+            return listing
+
+    def invalidate(self, key_prefix: tuple) -> None:
+        """Drop every entry whose key starts with ``key_prefix``."""
+        with self._guard:
+            for key in [k for k in self._entries if k[: len(key_prefix)] == key_prefix]:
+                del self._entries[key]
