@@ -1,1 +1,22 @@
 """Snakemake executor plugin for Kubernetes (`--executor kubernetes`)."""
+
+from snakemake_interface_executor_plugins.settings import CommonSettings
+
+from snakemake_executor_plugin_kubernetes.executor import Executor
+from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+
+common_settings = CommonSettings(
+    non_local_exec=True,
+    implies_no_shared_fs=True,
+    job_deploy_sources=True,
+    pass_default_storage_provider_args=True,
+    pass_default_resources_args=True,
+    # Env vars travel in the run's Secret (secretKeyRef), never on the command line.
+    pass_envvar_declarations_to_cmd=False,
+    # The job image is expected to contain the storage plugins; the per-run setting
+    # --kubernetes-auto-deploy-storage-plugins turns the pip install per pod back on.
+    auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=0,
+)
+
+__all__ = ["Executor", "ExecutorSettings", "common_settings"]

@@ -1,0 +1,63 @@
+"""Deleting a run's objects: single Jobs as they finish, everything on cancel or cleanup."""
+
+from typing import Any
+
+from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
+from snakemake_executor_plugin_kubernetes.naming import RUN_ID_LABEL
+
+BACKGROUND = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+
+
+def run_selector(run_id: str) -> str:
+    return f"{RUN_ID_LABEL}={run_id}"
+
+
+def delete_job(client: KubeClient, namespace: str, name: str) -> bool:
+    """Delete one Job and (in the background) its pods; False if already gone."""
+    try:
+        client.request("DELETE", job_path(namespace, name), body=BACKGROUND)
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
+ALL_KINDS = ("jobs", "pods", "secrets", "configmaps")
+
+
+def _collection(namespace: str, kind: str) -> str:
+    return job_path(namespace) if kind == "jobs" else core_path(namespace, kind)
+
+
+def delete_run(
+    client: KubeClient, namespace: str, run_id: str, kinds: tuple[str, ...] = ALL_KINDS
+) -> dict[str, int]:
+    """Delete every object of `kinds` labelled with the run id; returns counts per kind.
+
+    Jobs go first: deleting them stops the Job controller from creating new pods.
+    """
+    selector = run_selector(run_id)
+    counts: dict[str, int] = {}
+    for kind in kinds:
+        path = _collection(namespace, kind)
+        items = client.request("GET", path, query=[("labelSelector", selector)]).get("items") or []
+        counts[kind] = len(items)
+        if not items:
+            continue
+        try:
+            client.request("DELETE", path, query=[("labelSelector", selector)], body=BACKGROUND)
+        except ApiError as e:
+            if e.status not in (404, 405):
+                raise
+            _delete_each(client, path, items)
+    return counts
+
+
+def _delete_each(client: KubeClient, path: str, items: list[dict[str, Any]]) -> None:
+    for item in items:
+        try:
+            client.request("DELETE", f"{path}/{item['metadata']['name']}", body=BACKGROUND)
+        except ApiError as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,239 @@
+"""A small JSON REST client for the Kubernetes API with retries and credential reload.
+
+It reuses the official client's configuration loading (kubeconfig incl. exec plugins,
+in-cluster service account) and transport, but sends and returns plain dicts.
+"""
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+from snakemake_interface_common.exceptions import WorkflowError
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+USER_AGENT = "snakemake-executor-plugin-kubernetes"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server (status 0: no answer at all)."""
+
+    def __init__(
+        self, status: int, reason: str, message: str = "", retry_after: float | None = None
+    ):
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Configuration:
+    """Kubeconfig (explicit, $KUBECONFIG or ~/.kube/config), else in-cluster."""
+    conf = k8s.Configuration()
+    try:
+        k8s_config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=conf, persist_config=False
+        )
+    except (ConfigException, OSError) as e:
+        if kubeconfig or context:
+            raise WorkflowError(
+                f"Cannot load kubeconfig {kubeconfig or '(default)'} with context "
+                f"{context or '(current)'} (settings --kubernetes-kubeconfig, "
+                f"--kubernetes-context): {e}"
+            ) from None
+        try:
+            k8s_config.load_incluster_config(client_configuration=conf, try_refresh_token=True)
+        except ConfigException as e2:
+            raise WorkflowError(
+                "No Kubernetes configuration found: no kubeconfig ($KUBECONFIG, ~/.kube/config, "
+                f"--kubernetes-kubeconfig) and not running in a cluster ({e2})."
+            ) from None
+    conf.retries = False  # this client retries itself, with backoff and Retry-After
+    conf.connection_pool_maxsize = 16
+    return conf
+
+
+@dataclass
+class Backoff:
+    base: float = 0.5
+    cap: float = 30.0
+    max_attempts: int = 8
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+class KubeClient:
+    def __init__(
+        self,
+        configuration_loader: Callable[[], k8s.Configuration],
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        request_timeout: tuple[float, float] = (10.0, 60.0),
+    ):
+        self._loader = configuration_loader
+        self._backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._timeout = request_timeout
+        self._swap_lock = threading.Lock()
+        self._api = self._new_api_client()
+        self.credential_reloads = 0
+
+    @classmethod
+    def from_kubeconfig(
+        cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any
+    ) -> "KubeClient":
+        return cls(lambda: load_configuration(kubeconfig, context), **kw)
+
+    def _new_api_client(self) -> k8s.ApiClient:
+        api = k8s.ApiClient(self._loader())
+        api.user_agent = USER_AGENT
+        return api
+
+    def _reload_credentials(self, stale: k8s.ApiClient) -> None:
+        """Rebuild the configuration (re-runs exec plugins, rereads token files)."""
+        fresh = self._new_api_client()  # outside the lock: may run an exec plugin
+        with self._swap_lock:
+            if self._api is stale:
+                self._api = fresh
+                self.credential_reloads += 1
+
+    @property
+    def api_client(self) -> k8s.ApiClient:
+        with self._swap_lock:
+            return self._api
+
+    def _send(
+        self,
+        api: k8s.ApiClient,
+        method: str,
+        path: str,
+        query: list[tuple[str, Any]] | None,
+        body: Any,
+        content_type: str | None,
+        timeout: Any,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        method, url, headers, body, _ = api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            return api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise ApiError(0, type(e).__name__, str(e)) from None
+        except k8s.ApiException as e:  # transport-level (e.g. TLS) failure
+            raise ApiError(int(e.status or 0), str(e.reason or "error")) from None
+
+    def _raise_for_status(self, response: Any) -> None:
+        if 200 <= response.status < 300:
+            return
+        data = response.read()
+        message = ""
+        try:
+            message = json.loads(data).get("message", "")
+        except (ValueError, AttributeError):
+            message = data[:200].decode(errors="replace") if data else ""
+        raise ApiError(
+            response.status, response.reason or "", message, _retry_after(response.headers)
+        )
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: Any = None,
+        retry: bool = True,
+    ) -> Any:
+        """Send one request, retrying transient failures; returns the open response."""
+        attempt = 0
+        reloaded = False
+        while True:
+            api = self.api_client
+            try:
+                response = self._send(
+                    api, method, path, query, body, content_type, timeout or self._timeout
+                )
+                self._raise_for_status(response)
+                return response
+            except ApiError as e:
+                if e.status == 401 and not reloaded:
+                    reloaded = True
+                    self._reload_credentials(api)
+                    continue
+                retryable = e.status == 0 or e.status in RETRYABLE_STATUS
+                if not retry or not retryable or attempt + 1 >= self._backoff.max_attempts:
+                    raise
+                self._sleep(self._backoff.delay(attempt, e.retry_after))
+                attempt += 1
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        response = self.raw(method, path, **kw)
+        data = response.read()
+        return json.loads(data) if data else {}
+
+    def stream_lines(
+        self, path: str, query: list[tuple[str, Any]], read_timeout: float
+    ) -> Iterator[bytes]:
+        """GET a streaming endpoint (a watch) once, without retries; yield its lines."""
+        response = self.raw(
+            "GET", path, query=query, timeout=(self._timeout[0], read_timeout), retry=False
+        )
+        raw = response.response
+        pending = b""
+        try:
+            for chunk in raw.stream(65536, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from (line for line in lines if line.strip())
+            if pending.strip():
+                yield pending
+        finally:
+            raw.release_conn()
+
+    def close(self) -> None:
+        with self._swap_lock:
+            api = self._api
+        api.close()
+
+
+def job_path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    return f"{base}/{name}" if name else base
+
+
+def core_path(namespace: str, plural: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/{plural}"
+    return f"{base}/{name}" if name else base

@@ -1,0 +1,236 @@
+"""The Snakemake executor: one Kubernetes Job per Snakemake job, watched, not polled."""
+
+import dataclasses
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+from snakemake_interface_executor_plugins.settings import CommonSettings, DeploymentMethod
+
+from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
+from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
+from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
+from snakemake_executor_plugin_kubernetes.facts import job_facts
+from snakemake_executor_plugin_kubernetes.logs import fetch_log, kubectl_hints, save_log, tail
+from snakemake_executor_plugin_kubernetes.naming import new_run_id
+from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
+from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
+from snakemake_executor_plugin_kubernetes.secrets import RunSecret
+from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
+
+CLEANUP_COMMAND = (
+    "python -m snakemake_executor_plugin_kubernetes cleanup --run-id {} --namespace {}"
+)
+
+
+class Executor(RemoteExecutor):
+    # Tests may replace this to inject a client bound to a local cluster.
+    client_factory = staticmethod(KubeClient.from_kubeconfig)
+
+    def __post_init__(self) -> None:
+        self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
+        self.config: RunConfig = build_run_config(self.settings)
+        self.namespace = self.config.namespace
+        self.image = self.workflow.remote_execution_settings.container_image
+        if not self.image:
+            raise WorkflowError("--container-image is required by the kubernetes executor.")
+        self.run_id = new_run_id()
+        self.client: KubeClient = self.client_factory(
+            self.settings.kubeconfig, self.settings.context
+        )
+        deployment = self.workflow.deployment_settings.deployment_method
+        self.apptainer = DeploymentMethod.APPTAINER in deployment
+        self.preemptible_rules = getattr(
+            self.workflow.remote_execution_settings, "preemptible_rules", None
+        )
+        self.limits = Limits(
+            disruption_retries=self.config.disruption_retries,
+            unschedulable_timeout=self.config.unschedulable_timeout,
+            image_pull_grace=self.config.image_pull_grace,
+        )
+        self.trackers: dict[str, JobTracker] = {}
+        self.secret = RunSecret(
+            self.client, self.namespace, self.run_id, self.envvars(), run_labels(self.run_id)
+        )
+        self.secret.create()
+        self.watcher = RunWatcher(
+            self.client, self.namespace, run_selector(self.run_id), on_error=self.logger.warning
+        )
+        self.watcher.start()
+        self.logger.info(
+            f"Kubernetes run id {self.run_id} in namespace {self.namespace}, image {self.image}. "
+            "If this run is killed, remove its leftovers with: "
+            + CLEANUP_COMMAND.format(self.run_id, self.namespace)
+        )
+
+    @property
+    def common_settings(self) -> CommonSettings:
+        base = self.workflow.executor_plugin.common_settings
+        return dataclasses.replace(
+            base, auto_deploy_default_storage_provider=self.settings.auto_deploy_storage_plugins
+        )
+
+    def render(self, job: JobExecutorInterface) -> dict[str, Any]:
+        facts = job_facts(job, self.preemptible_rules)
+        given = RenderInput(
+            run_id=self.run_id,
+            image=self.image,
+            command=self.format_job_exec(job),
+            secret_name=self.secret.name if self.secret.needed else None,
+            secret_env=self.secret.env_names,
+            apptainer=self.apptainer,
+        )
+        return render_job(self.config, facts, given)
+
+    def run_job(self, job: JobExecutorInterface) -> None:
+        manifest = self.render(job)
+        name = manifest["metadata"]["name"]
+        created = self._create(manifest)
+        self.watcher.cache.put("jobs", created, only_if_newer=True)
+        self.secret.add_owner(created)
+        self.trackers[name] = JobTracker()
+        self.logger.debug(f"Submitted Kubernetes Job {name} in namespace {self.namespace}.")
+        self.report_job_submission(SubmittedJobInfo(job=job, external_jobid=name))
+
+    def _create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        try:
+            return self.client.request("POST", job_path(self.namespace), body=manifest)
+        except ApiError as e:
+            if e.status == 409:  # an earlier attempt of this request did create it
+                try:
+                    return self.client.request("GET", job_path(self.namespace, name))
+                except ApiError as e2:
+                    e = e2
+            raise WorkflowError(
+                f"Cannot create Kubernetes Job {name} in namespace {self.namespace}: {e}"
+            ) from None
+
+    async def check_active_jobs(
+        self, active_jobs: list[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        try:
+            self.secret.sync_owners()
+        except ApiError as e:
+            self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {e}")
+        if not self.watcher.cache.synced():
+            for job_info in active_jobs:
+                yield job_info
+            return
+        now = time.monotonic()
+        pods_by_job = self.watcher.cache.pods_by_job()
+        for job_info in active_jobs:
+            name = job_info.external_jobid
+            job = self.watcher.cache.job(name)
+            if job is None:
+                async with self.status_rate_limiter:
+                    job = self._get_job(name)
+            tracker = self.trackers.setdefault(name, JobTracker())
+            verdict = judge(
+                job,
+                pods_by_job.get(name, []),
+                self.limits,
+                tracker,
+                now,
+                gone=self.watcher.cache.gone_pods(name),
+            )
+            for notice in verdict.notices:
+                self.logger.warning(f"{self._describe(job_info)}: {notice}")
+            if verdict.state == "running":
+                yield job_info
+            elif verdict.state == "succeeded":
+                self._on_success(job_info, verdict)
+            else:
+                self._on_failure(job_info, verdict)
+
+    def _get_job(self, name: str) -> dict[str, Any] | None:
+        """Fallback for a Job missing from the cache (e.g. a relist raced its creation)."""
+        try:
+            job = self.client.request("GET", job_path(self.namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        self.watcher.cache.put("jobs", job, only_if_newer=True)
+        return job
+
+    def _describe(self, job_info: SubmittedJobInfo) -> str:
+        job = job_info.job
+        kind = "group" if job.is_group() else "rule"
+        return f"{kind} {job.name} (jobid {job.jobid}, Kubernetes Job {job_info.external_jobid})"
+
+    def _forget(self, name: str) -> None:
+        self.trackers.pop(name, None)
+        self.watcher.cache.forget_job(name)
+        self.secret.drop_owner(name)
+
+    def _on_success(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
+        name = job_info.external_jobid
+        if self.config.save_all_logs and verdict.pod:
+            text = fetch_log(self.client, self.namespace, verdict.pod)
+            if text is not None:
+                save_log(name, text)
+        if not self.config.keep_jobs:
+            try:
+                delete_job(self.client, self.namespace, name)
+            except ApiError as e:
+                self.logger.warning(f"Cannot delete finished Job {name}: {e}")
+        self._forget(name)
+        self.report_job_success(job_info)
+
+    def _on_failure(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
+        name = job_info.external_jobid
+        aux_logs: list[str] = []
+        lines = ""
+        if verdict.pod:
+            text = fetch_log(self.client, self.namespace, verdict.pod)
+            if text is not None:
+                aux_logs.append(str(save_log(name, text)))
+                lines = tail(text, self.config.log_tail_lines)
+        if verdict.delete_job:
+            try:
+                delete_job(self.client, self.namespace, name)
+            except ApiError as e:
+                self.logger.warning(f"Cannot delete Job {name}: {e}")
+        msg = f"{self._describe(job_info)} failed: {verdict.message}\n"
+        if lines:
+            msg += f"Last {len(lines.splitlines())} log lines:\n{lines}\n"
+        if not verdict.delete_job:
+            msg += kubectl_hints(self.namespace, name, verdict.pod)
+            msg += " (its Job is kept until the run ends)\n"
+        self._forget(name)
+        self.report_job_error(job_info, msg=msg, aux_logs=aux_logs)
+
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        if not active_jobs:
+            return
+        try:
+            counts = delete_run(self.client, self.namespace, self.run_id, kinds=("jobs", "pods"))
+            self.logger.info(
+                f"Deleted {counts.get('jobs', 0)} Kubernetes Jobs of run {self.run_id}."
+            )
+        except ApiError as e:
+            self.logger.error(
+                f"Cannot delete the Jobs of run {self.run_id}: {e}. Remove them with: "
+                + CLEANUP_COMMAND.format(self.run_id, self.namespace)
+            )
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.watcher.stop()
+        # Failed Jobs stay for inspection while the run goes on; the run removes all
+        # its objects when it ends (with --kubernetes-keep-jobs only its Secret).
+        kinds = ("secrets",) if self.config.keep_jobs else ("jobs", "pods", "secrets")
+        try:
+            delete_run(self.client, self.namespace, self.run_id, kinds=kinds)
+        except ApiError as e:
+            self.logger.warning(
+                f"Cannot delete the objects of run {self.run_id}: {e}. Remove them with: "
+                + CLEANUP_COMMAND.format(self.run_id, self.namespace)
+            )
+        self.client.close()

@@ -1,0 +1,43 @@
+"""Fetching and saving job pod logs."""
+
+from pathlib import Path
+
+from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path
+from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
+
+LOG_DIR = Path(".snakemake") / "logs" / "kubernetes"
+
+
+def fetch_log(client: KubeClient, namespace: str, pod: str) -> str | None:
+    """The pod's job container log, or None if there is none (yet/anymore)."""
+    try:
+        response = client.raw(
+            "GET", core_path(namespace, "pods", pod) + "/log", query=[("container", CONTAINER_NAME)]
+        )
+    except ApiError:
+        return None
+    return response.read().decode(errors="replace")
+
+
+def save_log(job_name: str, text: str, directory: Path = LOG_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{job_name}.log"
+    partial = path.with_suffix(".log.part")
+    partial.write_text(text)
+    partial.replace(path)
+    return path
+
+
+def tail(text: str, lines: int) -> str:
+    if lines <= 0:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def kubectl_hints(namespace: str, job_name: str, pod: str | None) -> str:
+    if pod:
+        return (
+            f"Inspect with: kubectl describe pod {pod} -n {namespace}; "
+            f"kubectl logs {pod} -n {namespace}"
+        )
+    return f"Inspect with: kubectl describe job {job_name} -n {namespace}"

@@ -1,0 +1,245 @@
+"""Decide from a Job and its pods whether a job runs, succeeded or failed, and why."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
+
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+DISRUPTION_REASONS = frozenset({"Evicted", "NodeLost", "Preempting", "Terminated", "Shutdown"})
+
+
+@dataclass
+class Limits:
+    disruption_retries: int = 3
+    unschedulable_timeout: float = 600
+    image_pull_grace: float = 180
+
+
+@dataclass
+class Verdict:
+    state: str  # "running" | "succeeded" | "failed"
+    message: str = ""
+    pod: str | None = None  # the pod whose logs explain the outcome
+    delete_job: bool = False  # the executor ends the Job itself (Kubernetes would not)
+    notices: list[str] = field(default_factory=list)  # to log once, e.g. a retried eviction
+
+
+@dataclass
+class JobTracker:
+    """Per-Job memory between status rounds: when a stall was first seen (by the
+    submitter's monotonic clock, never the cluster's) and disruptions already reported."""
+
+    stalls: dict[tuple[str, str], float] = field(default_factory=dict)
+    reported_disruptions: set[str] = field(default_factory=set)
+
+    def stalled_for(self, pod: str, kind: str, now: float) -> float:
+        return now - self.stalls.setdefault((pod, kind), now)
+
+    def clear_other_stalls(self, pod: str, kind: str | None) -> None:
+        for key in [k for k in self.stalls if k[0] == pod and k[1] != kind]:
+            del self.stalls[key]
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _true(conds: dict[str, dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    cond = conds.get(kind)
+    return cond if cond is not None and cond.get("status") == "True" else None
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("name", "?")
+
+
+def _container_status(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == CONTAINER_NAME:
+            return status
+    return statuses[0] if statuses else {}
+
+
+def is_disrupted(pod: dict[str, Any]) -> bool:
+    """A failed pod that was disrupted (evicted, preempted, node lost), not a job failure."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Failed":
+        return False
+    return (
+        bool(_true(_conditions(pod), "DisruptionTarget"))
+        or status.get("reason") in DISRUPTION_REASONS
+    )
+
+
+def describe_disruption(pod: dict[str, Any]) -> str:
+    cond = _conditions(pod).get("DisruptionTarget") or {}
+    status = pod.get("status") or {}
+    reason = cond.get("reason") or status.get("reason") or ""
+    message = cond.get("message") or status.get("message") or ""
+    node = (pod.get("spec") or {}).get("nodeName") or "(none)"
+    lowered = f"{reason} {message}".lower()
+    if "evict" in lowered:
+        what = "was evicted"
+    elif "preempt" in lowered:
+        what = "was preempted"
+    elif reason in ("DeletionByPodGC", "DeletionByTaintManager", "NodeLost") or "node" in lowered:
+        what = "lost its node"
+    elif not reason:
+        what = "was deleted before it finished (node lost or pod removed)"
+    else:
+        what = "was disrupted"
+    detail = f"{reason}: {message}" if reason and message else reason or message
+    return f"pod {_name(pod)} on node {node} {what}" + (f" ({detail})" if detail else "")
+
+
+def _job_container(job: dict[str, Any]) -> dict[str, Any]:
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    for container in containers:
+        if container.get("name") == CONTAINER_NAME:
+            return container
+    return {}
+
+
+def describe_failure(job: dict[str, Any] | None, pod: dict[str, Any] | None) -> str:
+    """One sentence: the Kubernetes reason, exit code and what the limits were."""
+    job = job or {}
+    pod_status = (pod or {}).get("status") or {}
+    container = _container_status(pod or {})
+    state = container.get("state") or {}
+    terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+    job_failed = _true(_conditions(job), "Failed") or _true(_conditions(job), "FailureTarget")
+    pod_spec = job.get("spec", {}).get("template", {}).get("spec", {})
+    limits = _job_container(job).get("resources", {}).get("limits", {})
+
+    if terminated and terminated.get("reason") == "OOMKilled":
+        limit = limits.get("memory", "none")
+        return (
+            f"OOMKilled: the container exceeded its memory limit {limit} "
+            f"(exit code {terminated.get('exitCode')}); raise mem_mb for the rule"
+        )
+    deadline_job = job_failed and job_failed.get("reason") == "DeadlineExceeded"
+    if pod_status.get("reason") == "DeadlineExceeded" or deadline_job:
+        seconds = pod_spec.get("activeDeadlineSeconds") or job.get("spec", {}).get(
+            "activeDeadlineSeconds"
+        )
+        runtime = f"{seconds / 60:g} min" if seconds else "the deadline"
+        return (
+            f"DeadlineExceeded: the job ran longer than its runtime of {runtime} "
+            f"(activeDeadlineSeconds={seconds})"
+        )
+    if terminated:
+        reason = terminated.get("reason") or "Error"
+        text = f"{reason}: exit code {terminated.get('exitCode')}"
+        if terminated.get("message"):
+            text += f" ({terminated['message'].strip()[:300]})"
+        return text
+    if pod_status.get("reason"):
+        return f"{pod_status['reason']}: {pod_status.get('message', '')}".strip()
+    if job_failed:
+        return f"{job_failed.get('reason')}: {job_failed.get('message', '')}".strip()
+    return "the Job failed without a pod status"
+
+
+def judge(
+    job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    limits: Limits,
+    tracker: JobTracker,
+    now: float,
+    gone: list[dict[str, Any]] | None = None,
+) -> Verdict:
+    """`pods`: the Job's pods (oldest first); `gone`: its pods deleted unfinished."""
+    if job is None:
+        return Verdict("failed", "its Kubernetes Job was deleted from outside this run")
+    conds = _conditions(job)
+    if _true(conds, "Complete") or _true(conds, "SuccessCriteriaMet"):
+        done = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+        return Verdict("succeeded", pod=_name(done[-1]) if done else None)
+
+    notices: list[str] = []
+    disrupted = [p for p in pods if is_disrupted(p)]
+    live_names = {_name(p) for p in pods}
+    disrupted += [p for p in gone or [] if _name(p) not in live_names]
+    for pod in disrupted:
+        if _name(pod) not in tracker.reported_disruptions:
+            tracker.reported_disruptions.add(_name(pod))
+            n = len(tracker.reported_disruptions)
+            retry = (
+                f"Kubernetes retries the job in a new pod (disruption {n} of "
+                f"{limits.disruption_retries} allowed by --kubernetes-disruption-retries; "
+                "Snakemake's --retries are not used)"
+                if n <= limits.disruption_retries
+                else "no disruption retries left"
+            )
+            notices.append(f"{describe_disruption(pod)}; {retry}")
+
+    failed = _true(conds, "Failed") or _true(conds, "FailureTarget")
+    app_failed = [
+        p for p in pods if (p.get("status") or {}).get("phase") == "Failed" and p not in disrupted
+    ]
+    if failed or app_failed:
+        pod = app_failed[-1] if app_failed else (pods[-1] if pods else None)
+        reason = f" ({failed.get('reason')})" if failed and failed.get("reason") else ""
+        return Verdict(
+            "failed",
+            f"Kubernetes Job {_name(job)} failed{reason}: {describe_failure(job, pod)}",
+            pod=_name(pod) if pod else None,
+            notices=notices,
+        )
+    if len(disrupted) > limits.disruption_retries:
+        return Verdict(
+            "failed",
+            f"Kubernetes Job {_name(job)}: its pod was disrupted {len(disrupted)} times, more "
+            f"than --kubernetes-disruption-retries={limits.disruption_retries} "
+            f"(last: {describe_disruption(disrupted[-1])})",
+            pod=_name(disrupted[-1]),
+            delete_job=True,
+            notices=notices,
+        )
+
+    live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
+    for pod in live:
+        stall = _stall(pod, limits, tracker, now)
+        if stall is not None:
+            stall.notices = notices
+            return stall
+    return Verdict("running", notices=notices)
+
+
+def _stall(pod: dict[str, Any], limits: Limits, tracker: JobTracker, now: float) -> Verdict | None:
+    name = _name(pod)
+    scheduled = _conditions(pod).get("PodScheduled") or {}
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        tracker.clear_other_stalls(name, "unschedulable")
+        if tracker.stalled_for(name, "unschedulable", now) > limits.unschedulable_timeout:
+            return Verdict(
+                "failed",
+                f"Unschedulable: pod {name} could not be placed for more than "
+                f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: "
+                f"{scheduled.get('message', 'no message from the scheduler')}",
+                pod=name,
+                delete_job=True,
+            )
+        return None
+    waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason")
+    kind = (
+        "image" if reason in IMAGE_PULL_REASONS else "config" if reason in CONFIG_REASONS else None
+    )
+    tracker.clear_other_stalls(name, kind)
+    if kind and tracker.stalled_for(name, kind, now) > limits.image_pull_grace:
+        image = next((c.get("image") for c in (pod.get("spec") or {}).get("containers") or []), "?")
+        return Verdict(
+            "failed",
+            f"{reason}: pod {name} (image {image}) stayed in {reason} for more than "
+            f"--kubernetes-image-pull-grace={limits.image_pull_grace:g}s: "
+            f"{waiting.get('message', '')}".rstrip(": "),
+            pod=name,
+            delete_job=True,
+        )
+    return None

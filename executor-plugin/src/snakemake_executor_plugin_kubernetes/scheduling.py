@@ -1,0 +1,125 @@
+"""Where and how a job's pod runs: selectors, tolerations, affinity, classes, identity.
+
+Run-wide settings apply to every job; per-rule `k8s_*` resources override or extend them.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from snakemake_executor_plugin_kubernetes.config import RunConfig
+from snakemake_executor_plugin_kubernetes.facts import JobFacts
+from snakemake_executor_plugin_kubernetes.parsing import (
+    parse_annotations,
+    parse_bool,
+    parse_labels,
+    parse_object_name,
+    parse_pull_policy,
+    parse_tolerations,
+)
+
+PER_RULE_RESOURCES = (
+    "k8s_node_selector",
+    "k8s_tolerations",
+    "k8s_labels",
+    "k8s_annotations",
+    "k8s_priority_class",
+    "k8s_service_account",
+    "k8s_runtime_class",
+    "k8s_privileged",
+    "k8s_image_pull_policy",
+)
+
+
+@dataclass
+class SchedulingPlan:
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, str]] = field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    priority_class: str | None = None
+    runtime_class: str | None = None
+    scheduler_name: str | None = None
+    service_account: str | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+    image_pull_policy: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    privileged: bool = False
+
+
+def _origin(facts: JobFacts, resource: str) -> str:
+    return f"resource {resource} of {facts.kind} {facts.rule}"
+
+
+def plan_scheduling(config: RunConfig, facts: JobFacts, apptainer: bool = False) -> SchedulingPlan:
+    res = facts.resources
+
+    def rule_value(name: str) -> Any:
+        value = res.get(name)
+        return None if value is None or value == "" else value
+
+    tolerations = [t.to_dict() for t in config.tolerations]
+    tolerations += [
+        t.to_dict()
+        for t in parse_tolerations(rule_value("k8s_tolerations"), _origin(facts, "k8s_tolerations"))
+    ]
+    affinity = None
+    if (config.spot or facts.preemptible) and config.spot_toleration is not None:
+        spot = config.spot_toleration
+        if spot.to_dict() not in tolerations:
+            tolerations.append(spot.to_dict())
+        affinity = _prefer_spot_affinity(spot.key, spot.value)
+
+    privileged = config.privileged or apptainer
+    if rule_value("k8s_privileged") is not None:
+        privileged = privileged or parse_bool(
+            rule_value("k8s_privileged"), _origin(facts, "k8s_privileged")
+        )
+
+    return SchedulingPlan(
+        node_selector={
+            **config.node_selector,
+            **parse_labels(rule_value("k8s_node_selector"), _origin(facts, "k8s_node_selector")),
+        },
+        tolerations=tolerations,
+        affinity=affinity,
+        priority_class=parse_object_name(
+            rule_value("k8s_priority_class"), _origin(facts, "k8s_priority_class")
+        )
+        or config.priority_class,
+        runtime_class=parse_object_name(
+            rule_value("k8s_runtime_class"), _origin(facts, "k8s_runtime_class")
+        )
+        or config.runtime_class,
+        scheduler_name=config.scheduler_name,
+        service_account=parse_object_name(
+            rule_value("k8s_service_account"), _origin(facts, "k8s_service_account")
+        )
+        or config.service_account,
+        image_pull_secrets=list(config.image_pull_secrets),
+        image_pull_policy=parse_pull_policy(
+            rule_value("k8s_image_pull_policy"), _origin(facts, "k8s_image_pull_policy")
+        )
+        or config.image_pull_policy,
+        labels={
+            **config.labels,
+            **parse_labels(rule_value("k8s_labels"), _origin(facts, "k8s_labels")),
+        },
+        annotations={
+            **config.annotations,
+            **parse_annotations(rule_value("k8s_annotations"), _origin(facts, "k8s_annotations")),
+        },
+        privileged=privileged,
+    )
+
+
+def _prefer_spot_affinity(key: str, value: str | None) -> dict[str, Any]:
+    expression: dict[str, Any] = {"key": key, "operator": "Exists"}
+    if value is not None:
+        expression = {"key": key, "operator": "In", "values": [value]}
+    return {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": {"matchExpressions": [expression]}}
+            ]
+        }
+    }

@@ -1,0 +1,144 @@
+"""The run's one Secret: every env var a job needs that may carry a credential.
+
+Values go only into this Secret; pods reference them with secretKeyRef. Lifetime:
+created before the first job; its ownerReferences list the run's live Jobs (one
+merge PATCH per status round with new Jobs), so if the submitter dies, the cluster's
+garbage collector deletes it once the last Job is gone (e.g. by ttlSecondsAfterFinished).
+If it vanished in between (all owners were gone), the next PATCH recreates it.
+The executor deletes it explicitly at the end of the run.
+"""
+
+import base64
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+
+from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, ApiError, KubeClient, core_path
+from snakemake_executor_plugin_kubernetes.naming import secret_name
+
+# valid both as Secret data key and (Kubernetes >= 1.28) as container env var name
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def check_env_names(envvars: Mapping[str, str]) -> None:
+    for name in envvars:
+        if not _ENV_NAME.match(name):
+            raise WorkflowError(
+                f"Environment variable name {name!r} (from --envvars, envvars: or a storage "
+                "plugin setting) cannot be passed to Kubernetes pods: use letters, digits, "
+                "'_', '-', '.' and do not start with a digit."
+            )
+
+
+def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
+    meta = job["metadata"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "blockOwnerDeletion": False,
+    }
+
+
+class RunSecret:
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        run_id: str,
+        envvars: Mapping[str, str],
+        labels: Mapping[str, str],
+    ):
+        check_env_names(envvars)
+        self.client = client
+        self.namespace = namespace
+        self.name = secret_name(run_id)
+        self._data = {k: base64.b64encode(v.encode()).decode() for k, v in envvars.items()}
+        self._labels = dict(labels)
+        self._owners: dict[str, dict[str, Any]] = {}  # job name -> ownerReference
+        self._pending = False
+        self._lock = threading.Lock()  # run_job and status rounds run on different threads
+        self.patches = 0
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._data))
+
+    @property
+    def needed(self) -> bool:
+        return bool(self._data)
+
+    def _manifest(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "labels": self._labels}
+        with self._lock:
+            owners = list(self._owners.values())
+        if owners:
+            meta["ownerReferences"] = owners
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta,
+            "type": "Opaque",
+            "data": self._data,
+        }
+
+    def create(self) -> None:
+        if not self.needed:
+            return
+        try:
+            self.client.request("POST", core_path(self.namespace, "secrets"), body=self._manifest())
+        except ApiError as e:
+            if e.status != 409:
+                raise WorkflowError(
+                    f"Cannot create Secret {self.name} in namespace {self.namespace}: {e}"
+                ) from None
+            self.client.request(
+                "PUT", core_path(self.namespace, "secrets", self.name), body=self._manifest()
+            )
+
+    def add_owner(self, job: Mapping[str, Any]) -> None:
+        if self.needed and job.get("metadata", {}).get("uid"):
+            with self._lock:
+                self._owners[job["metadata"]["name"]] = owner_reference(job)
+                self._pending = True
+
+    def drop_owner(self, job_name: str) -> None:
+        # No PATCH for this alone: a reference to a deleted owner is harmless.
+        with self._lock:
+            self._owners.pop(job_name, None)
+
+    def sync_owners(self) -> bool:
+        """One PATCH if Jobs were added since the last call; recreate on 404."""
+        with self._lock:
+            if not self._pending:
+                return False
+            self._pending = False
+            body = {"metadata": {"ownerReferences": list(self._owners.values())}}
+        self.patches += 1
+        try:
+            self.client.request(
+                "PATCH",
+                core_path(self.namespace, "secrets", self.name),
+                body=body,
+                content_type=MERGE_PATCH,
+            )
+        except ApiError as e:
+            if e.status != 404:
+                with self._lock:
+                    self._pending = True
+                raise
+            self.create()
+        return True
+
+    def delete(self) -> None:
+        if not self.needed:
+            return
+        try:
+            self.client.request("DELETE", core_path(self.namespace, "secrets", self.name))
+        except ApiError as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,165 @@
+"""Executor settings: `--kubernetes-<name>` on the CLI, `SNAKEMAKE_KUBERNETES_<NAME>` in the env.
+
+No `from __future__ import annotations` here: Snakemake's settings parser reads the
+field types at runtime, and every optional field names its parse type in metadata.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+
+DEFAULT_SPOT_TOLERATION = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
+
+
+def _meta(help_text: str, value_type: type | None = None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"help": help_text, "env_var": True, **extra}
+    if value_type is not None:
+        meta["type"] = value_type
+    return meta
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    namespace: str = field(
+        default="default",
+        metadata=_meta("Namespace for the run's Jobs, Pods and Secret.", str),
+    )
+    kubeconfig: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).", str
+        ),
+    )
+    context: str | None = field(
+        default=None, metadata=_meta("Kubeconfig context (default: the current one).", str)
+    )
+    cpu_scalar: float = field(
+        default=0.95,
+        metadata=_meta(
+            "Factor applied to a job's threads for its CPU request, so that a job asking "
+            "for all cores of a node still fits its allocatable CPU.",
+            float,
+        ),
+    )
+    memory_limit_scalar: float = field(
+        default=1.0,
+        metadata=_meta(
+            "Memory limit = mem_mb x this factor (>= 1); 0 sets no memory limit.", float
+        ),
+    )
+    node_selector: str | None = field(
+        default=None, metadata=_meta("Node selector for every job: 'k=v,k2=v2'.", str)
+    )
+    tolerations: str | None = field(
+        default=None,
+        metadata=_meta("Tolerations for every job: 'key[=value]:Effect[,...]'.", str),
+    )
+    priority_class: str | None = field(
+        default=None, metadata=_meta("priorityClassName of every job pod.", str)
+    )
+    runtime_class: str | None = field(
+        default=None, metadata=_meta("runtimeClassName of every job pod.", str)
+    )
+    scheduler_name: str | None = field(
+        default=None, metadata=_meta("schedulerName of every job pod.", str)
+    )
+    service_account: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Service account of every job pod (e.g. for workload identity); its token is "
+            "mounted only when this is set.",
+            str,
+        ),
+    )
+    image_pull_secrets: str | None = field(
+        default=None, metadata=_meta("Comma-separated names of image pull secrets.", str)
+    )
+    image_pull_policy: str | None = field(
+        default=None,
+        metadata=_meta("imagePullPolicy of the job container: Always|IfNotPresent|Never.", str),
+    )
+    labels: str | None = field(
+        default=None, metadata=_meta("Extra labels on every Job and Pod: 'k=v,k2=v2'.", str)
+    )
+    annotations: str | None = field(
+        default=None,
+        metadata=_meta("Extra annotations on every Job and Pod: 'k=v,k2=v2'.", str),
+    )
+    pod_template: str | None = field(
+        default=None,
+        metadata=_meta(
+            "YAML file with a pod template (metadata/spec) merged under the rendered pod.", str
+        ),
+    )
+    spot: bool = field(
+        default=False,
+        metadata=_meta(
+            "Treat every rule as preemptible: tolerate spot nodes and prefer them "
+            "(as --preemptible-rules does for the listed rules)."
+        ),
+    )
+    spot_toleration: str = field(
+        default=DEFAULT_SPOT_TOLERATION,
+        metadata=_meta(
+            "Toleration (key[=value]:Effect) added to preemptible jobs; its key=value also "
+            "forms the preferred node affinity.",
+            str,
+        ),
+    )
+    disruption_retries: int = field(
+        default=3,
+        metadata=_meta(
+            "How often a job whose pod was disrupted (evicted, preempted, node lost) is "
+            "retried by its Job before the job fails.",
+            int,
+        ),
+    )
+    privileged: bool = field(default=False, metadata=_meta("Run every job container privileged."))
+    unschedulable_timeout: int = field(
+        default=600,
+        metadata=_meta(
+            "Seconds a pod may stay unschedulable before its job fails with the "
+            "scheduler's message.",
+            int,
+        ),
+    )
+    image_pull_grace: int = field(
+        default=180,
+        metadata=_meta(
+            "Seconds a pod may stay in ErrImagePull/ImagePullBackOff/"
+            "CreateContainerConfigError before its job fails.",
+            int,
+        ),
+    )
+    keep_jobs: bool = field(
+        default=False,
+        metadata=_meta("Keep successful Jobs instead of deleting them as they finish."),
+    )
+    ttl_seconds_after_finished: int | None = field(
+        default=86400,
+        metadata=_meta(
+            "ttlSecondsAfterFinished of every Job: the cluster deletes finished Jobs left "
+            "behind (failed ones, or all with --kubernetes-keep-jobs) after this long.",
+            int,
+        ),
+    )
+    save_all_logs: bool = field(
+        default=False,
+        metadata=_meta(
+            "Save the pod logs of every job under .snakemake/logs/kubernetes/ "
+            "(failed jobs' logs are always saved)."
+        ),
+    )
+    log_tail_lines: int = field(
+        default=20,
+        metadata=_meta("Number of last log lines shown in a failed job's error.", int),
+    )
+    auto_deploy_storage_plugins: bool = field(
+        default=False,
+        metadata=_meta(
+            "pip-install the storage plugins into every pod before the job runs. Off by "
+            "default: the job image is expected to contain them (ours does), and a pip "
+            "install per pod is slow."
+        ),
+    )

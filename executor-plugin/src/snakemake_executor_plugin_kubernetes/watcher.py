@@ -1,0 +1,239 @@
+"""One watch on the run's Jobs and one on its Pods, feeding an in-memory cache.
+
+Status rounds read the cache, so they cost no API requests however many jobs are
+active. A watch that breaks or answers 410 Gone is followed by a fresh list.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import urllib3
+
+from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
+
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return obj.get("metadata", {}).get("name", "")
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+def owning_job(pod: dict[str, Any]) -> str | None:
+    meta = pod.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "Job":
+            return ref.get("name")
+    labels = meta.get("labels") or {}
+    for label in JOB_NAME_LABELS:
+        if label in labels:
+            return labels[label]
+    return None
+
+
+class RunCache:
+    """Jobs by name and pods grouped by owning Job; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._pods: dict[str, dict[str, Any]] = {}
+        # Pods deleted before they finished (evicted, node lost), by owning Job: the
+        # Job replaces them, and they count against the disruption budget.
+        self._gone: dict[str, dict[str, dict[str, Any]]] = {}
+        self._synced = {"jobs": False, "pods": False}
+        self.relists = {"jobs": 0, "pods": 0}
+
+    def _store(self, kind: str) -> dict[str, dict[str, Any]]:
+        return self._jobs if kind == "jobs" else self._pods
+
+    def put(self, kind: str, obj: dict[str, Any], only_if_newer: bool = False) -> None:
+        with self._lock:
+            store = self._store(kind)
+            known = store.get(_name(obj))
+            if only_if_newer and known is not None and _rv(known) >= _rv(obj):
+                return
+            store[_name(obj)] = obj
+
+    def remove(self, kind: str, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self._store(kind).pop(_name(obj), None)
+            phase = (obj.get("status") or {}).get("phase")
+            if kind == "pods" and phase not in ("Succeeded", "Failed"):
+                job = owning_job(obj)
+                if job:
+                    self._gone.setdefault(job, {})[_name(obj)] = obj
+
+    def gone_pods(self, job_name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._gone.get(job_name, {}).values())
+
+    def forget_job(self, job_name: str) -> None:
+        with self._lock:
+            self._gone.pop(job_name, None)
+
+    def replace(self, kind: str, items: list[dict[str, Any]]) -> None:
+        with self._lock:
+            store = self._store(kind)
+            store.clear()
+            store.update({_name(o): o for o in items})
+            self._synced[kind] = True
+            self.relists[kind] += 1
+
+    def synced(self) -> bool:
+        with self._lock:
+            return all(self._synced.values())
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._jobs.get(name)
+
+    def pods_of(self, job_name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            pods = [p for p in self._pods.values() if owning_job(p) == job_name]
+        return sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
+
+    def pods_by_job(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            grouped: dict[str, list[dict[str, Any]]] = {}
+            for pod in self._pods.values():
+                grouped.setdefault(owning_job(pod) or "", []).append(pod)
+        for pods in grouped.values():
+            pods.sort(key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
+        return grouped
+
+
+class ResourceWatch(threading.Thread):
+    """List then watch one collection forever (until stopped), updating the cache."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        kind: str,
+        path: str,
+        label_selector: str,
+        cache: RunCache,
+        stop: threading.Event,
+        watch_timeout: int = 240,
+        backoff: Backoff | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ):
+        super().__init__(name=f"k8s-watch-{kind}", daemon=True)
+        self.client = client
+        self.kind = kind
+        self.path = path
+        self.selector = label_selector
+        self.cache = cache
+        self.stop_event = stop
+        self.watch_timeout = watch_timeout
+        self.backoff = backoff or Backoff(base=0.5, cap=15.0)
+        self.on_error = on_error
+        self.resource_version: str | None = None
+        self.failures = 0
+
+    def relist(self) -> None:
+        listing = self.client.request("GET", self.path, query=[("labelSelector", self.selector)])
+        self.cache.replace(self.kind, listing.get("items") or [])
+        self.resource_version = listing.get("metadata", {}).get("resourceVersion")
+
+    def _watch_once(self) -> None:
+        query = [
+            ("labelSelector", self.selector),
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", self.watch_timeout),
+        ]
+        if self.resource_version:
+            query.append(("resourceVersion", self.resource_version))
+        for line in self.client.stream_lines(self.path, query, self.watch_timeout + 30):
+            if self.stop_event.is_set():
+                return
+            event = json.loads(line)
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                # 410 Gone (history compacted) and any other watch error: relist.
+                self.resource_version = None
+                return
+            rv = obj.get("metadata", {}).get("resourceVersion")
+            if kind in ("ADDED", "MODIFIED"):
+                self.cache.put(self.kind, obj)
+            elif kind == "DELETED":
+                self.cache.remove(self.kind, obj)
+            if rv:
+                self.resource_version = rv
+            self.failures = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                if self.resource_version is None:
+                    self.relist()
+                self._watch_once()
+            except ApiError as e:
+                self.resource_version = None
+                self._pause(e.retry_after, f"{e}")
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+                # broken stream or garbled line: start over from a fresh list
+                self.resource_version = None
+                self._pause(None, f"{type(e).__name__}: {e}")
+
+    def _pause(self, retry_after: float | None, reason: str) -> None:
+        self.failures += 1
+        if self.on_error is not None and self.failures in (3, 10, 50):
+            self.on_error(f"watch on {self.kind} keeps failing ({reason}); retrying")
+        self.stop_event.wait(self.backoff.delay(min(self.failures - 1, 6), retry_after))
+
+
+class RunWatcher:
+    """The two watches of one run and their shared cache."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        label_selector: str,
+        on_error: Callable[[str], None] | None = None,
+        watch_timeout: int = 240,
+    ):
+        self.cache = RunCache()
+        self.stop_event = threading.Event()
+        self.watches = [
+            ResourceWatch(
+                client,
+                kind,
+                path,
+                label_selector,
+                self.cache,
+                self.stop_event,
+                watch_timeout=watch_timeout,
+                on_error=on_error,
+            )
+            for kind, path in (
+                ("jobs", f"/apis/batch/v1/namespaces/{namespace}/jobs"),
+                ("pods", f"/api/v1/namespaces/{namespace}/pods"),
+            )
+        ]
+
+    def start(self) -> None:
+        for watch in self.watches:
+            watch.start()
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.cache.synced():
+            if time.monotonic() > deadline:
+                return False
+            self.stop_event.wait(0.05)
+        return True
+
+    def stop(self) -> None:
+        self.stop_event.set()
