@@ -1,0 +1,227 @@
+"""NodeAgent: the local cluster's simulated nodes (scheduler + kubelet) in the server's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from localcluster.errors import ApiError
+from localcluster.nodeagent import routes
+from localcluster.nodeagent.images import ImageCatalog
+from localcluster.nodeagent.kubelet import KubeletContext, KubeletTiming, PodRunner, Termination
+from localcluster.nodeagent.nodeobjects import node_object, ready_condition
+from localcluster.nodeagent.processes import rss_by_process_group
+from localcluster.nodeagent.scheduler import TERMINAL_PHASES, Scheduler
+from localcluster.nodes import DEFAULT_NODES, NodeSpec
+
+MEMORY_POLL_SECONDS = 0.25
+EVICTION_API = ("EvictionByEvictionAPI", "Eviction API: evicting")
+NODE_GONE = ("DeletionByPodGC", "PodGC: node no longer exists")
+NOT_READY_TAINTS = [
+    {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+]
+
+
+class NodeAgent:
+    """Registers Node objects, binds pending pods to them and runs bound pods as processes."""
+
+    def __init__(
+        self,
+        store: Any,
+        nodes: list[NodeSpec] | None,
+        state_dir: Path,
+        images: ImageCatalog | None = None,
+        timing: KubeletTiming | None = None,
+    ) -> None:
+        self.store = store
+        self.node_specs = {spec.name: spec for spec in (nodes or list(DEFAULT_NODES))}
+        self.state_dir = Path(state_dir)
+        self.context = KubeletContext(
+            store=store,
+            state_dir=self.state_dir,
+            images=images or ImageCatalog(),
+            timing=timing or KubeletTiming(),
+        )
+        self.scheduler = Scheduler(store)
+        self.runners: dict[str, PodRunner] = {}  # by pod uid
+        self._pod_ips = (
+            str(ip)
+            for ip in itertools.islice(ipaddress.ip_network("10.244.0.0/16").hosts(), 1, None)
+        )
+        self._queue: asyncio.Queue[Any] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._schedule_wanted = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+
+    # ----- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._queue = self.store.subscribe()
+        for spec in self.node_specs.values():
+            self._register(spec)
+        for node in self.store.list("nodes"):
+            self.scheduler.nodes[node["metadata"]["name"]] = node
+        for pod in self.store.list("pods"):
+            self._on_pod("ADDED", pod)
+        self._schedule_wanted.set()
+        self._tasks = [
+            asyncio.create_task(self._watch_store(), name="nodeagent watch"),
+            asyncio.create_task(self._schedule_loop(), name="nodeagent scheduler"),
+            asyncio.create_task(self._memory_loop(), name="nodeagent memory"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for runner in list(self.runners.values()):
+            runner.kill_now()
+        pending = [r.task for r in self.runners.values() if r.task is not None] + self._tasks
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        if self._queue is not None and hasattr(self.store, "unsubscribe"):
+            self.store.unsubscribe(self._queue)
+
+    def routes(self) -> list[web.RouteDef]:
+        return routes.route_table(self)
+
+    # ----- nodes -------------------------------------------------------------------------
+    def _register(self, spec: NodeSpec) -> None:
+        node = node_object(spec)
+        existing = self.store.get("nodes", None, spec.name)
+        if existing is None:
+            self.store.create("nodes", None, node)
+        else:
+            node["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            self.store.replace("nodes", None, node)
+
+    def add_node(self, spec: NodeSpec) -> dict[str, Any]:
+        self.node_specs[spec.name] = spec
+        self._register(spec)
+        node = self.store.get("nodes", None, spec.name)
+        self.scheduler.nodes[spec.name] = node
+        self._schedule_wanted.set()
+        return node
+
+    async def lose_node(self, name: str, remove: bool = True) -> list[str]:
+        """The node vanishes (spot eviction, VM loss): its pods fail with DisruptionTarget."""
+        if name not in self.node_specs:
+            raise ApiError(404, "NotFound", f'nodes "{name}" not found')
+        del self.node_specs[name]
+        self.scheduler.nodes.pop(name, None)
+        if remove:
+            with contextlib.suppress(ApiError):
+                self.store.delete("nodes", None, name)
+        else:
+
+            def not_ready(node: dict[str, Any]) -> None:
+                node.setdefault("spec", {})["taints"] = NOT_READY_TAINTS
+                node["status"]["conditions"] = [
+                    ready_condition(False, "Kubelet stopped posting node status.")
+                ]
+
+            self.scheduler.nodes[name] = self.store.mutate("nodes", None, name, not_ready)
+        affected = [r for r in self.runners.values() if r.pod["spec"].get("nodeName") == name]
+        reason, message = NODE_GONE
+        await asyncio.gather(
+            *(r.end(Termination("NodeLost", message, (reason, message))) for r in affected)
+        )
+        return [r.name for r in affected]
+
+    async def evict(self, namespace: str, name: str, by_kubelet: bool = False) -> dict[str, Any]:
+        """Kill a pod and fail it as an eviction does (Eviction API, or node pressure)."""
+        pod = self.store.get("pods", namespace, name)
+        if pod is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found')
+        runner = self.runners.get(pod["metadata"]["uid"])
+        if by_kubelet:
+            message = "The node was low on resource: memory. "
+            termination = Termination("Evicted", message, ("TerminationByKubelet", message))
+        else:
+            termination = Termination("Evicted", "Evicted by the Eviction API", EVICTION_API)
+        if runner is None:
+            raise ApiError(409, "Conflict", f"pod {namespace}/{name} is not running on a node")
+        await runner.end(termination)
+        return self.store.get("pods", namespace, name) or pod
+
+    # ----- store events ------------------------------------------------------------------
+    async def _watch_store(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            try:
+                if event.resource == "pods":
+                    self._on_pod(event.type, event.object)
+                elif event.resource == "nodes":
+                    self._on_node(event.type, event.object)
+            except Exception as error:  # one bad object must not stop the node
+                print(f"nodeagent: {event.type} {event.resource}: {error!r}", flush=True)
+
+    def _on_node(self, event_type: str, node: dict[str, Any]) -> None:
+        name = node["metadata"]["name"]
+        if event_type == "DELETED":
+            self.scheduler.nodes.pop(name, None)
+            if name in self.node_specs:
+                self._background(self.lose_node(name, remove=False))
+            return
+        if name in self.node_specs or name in self.scheduler.nodes:
+            self.scheduler.nodes[name] = node
+            self._schedule_wanted.set()
+
+    def _on_pod(self, event_type: str, pod: dict[str, Any]) -> None:
+        if self.scheduler.observe_pod(event_type, pod):
+            self._schedule_wanted.set()
+        uid = pod["metadata"]["uid"]
+        runner = self.runners.get(uid)
+        if event_type == "DELETED" or "deletionTimestamp" in pod["metadata"]:
+            if runner is not None:
+                self._background(self._drop(uid, runner))
+            return
+        if runner is not None:
+            runner.pod = pod
+            return
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        phase = (pod.get("status") or {}).get("phase")
+        if node_name in self.node_specs and phase not in TERMINAL_PHASES:
+            runner = PodRunner(self.context, pod, next(self._pod_ips))
+            self.runners[uid] = runner
+            runner.start()
+
+    async def _drop(self, uid: str, runner: PodRunner) -> None:
+        await runner.deleted()
+        self.runners.pop(uid, None)
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    # ----- loops -------------------------------------------------------------------------
+    async def _schedule_loop(self) -> None:
+        while True:
+            await self._schedule_wanted.wait()
+            await asyncio.sleep(0)  # let a burst of events arrive, then do one pass
+            self._schedule_wanted.clear()
+            try:
+                self.scheduler.schedule_pending()
+            except Exception as error:  # keep scheduling later pods
+                print(f"nodeagent: scheduling pass failed: {error!r}", flush=True)
+
+    async def _memory_loop(self) -> None:
+        """Kill process groups that exceed their container's memory limit (OOM killer)."""
+        while True:
+            await asyncio.sleep(MEMORY_POLL_SECONDS)
+            watch = self.context.memory_watch
+            if not watch:
+                continue
+            usage = await asyncio.to_thread(rss_by_process_group)
+            for pid, (process, limit) in list(watch.items()):
+                if usage.get(pid, 0) > limit:
+                    process.killed_for_memory = True
+                    process.signal_group(signal.SIGKILL)

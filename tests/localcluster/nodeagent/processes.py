@@ -1,0 +1,85 @@
+"""Container processes: start a process group, await its exit cheaply, kill it, measure RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+class ContainerProcess:
+    """One container's main process, leader of its own process group."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_file: Path) -> None:
+        with log_file.open("ab") as log:
+            # May raise FileNotFoundError/PermissionError: the caller reports StartError.
+            self.popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self.pid = self.popen.pid
+        self.killed_for_memory = False
+
+    async def wait(self) -> int:
+        """Exit code as the kubelet reports it: 128+N when killed by signal N."""
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            code = await asyncio.to_thread(self.popen.wait)
+        else:
+            exited = loop.create_future()
+            loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+            code = self.popen.wait()
+        # Processes the container left behind die with it, as when a container's cgroup goes.
+        self.signal_group(signal.SIGKILL)
+        return 128 - code if code < 0 else code
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+    async def terminate(self, grace_seconds: float) -> None:
+        """SIGTERM the group, SIGKILL it after the grace period."""
+        if self.popen.poll() is not None:
+            self.signal_group(signal.SIGKILL)
+            return
+        self.signal_group(signal.SIGTERM)
+        deadline = asyncio.get_running_loop().time() + grace_seconds
+        while self.popen.poll() is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self.signal_group(signal.SIGKILL)
+
+
+def rss_by_process_group() -> dict[int, int]:
+    """Resident bytes summed per process group, from one pass over /proc."""
+    totals: dict[int, int] = defaultdict(int)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                raw = stat.read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp ... rss is field 24.
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        totals[int(fields[2])] += int(fields[21]) * _PAGE_SIZE
+    return totals
