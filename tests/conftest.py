@@ -12,6 +12,8 @@ import pytest
 
 from support.azurite import Azurite, start_azurite
 
+pytest_plugins = ["localcluster.pytest_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:

@@ -25,6 +25,7 @@ from localcluster.nodes import DEFAULT_NODES, NodeSpec, load_nodes
 from localcluster.paths import cluster_info_path, kubeconfig_path
 from localcluster.server import ClusterServer
 from localcluster.store import Store
+from localcluster.tls import make_server_tls
 
 log = logging.getLogger("localcluster")
 
@@ -86,19 +87,24 @@ async def serve(args: argparse.Namespace) -> None:
     garbage = GarbageCollector(store)
     runner = web.AppRunner(server.build_app(), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, shutdown_timeout=1.0)
+    tls = make_server_tls(state_dir / "tls")
+    site = web.TCPSite(
+        runner, args.host, args.port, shutdown_timeout=1.0, ssl_context=tls.server_context()
+    )
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://{args.host}:{port}"
+    server.url = f"https://{args.host}:{port}"
     await jobs.start()
     await garbage.start()
     if agent is not None:
         await agent.start()
     server.extra_info["nodes"] = [node.name for node in nodes]
-    write_kubeconfig(kubeconfig_path(state_dir), server.url, token)
+    write_kubeconfig(kubeconfig_path(state_dir), server.url, token, tls.ca_file)
     info = cluster_info_path(state_dir)
     partial = info.with_name(info.name + ".partial")
-    partial.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+    partial.write_text(
+        json.dumps({"url": server.url, "pid": os.getpid(), "ca_file": str(tls.ca_file)})
+    )
     partial.replace(info)
     log.warning("localcluster serving %s (state %s)", server.url, state_dir)
     stopping = asyncio.Event()

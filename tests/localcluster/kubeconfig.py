@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -14,12 +15,24 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def write_kubeconfig(path: Path, server_url: str, token: str, namespace: str = "default") -> Path:
+def write_kubeconfig(
+    path: Path, server_url: str, token: str, ca_file: Path, namespace: str = "default"
+) -> Path:
     """Write atomically (JSON is valid YAML) with owner-only permissions: it holds the token."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": server_url}}],
+        "clusters": [
+            {
+                "name": CONTEXT_NAME,
+                "cluster": {
+                    "server": server_url,
+                    "certificate-authority-data": base64.b64encode(
+                        Path(ca_file).read_bytes()
+                    ).decode(),
+                },
+            }
+        ],
         "users": [{"name": f"{CONTEXT_NAME}-admin", "user": {"token": token}}],
         "contexts": [
             {

@@ -57,14 +57,23 @@ class ClusterServer:
         app.router.add_routes(control_routes(self))
         if self.agent is not None:
             app.router.add_routes(self.agent.routes())
-        app.router.add_get("/version", self._version)
+        for path, handler in (
+            ("/version", self._version),
+            ("/api", self._api_versions),
+            ("/apis", self._api_groups),
+        ):
+            app.router.add_get(path, handler)
+            app.router.add_get(path + "/", handler)
         for probe in ("/healthz", "/readyz", "/livez"):
             app.router.add_get(probe, self._ok)
-        app.router.add_get("/api", self._api_versions)
-        app.router.add_get("/apis", self._api_groups)
         app.router.add_route("*", "/api/{version}{rest:(/.*)?}", self._core)
         app.router.add_route("*", "/apis/{group}{rest:(/.*)?}", self._grouped)
+        # Anything else (e.g. /openapi/v2, /openapi/v3) is a 404 Status, which kubectl copes with.
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
         return app
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        raise _not_found_path()
 
     # ----- middlewares -------------------------------------------------------------------
     @web.middleware

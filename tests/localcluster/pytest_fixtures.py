@@ -1,0 +1,73 @@
+"""pytest fixtures for the local cluster, registered from tests/conftest.py.
+
+``local_cluster`` (session): a running local cluster with the node agent, or, when KUBECONFIG
+is set as pytest starts and its server is not a local cluster (no /_localcluster/info), a
+handle on that real cluster with ``control=None``. ``kube_api``: a kubernetes ApiClient on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcluster.control import ClusterControl
+from localcluster.launcher import RunningCluster, start_cluster
+
+_KUBECONFIG_AT_START = os.environ.get("KUBECONFIG")
+
+
+def _existing_cluster(kubeconfig: str) -> RunningCluster:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    configuration = api.configuration
+    control: ClusterControl | None = None
+    try:
+        api.call_api("/_localcluster/info", "GET", response_type="object", _preload_content=True)
+        control = ClusterControl(configuration.host, configuration.ssl_ca_cert)
+    except client.ApiException:
+        control = None
+    except Exception as error:  # unreachable server: say so instead of failing obscurely
+        raise pytest.UsageError(
+            f"KUBECONFIG={kubeconfig}: cannot reach the cluster: {error}"
+        ) from error
+    finally:
+        api.close()
+    ca_file = Path(configuration.ssl_ca_cert) if configuration.ssl_ca_cert else None
+    return RunningCluster(
+        url=configuration.host,
+        kubeconfig=Path(kubeconfig),
+        ca_file=ca_file,
+        control=control,
+        state_dir=Path(kubeconfig).parent,
+    )
+
+
+def require_control(cluster: RunningCluster) -> ClusterControl:
+    """The control client, or skip: fault injection needs the local cluster."""
+    if cluster.control is None:
+        pytest.skip("needs the local cluster's control API (KUBECONFIG points at a real cluster)")
+    return cluster.control
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+    if _KUBECONFIG_AT_START:
+        yield _existing_cluster(_KUBECONFIG_AT_START)
+        return
+    cluster = start_cluster(tmp_path_factory.mktemp("localcluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_api(local_cluster: RunningCluster) -> Iterator[Any]:
+    api = local_cluster.api_client()
+    yield api
+    api.close()
