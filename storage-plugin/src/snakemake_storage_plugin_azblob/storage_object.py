@@ -218,6 +218,8 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         listing = await asyncio.to_thread(
             self.provider.listings.get, (*self._listing_key(), prefix), load
         )
+        if has_inventory is not None and parent_key in has_inventory:
+            return  # a concurrent inventory of a sibling filled the cache meanwhile
         for entry in listing.blobs:
             key = self.cache_key(self.parsed.local_suffix_for(entry.name))
             cache.exists_in_storage[key] = True
