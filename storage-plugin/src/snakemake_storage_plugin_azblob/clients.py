@@ -150,7 +150,7 @@ class ClientPool:
             transport=transport,
             retry_policy=retry,
             max_chunk_get_size=chunk,
-            max_single_get_size=max(chunk, 32 * MIB),
+            max_single_get_size=chunk,
         )
 
     def close(self) -> None:
