@@ -292,6 +292,26 @@ def test_anonymous_mode_reads_a_public_container(
         service.delete_container(name)
 
 
+def test_sas_in_the_query_url_needs_no_settings(
+    azurite: Azurite, container: str, tmp_path: Path, recorder: RequestRecorder
+) -> None:
+    with recorder.paused():
+        azurite.service_client().get_blob_client(container, "q/x.txt").upload_blob(b"by url")
+    sas = container_sas(azurite, container, read=True, list=True)
+    query = f"{azurite.blob_endpoint}/{container}/q/x.txt?{sas}"
+    provider = build_provider(tmp_path)
+    obj = provider.object(query)
+
+    assert asyncio.run(obj.managed_exists())
+    asyncio.run(obj.managed_retrieve())
+
+    assert obj.local_path().read_bytes() == b"by url"
+    assert recorder.auth_kinds() == {"sas"}
+    signature = sas.split("sig=")[1].split("&")[0]
+    assert signature not in provider.safe_print(query)
+    assert signature not in str(obj.local_path())
+
+
 # -- bearer tokens (workload / managed identity) ------------------------------------------------
 @dataclass
 class OAuthAzurite:

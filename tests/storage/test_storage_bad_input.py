@@ -142,6 +142,21 @@ def test_bad_setting_is_named_before_any_request(
     assert recorder.requests == []
 
 
+def test_settings_repr_shows_no_secret() -> None:
+    from snakemake_storage_plugin_azblob import StorageProviderSettings
+
+    settings = StorageProviderSettings(
+        endpoint_url="https://acct.blob.core.windows.net/?sv=1&sig=ENDPOINTSECRET",
+        account_key=WRONG_KEY,
+        sas_token="sv=1&sig=SASSECRET",
+        connection_string="AccountName=acct;AccountKey=CONNSECRET",
+    )
+
+    text = repr(settings)
+    for secret in ("ENDPOINTSECRET", WRONG_KEY, "SASSECRET", "CONNSECRET"):
+        assert secret not in text
+
+
 # -- credentials rejected by the server ------------------------------------------------------
 def test_wrong_account_key_fails_fast_naming_the_mode_without_printing_the_key(
     azurite: Azurite, container: str, tmp_path: Path, recorder: RequestRecorder

@@ -44,7 +44,9 @@ class SnakemakeRun:
         return counts
 
 
-def run_snakemake(workdir: Path, container: str, azurite: Azurite, key: str) -> SnakemakeRun:
+def run_snakemake(
+    workdir: Path, container: str, azurite: Azurite, key: str, prefix: str | None = None
+) -> SnakemakeRun:
     env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_ENV_PREFIXES)}
     env["SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY"] = key
     command = [
@@ -54,7 +56,7 @@ def run_snakemake(workdir: Path, container: str, azurite: Azurite, key: str) -> 
         "--cores", "2",
         "--nocolor",
         "--default-storage-provider", "azblob",
-        "--default-storage-prefix", f"az://{container}",
+        "--default-storage-prefix", prefix or f"az://{container}",
         "--storage-azblob-endpoint-url", azurite.blob_endpoint,
         "--storage-azblob-retries", "1",
     ]  # fmt: skip
@@ -101,6 +103,7 @@ def test_workflow_runs_reruns_nothing_then_exactly_the_dependents_of_a_changed_i
 
     first = run_snakemake(tmp_path / "work", container, azurite, azurite.account_key)
     assert first.returncode == 0, first.output
+    assert azurite.account_key not in first.output
     assert first.job_counts() == {"all": 1, "upper": 3, "count": 3, "summary": 1, "reports": 1}
     assert read_blob(azurite, container, "summary.tsv") == "a\t2\nb\t3\nc\t1\n"
     assert read_blob(azurite, container, "upper/b.txt") == "THREE FOUR FIVE\n"
@@ -145,3 +148,15 @@ def test_workflow_with_wrong_key_fails_clearly_without_printing_it(
     assert re.search(r"account.key", run.output, re.I), run.output[-3000:]
     assert re.search(r"\b403\b|refused|authenticat", run.output, re.I), run.output[-3000:]
     assert blob_etags(azurite, container).keys() == {"raw/a.txt"}
+
+
+def test_workflow_with_bad_container_name_fails_naming_it(
+    azurite: Azurite, container: str, tmp_path: Path
+) -> None:
+    run = run_snakemake(
+        tmp_path / "work", container, azurite, azurite.account_key, prefix="az://Bad_Container"
+    )
+
+    assert run.returncode != 0
+    assert "Bad_Container" in run.output
+    assert re.search(r"container name", run.output, re.I), run.output[-3000:]
