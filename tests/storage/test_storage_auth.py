@@ -210,6 +210,10 @@ def _legacy_url_with_sas(az: Azurite, _c: str):
     return {}, {"AZ_BLOB_ACCOUNT_URL": f"{az.blob_endpoint}?{account_sas(az)}"}
 
 
+def _legacy_url_slash_question_sas(az: Azurite, _c: str):
+    return {}, {"AZ_BLOB_ACCOUNT_URL": f"{az.blob_endpoint}/?{account_sas(az)}"}
+
+
 def _legacy_url_and_sas_credential(az: Azurite, _c: str):
     return {}, {"AZ_BLOB_ACCOUNT_URL": az.blob_endpoint, "AZ_BLOB_CREDENTIAL": account_sas(az)}
 
@@ -242,6 +246,7 @@ MODES: list = [
     pytest.param(_legacy_url_and_key, "shared-key", id="env-AZ_BLOB_ACCOUNT_URL+key"),
     pytest.param(_legacy_url_with_sas, "sas", id="env-AZ_BLOB_ACCOUNT_URL-with-sas"),
     pytest.param(_legacy_url_and_sas_credential, "sas", id="env-AZ_BLOB_ACCOUNT_URL+sas"),
+    pytest.param(_legacy_url_slash_question_sas, "sas", id="env-AZ_BLOB_ACCOUNT_URL-slash-sas"),
     pytest.param(_azure_connection_string_env, "shared-key", id="env-AZURE_STORAGE_CONN_STR"),
     pytest.param(_azure_account_and_key_env, "shared-key", id="env-AZURE_STORAGE_ACCOUNT+KEY"),
     pytest.param(_settings_beat_legacy_env, "shared-key", id="settings-before-legacy-env"),
