@@ -36,6 +36,8 @@ class WatchEvent:
     type: str
     resource: str
     object: dict[str, Any]
+    # The object before a MODIFIED change, so watches can tell selector transitions.
+    previous: dict[str, Any] | None = None
 
     @property
     def resource_version(self) -> int:
@@ -332,6 +334,7 @@ class Store:
                 return name
 
     def _store(self, resource: str, key: Key, obj: dict[str, Any], event_type: str) -> None:
+        previous = self._objects[resource].get(key) if event_type == MODIFIED else None
         self._revision += 1
         obj["metadata"]["resourceVersion"] = str(self._revision)
         if event_type == DELETED:
@@ -339,7 +342,7 @@ class Store:
             self._by_uid.pop(obj["metadata"]["uid"], None)
         else:
             self._objects[resource][key] = obj
-        self._publish(WatchEvent(event_type, resource, copy.deepcopy(obj)))
+        self._publish(WatchEvent(event_type, resource, copy.deepcopy(obj), previous))
 
     def _publish(self, event: WatchEvent) -> None:
         self._history.append(event)

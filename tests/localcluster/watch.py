@@ -93,13 +93,11 @@ async def serve_watch(
             registry.expire_next -= 1
             await response.write(_expired_line("too old resource version: expired by control API"))
             return response
-        visible: dict[str, bool] = {}
         last_rv = store.resource_version
         pending: list[bytes] = []
         if requested_rv in ("", "0"):
             for obj in store.list(kind.resource, namespace):
-                visible[obj["metadata"]["uid"]] = matches(obj)
-                if visible[obj["metadata"]["uid"]]:
+                if matches(obj):
                     pending.append(_line(ADDED, obj))
         else:
             try:
@@ -108,7 +106,7 @@ async def serve_watch(
                 await response.write(_expired_line(error.message))
                 return response
             for event in history:
-                line = _translate(event, in_scope, matches, visible)
+                line = _translate(event, in_scope, matches)
                 if line:
                     pending.append(line)
         if pending:
@@ -141,7 +139,7 @@ async def serve_watch(
             lines = []
             for event in batch:
                 last_rv = event.resource_version
-                line = _translate(event, in_scope, matches, visible)
+                line = _translate(event, in_scope, matches)
                 if line:
                     lines.append(line)
             if lines:
@@ -175,26 +173,17 @@ def _translate(
     event: WatchEvent,
     in_scope: Callable[[WatchEvent], bool],
     matches: Callable[[dict[str, Any]], bool],
-    visible: dict[str, bool],
 ) -> bytes | None:
     """Turn a store event into this watch's view: objects entering or leaving the selector
-    appear as ADDED or DELETED, as the real watch cache reports them. For objects this watch
-    has not seen (after a resume) a matching MODIFIED stays MODIFIED."""
+    appear as ADDED or DELETED, as the real watch cache reports them."""
     if not in_scope(event):
         return None
-    uid = event.object["metadata"]["uid"]
     now_matches = matches(event.object)
-    known = uid in visible
-    was_visible = visible.get(uid, False)
-    if event.type == DELETED:
-        visible.pop(uid, None)
-        if was_visible or (not known and now_matches):
-            return _line(DELETED, event.object)
-        return None
-    visible[uid] = now_matches
+    if event.type != MODIFIED:
+        return _line(event.type, event.object) if now_matches else None
+    was_matching = event.previous is not None and matches(event.previous)
     if now_matches:
-        seen_before = was_visible or (not known and event.type == MODIFIED)
-        return _line(MODIFIED if seen_before else ADDED, event.object)
-    if was_visible:
+        return _line(MODIFIED if was_matching else ADDED, event.object)
+    if was_matching:
         return _line(DELETED, event.object)
     return None
