@@ -8,16 +8,28 @@ Snakemake's own ``_IOFile`` code paths against Azurite and count every HTTP requ
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from azure.core.pipeline.transport import HttpTransport
 from snakemake.io import IOCache, IOFile, flag
+from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob import StorageProvider
+from snakemake_storage_plugin_azblob.errors import AuthenticationFailed
+from snakemake_storage_plugin_azblob.requestlog import REQUEST_LOG_ENV
 from support.azurite import Azurite
+from support.faultproxy import Fault, FaultProxy
+
+from .conftest import ProviderFactory
 
 FOLDER_SIZE = 1000
 
@@ -170,3 +182,145 @@ def test_a_write_refreshes_what_the_provider_knows(
     assert obj.size() == 5
     obj.remove()
     assert obj.exists() is False
+
+
+# -- retries ------------------------------------------------------------------------------------
+@pytest.fixture
+def fault_proxy(azurite: Azurite) -> Iterator[FaultProxy]:
+    with FaultProxy(upstream_port=azurite.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Back-off and Retry-After waits the retry policy asks for (recorded, not slept)."""
+    recorded: list[float] = []
+    # The SDK wraps our transport for container and blob clients; both inherit this.
+    monkeypatch.setattr(HttpTransport, "sleep", lambda self, seconds: recorded.append(seconds))
+    return recorded
+
+
+def proxied(make_provider: ProviderFactory, proxy: FaultProxy, azurite: Azurite, **settings):
+    endpoint = f"http://127.0.0.1:{proxy.port}/{azurite.account_name}"
+    return make_provider(endpoint_url=endpoint, **settings)
+
+
+def put_blob(azurite: Azurite, container: str, name: str, data: bytes) -> None:
+    azurite.service_client().get_blob_client(container, name).upload_blob(data, overwrite=True)
+
+
+def test_throttling_is_retried_after_the_requested_wait(
+    make_provider: ProviderFactory,
+    fault_proxy: FaultProxy,
+    azurite: Azurite,
+    container: str,
+    sleeps: list[float],
+) -> None:
+    put_blob(azurite, container, "r/x.txt", b"x")
+    fault_proxy.add_fault(Fault("status", 2, method="HEAD", status=429, retry_after=7))
+    provider = proxied(make_provider, fault_proxy, azurite)
+
+    assert provider.object(f"az://{container}/r/x.txt").exists() is True
+
+    assert provider.request_log.total == 3
+    assert sleeps.count(7) == 2
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_retried_with_backoff(
+    make_provider: ProviderFactory,
+    fault_proxy: FaultProxy,
+    azurite: Azurite,
+    container: str,
+    sleeps: list[float],
+    status: int,
+) -> None:
+    put_blob(azurite, container, "r/y.txt", b"payload")
+    fault_proxy.add_fault(Fault("status", 2, method="GET", status=status, retry_after=None))
+    provider = proxied(make_provider, fault_proxy, azurite)
+    obj = provider.object(f"az://{container}/r/y.txt")
+
+    obj.retrieve_object()
+
+    assert obj.local_path().read_bytes() == b"payload"
+    assert provider.request_log.count("GET") == 3
+    assert len([s for s in sleeps if s > 0]) == 1  # the first retry is immediate
+
+
+def test_retries_stop_at_the_configured_count(
+    make_provider: ProviderFactory,
+    fault_proxy: FaultProxy,
+    azurite: Azurite,
+    container: str,
+    sleeps: list[float],
+) -> None:
+    fault_proxy.add_fault(Fault("status", 10, method="HEAD", status=503, retry_after=None))
+    provider = proxied(make_provider, fault_proxy, azurite, retries=2)
+
+    with pytest.raises(WorkflowError, match="503"):
+        provider.object(f"az://{container}/r/z.txt").exists()
+
+    assert provider.request_log.total == 3
+
+
+def test_refused_credentials_are_not_retried(
+    make_provider: ProviderFactory,
+    fault_proxy: FaultProxy,
+    azurite: Azurite,
+    container: str,
+    sleeps: list[float],
+) -> None:
+    fault_proxy.add_fault(Fault("status", 5, method="HEAD", status=403, retry_after=None))
+    provider = proxied(make_provider, fault_proxy, azurite)
+
+    with pytest.raises(AuthenticationFailed) as raised:
+        provider.object(f"az://{container}/r/secret.txt").exists()
+
+    message = str(raised.value)
+    assert "credential mode 'key'" in message
+    assert "account_key" in message
+    assert azurite.account_key not in message
+    assert provider.request_log.total == 1
+    assert sleeps == []
+
+
+def test_connection_reset_mid_download_is_retried_and_verified(
+    make_provider: ProviderFactory,
+    fault_proxy: FaultProxy,
+    azurite: Azurite,
+    container: str,
+    sleeps: list[float],
+) -> None:
+    data = bytes(range(256)) * 4096
+    put_blob(azurite, container, "r/big.bin", data)
+    fault_proxy.add_fault(Fault("reset_response", 1, method="GET", after_bytes=100_000))
+    provider = proxied(make_provider, fault_proxy, azurite)
+    obj = provider.object(f"az://{container}/r/big.bin")
+
+    obj.retrieve_object()
+
+    assert obj.local_path().read_bytes() == data
+    assert provider.request_log.count("GET") == 2
+    assert [p.name for p in obj.local_path().parent.iterdir()] == ["big.bin"]
+
+
+def test_request_totals_are_written_at_exit_when_asked(
+    azurite: Azurite, container: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "requests.jsonl"
+    script = (
+        "import logging, pathlib\n"
+        "from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings\n"
+        "p = StorageProvider(local_prefix=pathlib.Path('prefix'), logger=logging.getLogger(),\n"
+        f"    settings=StorageProviderSettings(endpoint_url={azurite.blob_endpoint!r},\n"
+        f"    account_key={azurite.account_key!r}))\n"
+        f"p.object('az://{container}/nothing/here.txt').exists()\n"
+    )
+    env = {**os.environ, REQUEST_LOG_ENV: str(target)}
+
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path)
+
+    (line,) = target.read_text().splitlines()
+    record = json.loads(line)
+    assert record["total"] == 2
+    assert record["by_method"] == {"HEAD": 1, "GET": 1}
