@@ -1,0 +1,100 @@
+"""Fault injection and the request log as the kubernetes client sees them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import urllib3
+from kubernetes import client
+
+from localcluster.control import ControlError
+from localcluster.testing import pod_manifest
+
+
+def test_request_log_records_and_counts(core: client.CoreV1Api, namespace: str, control) -> None:
+    control.reset_requests()
+    core.list_namespaced_pod(namespace, label_selector="a=b")
+    core.list_namespaced_pod(namespace)
+    with pytest.raises(client.ApiException):
+        core.read_namespaced_pod("missing", namespace)
+    records = control.requests()
+    assert [(r["method"], r["path"], r["status"]) for r in records] == [
+        ("GET", f"/api/v1/namespaces/{namespace}/pods", 200),
+        ("GET", f"/api/v1/namespaces/{namespace}/pods", 200),
+        ("GET", f"/api/v1/namespaces/{namespace}/pods/missing", 404),
+    ]
+    assert records[0]["query"] == "labelSelector=a%3Db"
+    assert records[0]["user_agent"].startswith("OpenAPI-Generator/")
+    assert control.request_counts() == {
+        f"GET /api/v1/namespaces/{namespace}/pods": 2,
+        f"GET /api/v1/namespaces/{namespace}/pods/missing": 1,
+    }
+    assert control.count_requests("GET", r"/pods$") == 2
+    assert control.reset_requests() == 3
+    assert control.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("action", "reason"), [(500, "InternalError"), (503, "ServiceUnavailable")]
+)
+def test_server_errors_hit_only_matching_requests(
+    core: client.CoreV1Api, namespace: str, control, action: int, reason: str
+) -> None:
+    control.inject_fault(action, path=r"/pods$", method="GET", count=2)
+    core.list_namespaced_config_map(namespace)  # does not match: unaffected
+    for _ in range(2):
+        with pytest.raises(client.ApiException) as caught:
+            core.list_namespaced_pod(namespace)
+        assert caught.value.status == action
+        assert json.loads(caught.value.body)["reason"] == reason
+    assert core.list_namespaced_pod(namespace).items == []
+    assert control.faults() == []
+
+
+def test_429_carries_retry_after(core: client.CoreV1Api, namespace: str, control) -> None:
+    control.reset_requests()
+    control.inject_fault(429, path="/pods", method="POST", retry_after=3)
+    with pytest.raises(client.ApiException) as caught:
+        core.create_namespaced_pod(namespace, pod_manifest("p"))
+    assert caught.value.status == 429
+    assert caught.value.headers["Retry-After"] == "3"
+    body = json.loads(caught.value.body)
+    assert body["reason"] == "TooManyRequests" and body["details"]["retryAfterSeconds"] == 3
+    (record,) = control.requests()
+    assert (record["status"], record["fault"]) == (429, "429")
+
+
+def test_client_go_style_read_retries_follow_retry_after(
+    api_cluster, namespace: str, control
+) -> None:
+    api = api_cluster.api_client()
+    api.configuration.client_go_retries = True
+    try:
+        control.reset_requests()
+        control.inject_fault(429, path=r"/configmaps$", method="GET", count=2, retry_after=0)
+        items = client.CoreV1Api(api).list_namespaced_config_map(namespace).items
+    finally:
+        api.close()
+    assert items == []
+    assert [r["status"] for r in control.requests()] == [429, 429, 200]
+
+
+def test_dropped_connection(core: client.CoreV1Api, namespace: str, control) -> None:
+    control.reset_requests()
+    # urllib3 retries a dropped GET on its own (3 times by default)...
+    control.inject_fault("drop", path=r"/secrets$", method="GET")
+    assert core.list_namespaced_secret(namespace).items == []
+    assert [(r["status"], r["fault"]) for r in control.requests()] == [(0, "drop"), (200, None)]
+    # ...and gives up when every attempt is dropped.
+    control.inject_fault("drop", path=r"/secrets$", method="GET", count=10)
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        core.list_namespaced_secret(namespace)
+    assert control.count_requests("GET", r"/secrets$", status=0) == 5
+
+
+def test_bad_fault_requests_are_refused(control) -> None:
+    with pytest.raises(ControlError, match="fault action"):
+        control.inject_fault("418")
+    with pytest.raises(ControlError, match="regex"):
+        control.inject_fault(500, path="(")
