@@ -66,7 +66,6 @@ class StorageProviderSettings(StorageProviderSettingsBase):
             "or anonymous.",
             "env_var": False,
             "required": False,
-            "choices": list(CREDENTIAL_MODES),
         },
     )
     max_concurrency: int | None = field(
