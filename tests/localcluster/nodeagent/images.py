@@ -1,10 +1,13 @@
-"""Container images emulated as Python virtual environments built from a local wheelhouse.
+"""Container images emulated as Python environments built from a local wheelhouse.
 
-The wheelhouse holds wheels of both plugins, Snakemake and all their dependencies; a venv is
-built from it with ``--no-index`` once per image flavour and cached under
-``<repo>/.cache/localcluster/images/<flavour>-<key>``. The key hashes the plugin sources and
-the requirement lists, so editing a plugin rebuilds the image on next use. Builds take a file
-lock, so parallel test processes build each image once.
+An image has two layers, cached under ``<repo>/.cache/localcluster/images``:
+- ``<flavour>-deps-<deps key>/venv``: Snakemake and every dependency of the plugins, installed
+  ``--no-index`` from the wheelhouse (downloaded once). Rebuilt only when requirements change.
+- ``<flavour>-<source key>/site``: both plugins, installed from their source folders; a pod
+  (or ``.dev/env.sh``) puts it on PYTHONPATH through wrapper scripts in ``<image>/bin``.
+  Cheap to rebuild, and keyed by a hash of the plugin sources, so edits take effect at the
+  next cluster start.
+Builds take file locks, so parallel test processes build each layer once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ PLUGIN_DISTRIBUTIONS = ("snakemake-storage-plugin-azblob", "snakemake-executor-p
 BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
-KEY_RECHECK_SECONDS = 5.0
+LAYOUT_VERSION = 2  # bump when the cached layout changes
 
 
 class ImageNotFound(LookupError):
@@ -42,14 +44,22 @@ class ImageBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class Image:
-    """A built image: its venv and the wheelhouse pip inside pods resolves from."""
+    """A built image: a venv of third-party packages, the plugins layered on top of it
+    (a site directory on PYTHONPATH), and the wheelhouse pip inside pods resolves from."""
 
+    root: Path
     venv: Path
+    site: Path
     wheelhouses: tuple[Path, ...]
 
     @property
     def bin_dir(self) -> Path:
-        return self.venv / "bin"
+        """Wrappers (python, snakemake, pip) that see the plugins; first on a pod's PATH."""
+        return self.root / "bin"
+
+    @property
+    def path_dirs(self) -> tuple[Path, ...]:
+        return (self.bin_dir, self.venv / "bin")
 
 
 def flavour_of(image: str) -> str:
@@ -74,6 +84,32 @@ def _snakemake_requirement() -> str:
         return f"snakemake=={importlib.metadata.version('snakemake')}"
     except importlib.metadata.PackageNotFoundError:
         return "snakemake>=9,<10"
+
+
+def _pip(python: str) -> list[str]:
+    return [python, "-m", "pip", "--disable-pip-version-check"]
+
+
+def _write_wrappers(image: Image) -> None:
+    """python/snakemake/pip that put the plugin layer on sys.path, then run the venv's."""
+    image.bin_dir.mkdir(parents=True, exist_ok=True)
+    python = image.venv / "bin" / "python"
+    commands = {
+        "python": f'"{python}"',
+        "python3": f'"{python}"',
+        "snakemake": f'"{python}" -m snakemake',
+        "pip": f'"{python}" -m pip',
+        "pip3": f'"{python}" -m pip',
+    }
+    for name, command in commands.items():
+        wrapper = image.bin_dir / name
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'PYTHONPATH="{image.site}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+            "export PYTHONPATH\n"
+            f'exec {command} "$@"\n'
+        )
+        wrapper.chmod(0o755)
 
 
 def _run(command: list[str], log: Path) -> None:
@@ -107,7 +143,7 @@ class ImageCatalog:
         )
         self.snakemake = _snakemake_requirement()
         self._builds: dict[str, asyncio.Task[Image]] = {}
-        self._keys: dict[str, tuple[float, str]] = {}
+        self._keys: dict[str, str] = {}
 
     def requirements(self, flavour: str) -> list[str]:
         extra = list(BIO_PACKAGES) if flavour == "bio" else []
@@ -129,51 +165,71 @@ class ImageCatalog:
         return digest.hexdigest()[:16]
 
     def image_key(self, flavour: str) -> str:
-        digest = hashlib.sha256(self._deps_key(flavour).encode())
+        digest = hashlib.sha256(f"{LAYOUT_VERSION}|{self._deps_key(flavour)}".encode())
         for path in self._plugin_files():
             digest.update(str(path.relative_to(self.repo_root)).encode())
             digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
 
-    def image_dir(self, flavour: str) -> Path:
-        return self.cache_dir / f"{flavour}-{self.image_key(flavour)}"
-
     def build(self, flavour: str) -> Image:
-        """Build (or reuse) the flavour's venv; blocking, safe across processes."""
+        """Build (or reuse) the flavour's image; blocking, safe across processes."""
+        return self._build_image(flavour, self.image_key(flavour))
+
+    def _build_image(self, flavour: str, key: str) -> Image:
         deps = self._build_wheelhouse(flavour)
-        target = self.image_dir(flavour)
-        wheels = target / "wheels"
-        image = Image(venv=target / "venv", wheelhouses=(deps, wheels))
+        venv = self._build_base_venv(flavour, deps)
+        target = self.cache_dir / f"{flavour}-{key}"
+        image = Image(root=target, venv=venv, site=target / "site", wheelhouses=(deps,))
         with _file_lock(self.cache_dir / f"{target.name}.lock"):
             if (target / COMPLETE_MARKER).exists():
                 return image
             shutil.rmtree(target, ignore_errors=True)  # an interrupted build
             target.mkdir(parents=True)
-            log = target / "build.log"
-            pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-            offline = ["--no-index", "--find-links", str(deps)]
             plugin_paths = [str(self.repo_root / plugin) for plugin in PLUGIN_DIRS]
             _run(
-                [*pip, "wheel", "-q", "--no-deps", *offline, "-w", str(wheels), *plugin_paths], log
-            )
-            # venvs keep absolute paths in their scripts, so build in place and mark completion.
-            _run([sys.executable, "-m", "venv", str(image.venv)], log)
-            venv_pip = [str(image.bin_dir / "python"), "-m", "pip", "--disable-pip-version-check"]
-            _run(
                 [
-                    *venv_pip,
+                    *_pip(sys.executable),
                     "install",
                     "-q",
-                    *offline,
+                    "--no-deps",
+                    "--no-index",
                     "--find-links",
-                    str(wheels),
-                    *PLUGIN_DISTRIBUTIONS,
-                    *self.requirements(flavour),
+                    str(deps),
+                    "--target",
+                    str(image.site),
+                    *plugin_paths,
                 ],
-                log,
+                target / "build.log",
             )
-            (target / COMPLETE_MARKER).write_text(self.image_key(flavour) + "\n")
+            _write_wrappers(image)
+            (target / COMPLETE_MARKER).write_text(key + "\n")
         return image
+
+    def _build_base_venv(self, flavour: str, deps: Path) -> Path:
+        """The third-party layer (Snakemake and the plugins' dependencies), rarely rebuilt."""
+        target = self.cache_dir / f"{flavour}-deps-{self._deps_key(flavour)}"
+        venv = target / "venv"
+        with _file_lock(self.cache_dir / f"{target.name}.lock"):
+            if (target / COMPLETE_MARKER).exists():
+                return venv
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            log = target / "build.log"
+            plugin_paths = [str(self.repo_root / plugin) for plugin in PLUGIN_DIRS]
+            # Build the plugins only to learn their dependencies; the layer gets the deps.
+            probe = target / "plugin-wheels"
+            wheel = ["wheel", "-q", "--no-deps", "--no-index", "--find-links", str(deps)]
+            _run([*_pip(sys.executable), *wheel, "-w", str(probe), *plugin_paths], log)
+            # venvs keep absolute paths in their scripts: build in place, mark completion.
+            _run([sys.executable, "-m", "venv", str(venv)], log)
+            offline = ["--no-index", "--find-links", str(deps), "--find-links", str(probe)]
+            venv_pip = _pip(str(venv / "bin" / "python"))
+            wanted = [*PLUGIN_DISTRIBUTIONS, *self.requirements(flavour)]
+            _run([*venv_pip, "install", "-q", *offline, *wanted], log)
+            _run([*venv_pip, "uninstall", "-q", "-y", *PLUGIN_DISTRIBUTIONS], log)
+            shutil.rmtree(probe)
+            (target / COMPLETE_MARKER).write_text(self._deps_key(flavour) + "\n")
+        return venv
 
     def _build_wheelhouse(self, flavour: str) -> Path:
         """Third-party wheels for the flavour (downloaded once, then offline)."""
@@ -210,20 +266,14 @@ class ImageCatalog:
         return wheelhouse
 
     async def resolve(self, image: str) -> Image:
-        """The built image for an image reference; ImageNotFound for unknown names."""
-        flavour = flavour_of(image)
-        key = f"{flavour}-{self._current_key(flavour)}"
-        task = self._builds.get(key)
-        if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.ensure_future(asyncio.to_thread(self.build, flavour))
-            self._builds[key] = task
-        return await asyncio.shield(task)
+        """The built image for an image reference; ImageNotFound for unknown names.
 
-    def _current_key(self, flavour: str) -> str:
-        """The image key, re-hashed at most every few seconds (edits rebuild on next pod)."""
-        now = time.monotonic()
-        cached = self._keys.get(flavour)
-        if cached is None or now - cached[0] > KEY_RECHECK_SECONDS:
-            cached = (now, self.image_key(flavour))
-            self._keys[flavour] = cached
-        return cached[1]
+        The plugin sources are hashed once per catalog (per cluster process): edits made while
+        a cluster runs take effect when it restarts, never halfway through a test session."""
+        flavour = flavour_of(image)
+        task = self._builds.get(flavour)
+        if task is None or (task.done() and task.exception() is not None):
+            key = self._keys.setdefault(flavour, self.image_key(flavour))
+            task = asyncio.ensure_future(asyncio.to_thread(self._build_image, flavour, key))
+            self._builds[flavour] = task
+        return await asyncio.shield(task)

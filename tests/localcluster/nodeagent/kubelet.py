@@ -32,6 +32,7 @@ from localcluster.paths import log_path
 from localcluster.quantity import parse_quantity
 
 COMPONENT = "kubelet"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 UNKNOWN_STATUS_MESSAGE = "The container could not be located when the pod was terminated"
 
@@ -467,7 +468,8 @@ class PodRunner:
 
     def _base_env(self, image: Image) -> dict[str, str]:
         return {
-            "PATH": f"{image.bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": ":".join([*map(str, image.path_dirs), SYSTEM_PATH]),
+            "PYTHONPATH": str(image.site),
             "HOSTNAME": self.name,
             "HOME": str(self.root / "home"),
             "TMPDIR": str(self.root / "tmp"),
