@@ -29,7 +29,7 @@ from azure.storage.blob import (
 )
 from snakemake_interface_common.exceptions import WorkflowError
 
-from support.azurite import Azurite, start_azurite
+from support.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite, start_azurite
 from support.tls import TlsFiles, make_server_tls
 from support.tokens import STORAGE_SCOPE, FakeTokenCredential, RequestRecorder
 
@@ -318,6 +318,11 @@ def test_sas_in_the_query_url_needs_no_settings(
 
 
 # -- bearer tokens (workload / managed identity) ------------------------------------------------
+# A second account on the https Azurite, for queries that name an account of their own.
+OTHER_ACCOUNT = "otheraccount"
+OTHER_ACCOUNT_KEY = "b3RoZXItYWNjb3VudC1rZXktZm9yLWF6dXJpdGUtdGVzdHMtb25seS0wMDAwMDAwMA=="
+
+
 @dataclass
 class OAuthAzurite:
     server: Azurite
@@ -326,16 +331,31 @@ class OAuthAzurite:
     def service_client(self):
         return self.server.service_client(connection_verify=str(self.tls.ca_file))
 
+    def other_account_url(self) -> str:
+        return f"https://127.0.0.1:{self.server.port}/{OTHER_ACCOUNT}"
+
+    def other_account_client(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient(
+            self.other_account_url(),
+            credential={"account_name": OTHER_ACCOUNT, "account_key": OTHER_ACCOUNT_KEY},
+            connection_verify=str(self.tls.ca_file),
+        )
+
 
 @pytest.fixture(scope="module")
 def oauth_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthAzurite]:
     tls = make_server_tls(tmp_path_factory.mktemp("tls"))
-    server = start_azurite(
-        tmp_path_factory.mktemp("azurite-oauth"),
-        cert_file=tls.cert_file,
-        key_file=tls.key_file,
-        oauth=True,
-    )
+    accounts = f"{DEV_ACCOUNT_NAME}:{DEV_ACCOUNT_KEY};{OTHER_ACCOUNT}:{OTHER_ACCOUNT_KEY}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AZURITE_ACCOUNTS", accounts)  # read by Azurite at start only
+        server = start_azurite(
+            tmp_path_factory.mktemp("azurite-oauth"),
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+            oauth=True,
+        )
     yield OAuthAzurite(server, tls)
     server.stop()
 
@@ -379,6 +399,36 @@ def test_bearer_token_round_trip(
     assert recorder.auth_kinds() == {"bearer"}
     assert identity_factory.client_ids == [expected_client_id]
     assert identity_factory.requested_scopes() == {STORAGE_SCOPE}
+
+
+def test_url_query_naming_another_account_falls_back_to_identity(
+    oauth_azurite: OAuthAzurite,
+    oauth_container: str,
+    identity_factory: FakeIdentityFactory,
+    tmp_path: Path,
+    recorder: RequestRecorder,
+) -> None:
+    identity_factory.hand_out_tokens()
+    with recorder.paused():
+        other = oauth_azurite.other_account_client()
+        other.create_container(oauth_container)
+        other.get_blob_client(oauth_container, "in/data.txt").upload_blob(b"other account")
+    provider = build_provider(
+        tmp_path,
+        endpoint_url=oauth_azurite.server.blob_endpoint,
+        account_key=oauth_azurite.server.account_key,
+    )
+    default_obj = provider.object(f"az://{oauth_container}/nothing-here.txt")
+    url_obj = provider.object(f"{oauth_azurite.other_account_url()}/{oauth_container}/in/data.txt")
+
+    assert asyncio.run(default_obj.managed_exists()) is False
+    assert asyncio.run(url_obj.managed_exists())
+    asyncio.run(url_obj.managed_retrieve())
+
+    assert url_obj.local_path().read_bytes() == b"other account"
+    by_account = {(f"/{OTHER_ACCOUNT}/" in r.url, r.auth) for r in recorder.requests}
+    assert by_account == {(False, "shared-key"), (True, "bearer")}
+    assert identity_factory.client_ids == [None]
 
 
 def test_expired_bearer_token_is_refused_with_a_clear_error(
