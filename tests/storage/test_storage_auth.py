@@ -29,6 +29,7 @@ from azure.storage.blob import (
 )
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings, credentials
 from support.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite, start_azurite
 from support.tls import TlsFiles, make_server_tls
 from support.tokens import STORAGE_SCOPE, FakeTokenCredential, RequestRecorder
@@ -67,8 +68,6 @@ class FakeIdentityFactory:
         return {s for c in self.credentials for call in c.requested_scopes for s in call}
 
     def _install(self, factory: Callable[[str | None], object]) -> None:
-        from snakemake_storage_plugin_azblob import credentials
-
         self.monkeypatch.setattr(credentials, "make_identity_credential", factory)
 
 
@@ -93,8 +92,6 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> RequestRecorder:
 
 
 def build_provider(tmp_path: Path, **settings: object):
-    from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
-
     return StorageProvider(
         local_prefix=tmp_path / "staging",
         logger=logging.getLogger("test_storage_auth"),

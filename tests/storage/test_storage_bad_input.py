@@ -27,6 +27,7 @@ from azure.storage.blob import (
 )
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
 from support.azurite import Azurite
 from support.tokens import RequestRecorder
 
@@ -49,8 +50,6 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> RequestRecorder:
 
 
 def build_provider(tmp_path: Path, **settings: object):
-    from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
-
     return StorageProvider(
         local_prefix=tmp_path / "staging",
         logger=logging.getLogger("test_storage_bad_input"),
@@ -94,8 +93,6 @@ BAD_CONTAINER_NAMES = [
 def test_bad_container_name_is_refused_before_any_request(
     name: str, azurite: Azurite, tmp_path: Path, recorder: RequestRecorder
 ) -> None:
-    from snakemake_storage_plugin_azblob import StorageProvider
-
     provider = key_provider(tmp_path, azurite)
     verdict = StorageProvider.is_valid_query(f"az://{name}/data/x.txt")
 
@@ -108,8 +105,6 @@ def test_bad_container_name_is_refused_before_any_request(
 
 @pytest.mark.parametrize("name", ["abc", "a" * 63, "my-container-01", "9lives"])
 def test_good_container_names_and_wildcards_are_accepted(name: str) -> None:
-    from snakemake_storage_plugin_azblob import StorageProvider
-
     assert StorageProvider.is_valid_query(f"az://{name}/data/{{sample}}.txt").valid
 
 
@@ -143,8 +138,6 @@ def test_bad_setting_is_named_before_any_request(
 
 
 def test_settings_repr_shows_no_secret() -> None:
-    from snakemake_storage_plugin_azblob import StorageProviderSettings
-
     settings = StorageProviderSettings(
         endpoint_url="https://acct.blob.core.windows.net/?sv=1&sig=ENDPOINTSECRET",
         account_key=WRONG_KEY,
