@@ -155,3 +155,23 @@ def test_url_form_candidates_keep_the_url_form(
     matches = provider.object(f"{base}/u/{{name}}.txt").list_candidate_matches()
 
     assert list(matches) == [f"{base}/u/x1.txt"]
+
+
+def test_hierarchical_namespace_folder_placeholders_are_directories(
+    make_provider: ProviderFactory, azurite: Azurite, container: str
+) -> None:
+    service = azurite.service_client().get_container_client(container)
+    service.upload_blob("hns/dir", b"", metadata={"hdi_isfolder": "true"})
+    service.upload_blob("hns/dir/sub", b"", metadata={"hdi_isfolder": "true"})
+    service.upload_blob("hns/dir/sub/member.txt", b"member")
+    obj = make_provider().object(f"az://{container}/hns/dir")
+
+    assert obj.exists()
+    assert obj.local_footprint() == len(b"member")
+    obj.retrieve_object()
+
+    assert read_tree(obj.local_path()) == {"sub/member.txt": b"member"}
+    cache = IOCache(max_wait_time=10)
+    asyncio.run(obj.inventory(cache))
+    assert cache.exists_in_storage[obj.cache_key()] is True
+    assert obj.cache_key() not in cache.size

@@ -16,6 +16,7 @@ from snakemake_storage_plugin_azblob.transfer import (
     MIB,
     IntegrityError,
     choose_block_size,
+    temp_path_for,
 )
 from support.azurite import Azurite
 
@@ -197,3 +198,20 @@ def test_zero_byte_file_round_trips(provider: StorageProvider, container: str) -
     assert obj.local_path().read_bytes() == b""
     assert obj.size() == 0
     assert obj.checksum() == f"md5:{hashlib.md5(b'').hexdigest()}"
+
+
+def test_cleanup_removes_leftovers_of_an_interrupted_download(
+    provider: StorageProvider, container: str
+) -> None:
+    obj = provider.object(f"az://{container}/left/over.txt")
+    local = obj.local_path()
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(b"complete")
+    leftover = temp_path_for(local)
+    leftover.write_bytes(b"half")
+    unrelated = local.with_name("other.txt")
+    unrelated.write_bytes(b"other")
+
+    obj.cleanup()
+
+    assert sorted(files_under(local.parent)) == sorted([local, unrelated])

@@ -15,6 +15,7 @@ import requests
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
+from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
 from snakemake_storage_plugin_azblob.requestlog import RequestLog
@@ -43,8 +44,6 @@ class TransferOptions:
 
     @classmethod
     def from_settings(cls, settings: StorageProviderSettings | None) -> TransferOptions:
-        from snakemake_interface_common.exceptions import WorkflowError
-
         s = settings or StorageProviderSettings()
 
         def pick(name: str, default, minimum):

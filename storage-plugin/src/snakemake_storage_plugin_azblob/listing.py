@@ -16,6 +16,12 @@ from azure.storage.blob import BlobPrefix, BlobProperties, ContainerClient
 from snakemake_storage_plugin_azblob.errors import is_not_found
 
 PAGE_SIZE = 5000
+# Accounts with a hierarchical namespace list their directories as empty placeholder blobs.
+FOLDER_MARKER = "hdi_isfolder"
+
+
+def is_folder_placeholder(properties: BlobProperties) -> bool:
+    return (properties.metadata or {}).get(FOLDER_MARKER) == "true"
 
 
 @dataclass(frozen=True)
@@ -56,30 +62,34 @@ def list_folder(container: ContainerClient, prefix: str) -> FolderListing:
     subfolders: list[str] = []
     try:
         for item in container.walk_blobs(
-            name_starts_with=prefix or None, delimiter="/", results_per_page=PAGE_SIZE
+            name_starts_with=prefix or None,
+            include=["metadata"],
+            delimiter="/",
+            results_per_page=PAGE_SIZE,
         ):
             if isinstance(item, BlobPrefix):
                 subfolders.append(item.name.rstrip("/"))
+            elif is_folder_placeholder(item):
+                subfolders.append(item.name)
             else:
                 blobs.append(BlobEntry.from_properties(item))
     except Exception as e:
         if is_not_found(e):
             return FolderListing()
         raise
-    return FolderListing(tuple(blobs), tuple(subfolders))
+    return FolderListing(tuple(blobs), tuple(dict.fromkeys(subfolders)))
 
 
-def list_tree(
-    container: ContainerClient, prefix: str, *, with_metadata: bool = False
-) -> list[BlobEntry]:
-    """Every blob whose name starts with ``prefix``; empty if the container is missing."""
-    include = ["metadata"] if with_metadata else None
+def list_tree(container: ContainerClient, prefix: str) -> list[BlobEntry]:
+    """Every blob whose name starts with ``prefix`` (folder placeholders left out);
+    empty if the container is missing."""
     try:
         return [
             BlobEntry.from_properties(item)
             for item in container.list_blobs(
-                name_starts_with=prefix or None, include=include, results_per_page=PAGE_SIZE
+                name_starts_with=prefix or None, include=["metadata"], results_per_page=PAGE_SIZE
             )
+            if not is_folder_placeholder(item)
         ]
     except Exception as e:
         if is_not_found(e):

@@ -65,11 +65,11 @@ class RequestLog:
 
 def _operation(method: str, query: str) -> str:
     """A short name such as ``GET list`` or ``PUT block`` from the URL's query string."""
-    params = {part.split("=", 1)[0] for part in query.split("&") if part}
-    for name in ("comp", "restype"):
-        for part in query.split("&"):
-            if part.startswith(f"{name}="):
-                return f"{method} {part.split('=', 1)[1]}"
+    params = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    if "comp" in params:
+        return f"{method} {params['comp']}"
+    if "restype" in params:
+        return f"{method} {params['restype']}"
     if "blockid" in params:
         return f"{method} block"
     return method

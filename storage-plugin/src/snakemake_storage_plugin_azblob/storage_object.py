@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from typing import TYPE_CHECKING
 
 from azure.storage.blob import BlobClient, ContainerClient
@@ -42,9 +43,15 @@ from snakemake_storage_plugin_azblob.errors import (
     is_container_missing,
     is_not_found,
 )
-from snakemake_storage_plugin_azblob.listing import BlobEntry, FolderListing, list_folder, list_tree
+from snakemake_storage_plugin_azblob.listing import (
+    BlobEntry,
+    FolderListing,
+    is_folder_placeholder,
+    list_folder,
+    list_tree,
+)
 from snakemake_storage_plugin_azblob.query import BlobQuery, parse_query
-from snakemake_storage_plugin_azblob.transfer import download_file, upload_file
+from snakemake_storage_plugin_azblob.transfer import TEMP_MARKER, download_file, upload_file
 
 if TYPE_CHECKING:
     from snakemake_storage_plugin_azblob.provider import StorageProvider
@@ -132,9 +139,15 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         return self.cache_key(self.parsed.local_suffix_for(self._parent_blob()))
 
     def cleanup(self) -> None:
-        # Temporary download files are removed as soon as a transfer fails; nothing
-        # else is held locally.
-        pass
+        """Remove temporary download files left next to the local path by a process
+        that was killed mid-transfer (failed transfers remove their own)."""
+        if self._overwrite_local_path is not None:
+            local = self._overwrite_local_path
+        else:
+            local = self.local_path()
+        if local.parent.is_dir():
+            for leftover in local.parent.glob(f".{glob_escape(local.name)}{TEMP_MARKER}*"):
+                leftover.unlink(missing_ok=True)
 
     # --- metadata ------------------------------------------------------------
 
@@ -156,16 +169,14 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                 if is_container_missing(e):
                     return None
                 return self._directory_snapshot()
-        if (properties.metadata or {}).get("hdi_isfolder") == "true":
+        if is_folder_placeholder(properties):
             return self._directory_snapshot()
         properties.name = self.parsed.blob
         return Snapshot(time.monotonic(), file=BlobEntry.from_properties(properties))
 
-    def _directory_snapshot(self, with_metadata: bool = False) -> Snapshot | None:
+    def _directory_snapshot(self) -> Snapshot | None:
         with self._errors("listing"):
-            members = list_tree(
-                self.container_client, self._dir_prefix, with_metadata=with_metadata
-            )
+            members = list_tree(self.container_client, self._dir_prefix)
         if not members:
             return None
         return Snapshot(time.monotonic(), members=tuple(members))
@@ -360,7 +371,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                     self.blob_client.set_blob_metadata(metadata)
                 return
             with self._errors("touching directory"):
-                members = list_tree(self.container_client, self._dir_prefix, with_metadata=True)
+                members = list_tree(self.container_client, self._dir_prefix)
 
                 def touch_member(entry: BlobEntry) -> None:
                     metadata = dict(entry.metadata or {})

@@ -1,7 +1,7 @@
 """Streamed, verified transfers of single files.
 
 Uploads read the file once, block by block, staging up to ``max_concurrency`` blocks in
-parallel (memory bound: twice that many blocks) while computing the MD5, and store
+parallel (memory bound: one block more than that) while computing the MD5, and store
 the MD5 in the blob's Content-MD5 property on commit. Downloads go to a temporary name
 in the destination folder, are checked against the stored size and MD5, and only then
 renamed to the final name; the temporary file is removed on any failure.
@@ -77,7 +77,7 @@ def upload_file(
                 block_ids.append(block_id)
                 pending.append(pool.submit(blob.stage_block, block_id, data, length=len(data)))
                 del data
-                while len(pending) >= 2 * max_concurrency:
+                while len(pending) > max_concurrency:
                     pending.popleft().result()
             while pending:
                 pending.popleft().result()
