@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from localcluster import discovery, rest
+from localcluster import discovery, rest, tables
 from localcluster.control_api import control_routes
 from localcluster.errors import ApiError
 from localcluster.kinds import KINDS, Kind
@@ -203,7 +203,10 @@ class ClusterServer:
         if request.method == "GET":
             if query.get("watch") in ("true", "1"):
                 return await serve_watch(request, self.store, self.watches, kind, namespace)
-            return rest.json_response(rest.list_objects(self.store, kind, namespace, query))
+            listed = rest.list_objects(self.store, kind, namespace, query)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return rest.json_response(tables.table(kind, listed["items"], listed["metadata"]))
+            return rest.json_response(listed)
         if request.method == "POST":
             if kind.namespaced and namespace is None:
                 raise _method_not_allowed()
@@ -222,7 +225,10 @@ class ClusterServer:
     ) -> web.StreamResponse:
         method = request.method
         if method == "GET":
-            return rest.json_response(self.store.require(kind.resource, namespace, name))
+            obj = self.store.require(kind.resource, namespace, name)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return rest.json_response(tables.table(kind, [obj], {}))
+            return rest.json_response(obj)
         if method == "PUT":
             body = await rest.read_json(request)
             return rest.json_response(rest.replace_object(self.store, kind, namespace, name, body))

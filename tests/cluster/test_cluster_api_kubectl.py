@@ -1,0 +1,82 @@
+"""kubectl smoke tests against the local cluster through the kubeconfig it writes:
+discovery (aggregated discovery declined, /openapi answered 404), server-side tables,
+describe, logs and delete with its default wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from kubernetes import client
+
+from localcluster.paths import log_path
+from localcluster.testing import finish_pod, job_manifest, job_pods, wait_for
+
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(KUBECTL), reason="kubectl is not installed on this machine"
+)
+
+
+def kubectl(cluster, namespace: str, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env.pop("HTTPS_PROXY", None)
+    completed = subprocess.run(
+        [KUBECTL, "--namespace", namespace, "--request-timeout=30s", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def test_kubectl_get_describe_logs_delete(
+    api_cluster, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("kj"))
+    pod = wait_for(lambda: job_pods(core, namespace, "kj"), "job pod")[0]
+    name = pod.metadata.name
+
+    jobs = kubectl(api_cluster, namespace, "get", "jobs").splitlines()
+    assert jobs[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert jobs[1].split()[:3] == ["kj", "Running", "0/1"]
+    pods = kubectl(api_cluster, namespace, "get", "pods").splitlines()
+    assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert pods[1].split()[:4] == [name, "0/1", "Pending", "0"]
+    as_json = json.loads(kubectl(api_cluster, namespace, "get", "pod", name, "-o", "json"))
+    assert as_json["metadata"]["uid"] == pod.metadata.uid
+
+    described = kubectl(api_cluster, namespace, "describe", "pod", name)
+    assert f"Name:             {name}" in described
+    assert "Controlled By:    Job/kj" in described
+    described_job = kubectl(api_cluster, namespace, "describe", "job", "kj")
+    assert f"Created pod: {name}" in described_job
+
+    log_file = log_path(api_cluster.state_dir, namespace, name, "main")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("first\nsecond\nthird\n")
+    finish_pod(core, namespace, name, "Succeeded")
+    assert kubectl(api_cluster, namespace, "logs", name) == "first\nsecond\nthird\n"
+    assert kubectl(api_cluster, namespace, "logs", name, "--tail=1") == "third\n"
+
+    wait_for(lambda: batch.read_namespaced_job("kj", namespace).status.succeeded, "job done")
+    assert "Complete" in kubectl(api_cluster, namespace, "get", "jobs")
+    deleted = kubectl(api_cluster, namespace, "delete", "job", "kj")
+    assert deleted.strip() == 'job.batch "kj" deleted'
+    # kubectl deletes jobs with propagationPolicy=Background, so the pod goes too.
+    wait_for(lambda: not core.list_namespaced_pod(namespace).items, "pods collected")
+
+
+def test_kubectl_get_nodes_and_namespaces(api_cluster, namespace: str) -> None:
+    namespaces = kubectl(api_cluster, namespace, "get", "namespaces").splitlines()
+    assert namespaces[0].split() == ["NAME", "STATUS", "AGE"]
+    assert any(line.split()[:2] == [namespace, "Active"] for line in namespaces[1:])
+    resources = kubectl(api_cluster, namespace, "api-resources", "--no-headers").splitlines()
+    assert {line.split()[0] for line in resources} >= {"pods", "jobs", "secrets", "events"}
