@@ -428,6 +428,31 @@ def test_url_query_naming_another_account_falls_back_to_identity(
     assert identity_factory.client_ids == [None]
 
 
+def test_untrusted_server_certificate_is_reported_not_bypassed(
+    oauth_azurite: OAuthAzurite,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: RequestRecorder,
+) -> None:
+    for name in oauth_azurite.tls.client_env():
+        monkeypatch.delenv(name, raising=False)
+    provider = build_provider(
+        tmp_path,
+        endpoint_url=oauth_azurite.server.blob_endpoint,
+        account_key=oauth_azurite.server.account_key,
+        retries=0,
+    )
+    obj = provider.object("az://any-container/x.txt")
+
+    with pytest.raises(WorkflowError) as raised:
+        asyncio.run(obj.managed_exists())
+
+    message = str(raised.value)
+    assert oauth_azurite.server.blob_endpoint in message
+    assert "certificate" in message.lower(), message
+    assert len(recorder.requests) == 1
+
+
 def test_expired_bearer_token_is_refused_with_a_clear_error(
     oauth_azurite: OAuthAzurite,
     oauth_container: str,

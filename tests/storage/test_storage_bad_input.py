@@ -13,7 +13,9 @@ import logging
 import os
 import re
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -326,3 +328,54 @@ def test_unreachable_endpoint_fails_after_exactly_the_configured_retries(
     assert WRONG_KEY not in message
     assert attempts_without_retry >= 1
     assert attempts_with_two_retries == 3 * attempts_without_retry
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers: a hung endpoint."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_endpoint_that_never_answers_times_out_after_the_configured_retries(
+    silent_server: SilentServer, tmp_path: Path, recorder: RequestRecorder
+) -> None:
+    endpoint = f"http://127.0.0.1:{silent_server.port}/devstoreaccount1"
+    provider = build_provider(
+        tmp_path,
+        endpoint_url=endpoint,
+        account_key=WRONG_KEY,
+        retries=1,
+        retry_backoff=0.05,
+        read_timeout=0.5,
+    )
+
+    with pytest.raises(WorkflowError) as raised:
+        run(provider.object("az://some-container/data/x.txt").managed_exists())
+
+    assert f"127.0.0.1:{silent_server.port}" in str(raised.value)
+    assert len(recorder.requests) == 2
