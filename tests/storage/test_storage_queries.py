@@ -38,6 +38,7 @@ INVALID = [
     ("az://-lead/x", "start and end"),
     ("az://under_score/x", "lowercase"),
     ("az://data/a//b", "empty segments"),
+    ("az://data//abs/path.txt", "local()"),
     ("az://data/a/../b", "'..'"),
     ("az://data/./b", "'.'"),
     ("az://data/dir/", "must not end with '/'"),

@@ -215,3 +215,34 @@ def test_cleanup_removes_leftovers_of_an_interrupted_download(
     obj.cleanup()
 
     assert sorted(files_under(local.parent)) == sorted([local, unrelated])
+
+
+def test_missing_container_that_cannot_be_created_is_named(
+    make_provider: ProviderFactory, azurite: Azurite
+) -> None:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    objects_only = generate_account_sas(
+        azurite.account_name,
+        azurite.account_key,
+        resource_types=ResourceTypes(object=True),
+        permission=AccountSasPermissions(read=True, write=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    provider = make_provider(account_key=None, sas_token=objects_only)
+    name = f"absent-{uuid.uuid4().hex[:12]}"
+    obj = provider.object(f"az://{name}/x/y.txt")
+    obj.local_path().parent.mkdir(parents=True, exist_ok=True)
+    obj.local_path().write_bytes(b"data")
+
+    with pytest.raises(WorkflowError) as raised:
+        obj.store_object()
+
+    message = str(raised.value)
+    assert f"container '{name}' does not exist and could not be created" in message
+    assert "credential mode 'sas'" in message
+    assert "sig=" not in message
+    assert name not in [c.name for c in azurite.service_client().list_containers()]

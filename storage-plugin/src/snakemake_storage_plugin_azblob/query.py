@@ -211,6 +211,11 @@ def check_blob_name(name: str) -> None:
         raise InvalidQuery(
             f"blob path has {len(segments)} segments, Azure allows at most {MAX_BLOB_SEGMENTS}"
         )
+    if plain.startswith("/"):
+        raise InvalidQuery(
+            "blob path starts with '/' (an absolute path under the default storage prefix?): "
+            "use a relative path, or mark the file with local()"
+        )
     if "\\" in plain:
         raise InvalidQuery("blob path must not contain a backslash (Azure treats it as '/')")
     if plain.endswith("/"):
