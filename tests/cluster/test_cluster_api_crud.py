@@ -317,3 +317,12 @@ def test_cluster_scoped_nodes(core: client.CoreV1Api) -> None:
         }
     finally:
         core.delete_node("extra-node")
+
+
+def test_system_namespaces_cannot_be_deleted(core: client.CoreV1Api) -> None:
+    with pytest.raises(client.ApiException) as caught:
+        core.delete_namespace("default")
+    assert caught.value.status == 403
+    assert _status_body(caught.value)["message"] == (
+        'namespaces "default" is forbidden: this namespace may not be deleted'
+    )

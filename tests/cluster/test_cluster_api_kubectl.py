@@ -80,3 +80,22 @@ def test_kubectl_get_nodes_and_namespaces(api_cluster, namespace: str) -> None:
     assert any(line.split()[:2] == [namespace, "Active"] for line in namespaces[1:])
     resources = kubectl(api_cluster, namespace, "api-resources", "--no-headers").splitlines()
     assert {line.split()[0] for line in resources} >= {"pods", "jobs", "secrets", "events"}
+
+
+def test_table_watch_for_kubectl_get_w(core: client.CoreV1Api, namespace: str) -> None:
+    from localcluster.testing import pod_manifest
+
+    rv = core.create_namespaced_pod(namespace, pod_manifest("p")).metadata.resource_version
+    core.delete_namespaced_pod("p", namespace)
+    response = core.list_namespaced_pod(
+        namespace,
+        watch=True,
+        resource_version=str(int(rv) - 1),
+        timeout_seconds=1,
+        _preload_content=False,
+        _headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
+    )
+    events = [json.loads(line) for line in response.read().splitlines() if line]
+    assert [e["type"] for e in events] == ["ADDED", "DELETED"]
+    assert all(e["object"]["kind"] == "Table" for e in events)
+    assert [e["object"]["rows"][0]["cells"][2] for e in events] == ["Pending", "Terminating"]

@@ -27,6 +27,7 @@ ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
 FOREGROUND_FINALIZER = "foregroundDeletion"
 ORPHAN_FINALIZER = "orphan"
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
 Key = tuple[str, str]  # (namespace or "", name)
 
@@ -202,6 +203,13 @@ class Store:
                 "Invalid",
                 f"DeleteOptions.propagationPolicy: Unsupported value: {propagation!r}: supported "
                 'values: "Foreground", "Background", "Orphan"',
+            )
+        if resource == "namespaces" and name in PROTECTED_NAMESPACES:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                {"name": name, "kind": "namespaces"},
             )
         key = self._key(resource, namespace, name)
         current = self._table(resource).get(key)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from localcluster import tables
 from localcluster.errors import ApiError, bad_request
 from localcluster.kinds import Kind
 from localcluster.selectors import field_matcher, label_matcher
@@ -40,6 +41,18 @@ class WatchRegistry:
 
 def _line(event_type: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _table_line(kind: Kind) -> Callable[[str, dict[str, Any]], bytes]:
+    """For ``kubectl get -w``: each event's object is a one-row Table."""
+
+    def line(event_type: str, obj: dict[str, Any]) -> bytes:
+        if event_type in ("ERROR", "BOOKMARK"):
+            return _line(event_type, obj)
+        rv = obj["metadata"].get("resourceVersion", "")
+        return _line(event_type, tables.table(kind, [obj], {"resourceVersion": rv}))
+
+    return line
 
 
 def _expired_line(message: str) -> bytes:
@@ -81,6 +94,7 @@ async def serve_watch(
     def matches(obj: dict[str, Any]) -> bool:
         return labels_match(obj) and fields_match(obj)
 
+    emit = _table_line(kind) if tables.wants_table(request.headers.get("Accept", "")) else _line
     queue = store.subscribe()
     stop = asyncio.Event()
     registry.open.add(stop)
@@ -98,7 +112,7 @@ async def serve_watch(
         if requested_rv in ("", "0"):
             for obj in store.list(kind.resource, namespace):
                 if matches(obj):
-                    pending.append(_line(ADDED, obj))
+                    pending.append(emit(ADDED, obj))
         else:
             try:
                 history = store.events_since(int(requested_rv))
@@ -106,7 +120,7 @@ async def serve_watch(
                 await response.write(_expired_line(error.message))
                 return response
             for event in history:
-                line = _translate(event, in_scope, matches)
+                line = _translate(event, in_scope, matches, emit)
                 if line:
                     pending.append(line)
         if pending:
@@ -139,7 +153,7 @@ async def serve_watch(
             lines = []
             for event in batch:
                 last_rv = event.resource_version
-                line = _translate(event, in_scope, matches)
+                line = _translate(event, in_scope, matches, emit)
                 if line:
                     lines.append(line)
             if lines:
@@ -173,6 +187,7 @@ def _translate(
     event: WatchEvent,
     in_scope: Callable[[WatchEvent], bool],
     matches: Callable[[dict[str, Any]], bool],
+    emit: Callable[[str, dict[str, Any]], bytes] = _line,
 ) -> bytes | None:
     """Turn a store event into this watch's view: objects entering or leaving the selector
     appear as ADDED or DELETED, as the real watch cache reports them."""
@@ -180,10 +195,10 @@ def _translate(
         return None
     now_matches = matches(event.object)
     if event.type != MODIFIED:
-        return _line(event.type, event.object) if now_matches else None
+        return emit(event.type, event.object) if now_matches else None
     was_matching = event.previous is not None and matches(event.previous)
     if now_matches:
-        return _line(MODIFIED if was_matching else ADDED, event.object)
+        return emit(MODIFIED if was_matching else ADDED, event.object)
     if was_matching:
-        return _line(DELETED, event.object)
+        return emit(DELETED, event.object)
     return None

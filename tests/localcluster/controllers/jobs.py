@@ -206,7 +206,14 @@ class JobController:
             self._write_status(job, new_status, [], track)
             return
         new_status.setdefault("startTime", now_rfc3339())
-        pods = [p for p in self.store.list("pods", namespace) if _controller_uid(p) == uid]
+        selector = ",".join(
+            f"{k}={v}" for k, v in (spec.get("selector") or {}).get("matchLabels", {}).items()
+        )
+        pods = [
+            p
+            for p in self.store.list("pods", namespace, label_selector=selector or None)
+            if _controller_uid(p) == uid
+        ]
         for pod in pods:
             self._count(job, pod, track, now)
         for pod_uid, pod in list(track.vanished.items()):
