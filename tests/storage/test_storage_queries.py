@@ -174,3 +174,21 @@ def test_url_query_for_the_configured_account_uses_its_key(
 
     assert obj.local_path().read_bytes() == b"url"
     assert obj.auth.mode == "key"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://acct.blob.core.windows.net/sv=2022-11-02&ss=b&sig=PASTEDSECRET",
+        "http://127.0.0.1:10000/sv=2022-11-02&sig=PASTEDSECRET",
+        "https://acct.blob.core.windows.net/container/PASTEDSECRET",
+    ],
+)
+def test_endpoint_with_a_path_is_refused_without_echoing_it(make_provider, endpoint: str) -> None:
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError) as raised:
+        make_provider(endpoint_url=endpoint)
+
+    assert "endpoint_url" in str(raised.value)
+    assert "PASTEDSECRET" not in str(raised.value)

@@ -212,16 +212,31 @@ def parse_endpoint(url: str, source: str) -> Endpoint:
         )
     host = parts.hostname.lower()
     path = parts.path.strip("/")
-    if ".blob." in f".{host}." and not path:
-        account = host.split(".", 1)[0]
-    elif path and "/" not in path:
-        account = path
+    # Never echo parts of the URL here: a SAS pasted without its '?' lands in the path.
+    if ".blob." in f".{host}.":
+        if path:
+            raise WorkflowError(
+                f"azblob {source} must be an account URL without a container or blob path "
+                "(a SAS must follow a '?'; value not shown)"
+            )
+        account: str | None = host.split(".", 1)[0]
     elif not path:
         account = None
-    else:
+    elif "/" in path:
         raise WorkflowError(
-            f"azblob {source} must be an account URL without a container or blob path"
+            f"azblob {source} must be an account URL without a container or blob path "
+            "(value not shown)"
         )
+    else:
+        account = path
+    if account is not None:
+        try:
+            check_account_name(account)
+        except InvalidQuery:
+            raise WorkflowError(
+                f"azblob {source} does not name a valid storage account (3-24 lowercase "
+                "letters and digits; a SAS must follow a '?'; value not shown)"
+            ) from None
     netloc = parts.netloc.rpartition("@")[2]
     base = f"{parts.scheme}://{netloc}" + (f"/{path}" if path else "")
     sas = Sourced(parts.query, source) if parts.query else None
