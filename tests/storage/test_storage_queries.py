@@ -39,6 +39,7 @@ INVALID = [
     ("az://under_score/x", "lowercase"),
     ("az://data/a//b", "empty segments"),
     ("az://data//abs/path.txt", "local()"),
+    ("https://acct.blob.core.windows.net/c0c/sv=1&sig=abc", "SAS signature"),
     ("az://data/a/../b", "'..'"),
     ("az://data/./b", "'.'"),
     ("az://data/dir/", "must not end with '/'"),
@@ -139,6 +140,9 @@ def test_safe_print_hides_sas_secrets(provider: StorageProvider) -> None:
         assert secret not in obj.print_query
         assert secret not in str(provider.is_valid_query(query))
     assert printed.startswith("https://acct.blob.core.windows.net/data/x.txt")
+    pasted = "https://acct.blob.core.windows.net/data/sv=1&sig=PASTED"
+    assert "PASTED" not in provider.safe_print(pasted)
+    assert "PASTED" not in str(provider.is_valid_query(pasted))
     assert provider.safe_print("az://data/x.txt") == "az://data/x.txt"
 
 

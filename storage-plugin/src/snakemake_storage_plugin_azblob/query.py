@@ -26,6 +26,7 @@ SPECIAL_CONTAINERS = frozenset({"$root", "$web", "$logs"})
 
 _CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PASTED_SIGNATURE_RE = re.compile(r"(^|[/&;])(sig=)[^&/?#;]*", re.IGNORECASE)
 # Characters kept literally when a blob name is written back into a URL.
 _URL_SAFE = "/~!$&'()*+,;=:@{}"
 
@@ -211,6 +212,8 @@ def check_blob_name(name: str) -> None:
         raise InvalidQuery(
             f"blob path has {len(segments)} segments, Azure allows at most {MAX_BLOB_SEGMENTS}"
         )
+    if _PASTED_SIGNATURE_RE.search(plain):
+        raise InvalidQuery("blob path contains a SAS signature (sig=...): a SAS must follow a '?'")
     if plain.startswith("/"):
         raise InvalidQuery(
             "blob path starts with '/' (an absolute path under the default storage prefix?): "
@@ -230,6 +233,8 @@ def check_blob_name(name: str) -> None:
 
 
 def redact(query: str) -> str:
-    """``query`` with any URL query string (SAS token) replaced by a placeholder."""
+    """``query`` with any URL query string (SAS token) replaced by a placeholder, and any
+    signature pasted into the path masked."""
     base, sep, _ = query.partition("?")
+    base = _PASTED_SIGNATURE_RE.sub(r"\1\2<redacted>", base)
     return f"{base}?<redacted>" if sep else base
