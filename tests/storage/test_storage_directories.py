@@ -166,9 +166,10 @@ def test_hierarchical_namespace_folder_placeholders_are_directories(
     service.upload_blob("hns/dir/sub/member.txt", b"member")
     obj = make_provider().object(f"az://{container}/hns/dir")
 
+    obj.retrieve_object()
+
     assert obj.exists()
     assert obj.local_footprint() == len(b"member")
-    obj.retrieve_object()
 
     assert read_tree(obj.local_path()) == {"sub/member.txt": b"member"}
     cache = IOCache(max_wait_time=10)

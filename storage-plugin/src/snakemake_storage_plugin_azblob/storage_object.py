@@ -251,36 +251,32 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
     # --- transfers -----------------------------------------------------------
 
     def retrieve_object(self) -> None:
+        # Snakemake asks for the footprint just before, so the snapshot is usually fresh.
+        snapshot = self._existing()
         local = self.local_path()
-        snapshot = self._snapshot
-        if snapshot is None or not snapshot.is_dir:
+        options = self.provider.options
+        if snapshot.file is not None:
             try:
                 with self._errors("downloading"):
                     download_file(
                         self.blob_client,
                         local,
-                        max_concurrency=self.provider.options.max_concurrency,
+                        max_concurrency=options.max_concurrency,
                         label=self.print_query,
                     )
-                return
             except Exception as e:
                 if not is_not_found(e):
                     raise
-                if is_container_missing(e):
-                    raise WorkflowError(
-                        f"cannot retrieve {self.print_query}: container "
-                        f"'{self.parsed.container}' does not exist"
-                    ) from None
-            snapshot = self._existing()
-            if not snapshot.is_dir:
-                raise WorkflowError(f"{self.print_query} changed while downloading; retry")
+                self._snapshot = None
+                raise WorkflowError(f"{self.print_query} was deleted while downloading") from None
+            return
         with self._errors("downloading directory"):
             download_directory(
                 self.container_client,
                 list(snapshot.members),
                 self.parsed.blob,
                 local,
-                max_concurrency=self.provider.options.max_concurrency,
+                max_concurrency=options.max_concurrency,
                 label=self.print_query,
             )
 
