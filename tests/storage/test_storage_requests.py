@@ -8,10 +8,13 @@ Snakemake's own ``_IOFile`` code paths against Azurite and count every HTTP requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -324,3 +327,45 @@ def test_request_totals_are_written_at_exit_when_asked(
     record = json.loads(line)
     assert record["total"] == 2
     assert record["by_method"] == {"HEAD": 1, "GET": 1}
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_read_timeout_is_applied_and_retried(
+    make_provider: ProviderFactory, silent_server: int, sleeps: list[float]
+) -> None:
+    provider = make_provider(
+        endpoint_url=f"http://127.0.0.1:{silent_server}/devstoreaccount1",
+        read_timeout=0.5,
+        retries=1,
+    )
+
+    with pytest.raises(WorkflowError) as raised:
+        provider.object("az://quiet/x.txt").exists()
+
+    assert "read timeout=0.5" in str(raised.value)
+    assert f"127.0.0.1:{silent_server}" in str(raised.value)
+    assert provider.request_log.total == 2
