@@ -196,3 +196,36 @@ def test_endpoint_with_a_path_is_refused_without_echoing_it(make_provider, endpo
 
     assert "endpoint_url" in str(raised.value)
     assert "PASTEDSECRET" not in str(raised.value)
+
+
+def test_url_queries_with_different_sas_tokens_use_their_own(
+    provider: StorageProvider, azurite: Azurite
+) -> None:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    service = azurite.service_client()
+    queries = []
+    for _ in range(2):
+        name = f"sas-{uuid.uuid4().hex[:12]}"
+        service.create_container(name)
+        service.get_blob_client(name, "f.txt").upload_blob(name.encode())
+        sas = generate_container_sas(
+            azurite.account_name,
+            name,
+            account_key=azurite.account_key,
+            permission=ContainerSasPermissions(read=True, list=True),
+            expiry=datetime.now(UTC) + timedelta(hours=1),
+        )
+        queries.append((name, f"{azurite.blob_endpoint}/{name}/f.txt?{sas}"))
+    try:
+        for name, query in queries:
+            obj = provider.object(query)
+            obj.retrieve_object()
+            assert obj.local_path().read_bytes() == name.encode()
+            assert obj.auth.mode == "sas"
+    finally:
+        for name, _ in queries:
+            service.delete_container(name)

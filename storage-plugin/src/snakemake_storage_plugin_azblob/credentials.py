@@ -92,7 +92,8 @@ class ResolvedAuth:
 
     @property
     def client_key(self) -> tuple:
-        return (self.account_url, self.mode, self.sources)
+        # Distinct credentials (e.g. two SAS tokens for one account) need distinct clients.
+        return (self.account_url, self.mode, self.sources, id(self.credential))
 
     def describe(self) -> str:
         used = ", ".join(self.sources) if self.sources else "no configured secret"
