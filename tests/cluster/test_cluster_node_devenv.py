@@ -1,0 +1,86 @@
+"""`nox -s up` / `nox -s down` (python -m localcluster.devenv): start, reuse, env.sh, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+from kubernetes import client, config
+
+from localcluster.nodeagent import testkit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _devenv(*args: str, dev_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    env.pop("KUBECONFIG", None)
+    command = [sys.executable, "-m", "localcluster.devenv", *args]
+    command += ["--root", str(REPO), "--dev-dir", str(dev_dir), "--images", "base"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _sourced_env(env_sh: Path) -> dict[str, str]:
+    script = f". {env_sh} && env -0"
+    output = subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    ).stdout
+    return dict(item.split("=", 1) for item in output.split("\0") if "=" in item)
+
+
+def test_up_writes_a_usable_env_reuses_running_services_and_down_removes_them(
+    tmp_path: Path,
+) -> None:
+    dev_dir = tmp_path / "dev"
+    first = _devenv("up", dev_dir=dev_dir)
+    assert first.returncode == 0, first.stderr + first.stdout
+    state = json.loads((dev_dir / "state.json").read_text())
+    try:
+        assert "started Azurite" in first.stdout and "started the local cluster" in first.stdout
+        env = _sourced_env(dev_dir / "env.sh")
+        assert env["PATH"].split(":")[0] == str(dev_dir / "bin")
+        # `snakemake` from PATH is the image's, with both plugins.
+        plugins = subprocess.run(
+            ["snakemake", "--help"], capture_output=True, text=True, env=env, check=True
+        )
+        assert "--kubernetes-namespace" in plugins.stdout
+        assert "--storage-azblob-endpoint-url" in plugins.stdout
+
+        api = config.new_client_from_config(config_file=env["KUBECONFIG"])
+        nodes = [n.metadata.name for n in client.CoreV1Api(api).list_node().items]
+        api.close()
+        assert nodes == ["node-1", "node-2"]
+        endpoint = env["SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL"]
+        assert endpoint.startswith("http://127.0.0.1:")
+        blob = BlobServiceClient(
+            endpoint,
+            credential={
+                "account_name": "devstoreaccount1",
+                "account_key": env["SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY"],
+            },
+        )
+        blob.create_container("devenv-probe")
+        assert [c.name for c in blob.list_containers()] == ["devenv-probe"]
+
+        again = _devenv("up", dev_dir=dev_dir)
+        assert again.returncode == 0, again.stderr
+        assert "reusing Azurite" in again.stdout and "reusing the local cluster" in again.stdout
+        assert json.loads((dev_dir / "state.json").read_text()) == state
+    finally:
+        stopped = _devenv("down", dev_dir=dev_dir)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped local cluster, Azurite" in stopped.stdout
+    assert not dev_dir.exists()
+    for service in ("azurite", "cluster"):
+        testkit.wait_gone(state[service]["pid"])
+    idle = _devenv("down", dev_dir=dev_dir)
+    assert idle.returncode == 0 and "nothing (not running)" in idle.stdout

@@ -1,0 +1,301 @@
+"""``python -m localcluster.devenv up|down|status --root REPO``: a local dev environment.
+
+``up`` starts Azurite and the local cluster in the background (reusing them when they already
+run), builds the job images, and writes ``REPO/.dev/env.sh``. After ``. .dev/env.sh``,
+``snakemake --executor kubernetes --default-storage-provider azblob
+--default-storage-prefix az://CONTAINER --jobs 4`` works in any folder. ``down`` stops both
+and removes ``REPO/.dev``. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localcluster.control import ClusterControl
+from localcluster.nodeagent.images import ImageCatalog
+from localcluster.paths import cluster_info_path, kubeconfig_path
+from support.azurite import (
+    DEV_ACCOUNT_KEY,
+    DEV_ACCOUNT_NAME,
+    AzuriteNotFound,
+    find_azurite_blob,
+    free_port,
+    wait_for_port,
+)
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+STARTUP_SECONDS = 60.0
+STOP_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class DevPaths:
+    root: Path  # the repository: plugin sources for the images
+    dev: Path  # the environment's state (REPO/.dev unless told otherwise)
+
+    @property
+    def state(self) -> Path:
+        return self.dev / "state.json"
+
+    @property
+    def env_sh(self) -> Path:
+        return self.dev / "env.sh"
+
+    @property
+    def bin(self) -> Path:
+        return self.dev / "bin"
+
+    @property
+    def azurite(self) -> Path:
+        return self.dev / "azurite"
+
+    @property
+    def cluster(self) -> Path:
+        return self.dev / "cluster"
+
+
+class DevEnvError(RuntimeError):
+    pass
+
+
+# ----- processes -------------------------------------------------------------------------
+def _alive(pid: int | None, needle: str) -> bool:
+    """The pid runs and its command line mentions needle (guards against pid reuse)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return needle in cmdline and stat[stat.rindex(")") + 2] != "Z"
+
+
+def _stop(pid: int | None, needle: str) -> bool:
+    if not _alive(pid, needle):
+        return False
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while _alive(pid, needle) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid, needle):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _spawn(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> int:
+    """Start a daemon in its own session so it outlives this command and its terminal."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=log_file.parent,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+# ----- Azurite and the cluster -------------------------------------------------------------
+def start_azurite(paths: DevPaths) -> dict[str, Any]:
+    try:
+        binary = find_azurite_blob()
+    except AzuriteNotFound as error:
+        raise DevEnvError(str(error)) from error
+    port = free_port()
+    paths.azurite.mkdir(parents=True, exist_ok=True)
+    command = [
+        binary,
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(paths.azurite),
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+    ]
+    pid = _spawn(command, paths.azurite / "azurite.out")
+    try:
+        wait_for_port(port, STARTUP_SECONDS)
+    except TimeoutError as error:
+        raise DevEnvError(f"{error}\n{_tail(paths.azurite / 'azurite.out')}") from error
+    return {"pid": pid, "port": port}
+
+
+def start_cluster(paths: DevPaths, nodes_file: Path | None) -> dict[str, Any]:
+    info_file = cluster_info_path(paths.cluster)
+    info_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "localcluster", "serve", "--state-dir", str(paths.cluster)]
+    if nodes_file is not None:
+        command += ["--nodes", str(nodes_file.resolve())]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("KUBECONFIG", None)
+    log_file = paths.cluster / "server.log"
+    pid = _spawn(command, log_file, env)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if not _alive(pid, "localcluster"):
+            raise DevEnvError(f"the local cluster exited during startup:\n{_tail(log_file)}")
+        if info_file.exists():
+            info = json.loads(info_file.read_text())
+            if info.get("pid") == pid and _cluster_answers(info):
+                return {"pid": pid, "url": info["url"], "ca_file": info.get("ca_file")}
+        time.sleep(0.1)
+    raise DevEnvError(
+        f"the local cluster did not start within {STARTUP_SECONDS}s:\n{_tail(log_file)}"
+    )
+
+
+def _cluster_answers(info: dict[str, Any]) -> bool:
+    try:
+        ClusterControl(info["url"], info.get("ca_file"), timeout=2).info()
+    except Exception:  # not listening yet, or half started: the caller polls again
+        return False
+    return True
+
+
+def _load_state(paths: DevPaths) -> dict[str, Any]:
+    try:
+        return json.loads(paths.state.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    partial.replace(path)
+
+
+def write_env(paths: DevPaths, azurite: dict[str, Any], image_bin: Path) -> None:
+    """env.sh plus .dev/bin/snakemake, a wrapper for the image's Snakemake with both plugins."""
+    paths.bin.mkdir(parents=True, exist_ok=True)
+    wrapper = paths.bin / "snakemake"
+    _write_atomically(
+        wrapper, f'#!/bin/sh\nexec {shlex.quote(str(image_bin / "snakemake"))} "$@"\n', 0o755
+    )
+    endpoint = f"http://127.0.0.1:{azurite['port']}/{DEV_ACCOUNT_NAME}"
+    exports = {
+        "KUBECONFIG": str(kubeconfig_path(paths.cluster)),
+        "SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL": endpoint,
+        "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": DEV_ACCOUNT_KEY,
+    }
+    lines = ["# Written by `nox -s up` (python -m localcluster.devenv); source it: . .dev/env.sh"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in exports.items()]
+    lines.append(f'export PATH={shlex.quote(str(paths.bin))}:"$PATH"')
+    _write_atomically(paths.env_sh, "\n".join(lines) + "\n")
+
+
+# ----- commands ----------------------------------------------------------------------------
+def up(paths: DevPaths, nodes_file: Path | None, flavours: list[str]) -> dict[str, Any]:
+    paths.dev.mkdir(parents=True, exist_ok=True)
+    catalog = ImageCatalog(repo_root=paths.root)
+    images = {}
+    for flavour in flavours:
+        print(f"devenv: image {flavour!r} (built once, cached in {catalog.cache_dir})", flush=True)
+        images[flavour] = catalog.build(flavour)
+    state = _load_state(paths)
+    azurite = state.get("azurite") or {}
+    if _alive(azurite.get("pid"), "azurite"):
+        print(f"devenv: reusing Azurite on 127.0.0.1:{azurite['port']}", flush=True)
+    else:
+        azurite = start_azurite(paths)
+        print(f"devenv: started Azurite on 127.0.0.1:{azurite['port']}", flush=True)
+    cluster = state.get("cluster") or {}
+    if _alive(cluster.get("pid"), "localcluster") and _cluster_answers(cluster):
+        print(f"devenv: reusing the local cluster at {cluster['url']}", flush=True)
+    else:
+        _stop(cluster.get("pid"), "localcluster")
+        cluster = start_cluster(paths, nodes_file)
+        print(f"devenv: started the local cluster at {cluster['url']}", flush=True)
+    state = {"azurite": azurite, "cluster": cluster}
+    _write_atomically(paths.state, json.dumps(state, indent=2) + "\n")
+    write_env(paths, azurite, images[flavours[0]].bin_dir)
+    print(f"devenv: ready; run  . {paths.env_sh}", flush=True)
+    return state
+
+
+def down(paths: DevPaths) -> None:
+    state = _load_state(paths)
+    stopped = []
+    if _stop((state.get("cluster") or {}).get("pid"), "localcluster"):
+        stopped.append("local cluster")
+    if _stop((state.get("azurite") or {}).get("pid"), "azurite"):
+        stopped.append("Azurite")
+    shutil.rmtree(paths.dev, ignore_errors=True)
+    print(f"devenv: stopped {', '.join(stopped) or 'nothing (not running)'}; removed {paths.dev}")
+
+
+def status(paths: DevPaths) -> int:
+    state = _load_state(paths)
+    azurite, cluster = state.get("azurite") or {}, state.get("cluster") or {}
+    azurite_up = _alive(azurite.get("pid"), "azurite")
+    cluster_up = _alive(cluster.get("pid"), "localcluster")
+    print(f"Azurite: {'running on 127.0.0.1:' + str(azurite['port']) if azurite_up else 'stopped'}")
+    print(f"local cluster: {'running at ' + cluster['url'] if cluster_up else 'stopped'}")
+    return 0 if azurite_up and cluster_up else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.devenv")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
+    parser.add_argument("--dev-dir", type=Path, help="state folder (default: ROOT/.dev)")
+    parser.add_argument("--nodes", type=Path, help="JSON list of nodes for a new cluster")
+    parser.add_argument(
+        "--images",
+        default="base,bio",
+        help="image flavours to build ahead (comma-separated: base, bio)",
+    )
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    if not (root / "executor-plugin").is_dir() or not (root / "storage-plugin").is_dir():
+        parser.error(f"--root {root}: not the repository (no storage-plugin/ and executor-plugin/)")
+    paths = DevPaths(root, (args.dev_dir or root / ".dev").resolve())
+    flavours = [f.strip() for f in args.images.split(",") if f.strip()]
+    unknown = sorted(set(flavours) - {"base", "bio"})
+    if unknown or not flavours:
+        parser.error(f"--images {args.images!r}: expected base and/or bio")
+    try:
+        if args.command == "up":
+            up(paths, args.nodes, flavours)
+        elif args.command == "down":
+            down(paths)
+        else:
+            return status(paths)
+    except DevEnvError as error:
+        print(f"devenv: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
