@@ -152,11 +152,6 @@ def test_settings_repr_shows_no_secret() -> None:
         assert secret not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugin bug (reported): a SAS pasted after the account URL without '?' is taken "
-    "for the account name and echoed, signature included, in the error",
-)
 def test_sas_pasted_without_question_mark_is_refused_without_echoing_it(
     recorder: RequestRecorder, tmp_path: Path
 ) -> None:
