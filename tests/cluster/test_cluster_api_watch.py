@@ -193,3 +193,15 @@ def test_periodic_bookmarks_track_latest_version(
     assert len(events) >= 3
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert versions == sorted(versions)
+
+
+def test_abandoned_watch_is_cleaned_up(core: client.CoreV1Api, namespace: str, control) -> None:
+    from localcluster.testing import wait_for
+
+    before = control.info()["openWatches"]
+    response = core.list_namespaced_pod(
+        namespace, watch=True, timeout_seconds=600, _preload_content=False
+    )
+    wait_for(lambda: control.info()["openWatches"] == before + 1, "the watch to open")
+    response.close()  # closes the socket; releasing first would pool the busy connection
+    wait_for(lambda: control.info()["openWatches"] == before, "the server to drop the watch")

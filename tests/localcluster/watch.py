@@ -21,6 +21,8 @@ from localcluster.store import ADDED, DELETED, MODIFIED, Store, WatchEvent
 
 # The real server picks a timeout between minRequestTimeout (1800 s) and twice that.
 DEFAULT_MIN_TIMEOUT = 1800.0
+# How often an idle watch checks that its client is still connected.
+LIVENESS_SECONDS = 5.0
 
 
 class WatchRegistry:
@@ -131,7 +133,10 @@ async def serve_watch(
             now = time.monotonic()
             if now >= deadline:
                 break
-            wait_for = min(deadline, next_bookmark if bookmarks else deadline) - now
+            if request.transport is None or request.transport.is_closing():
+                break  # the client went away
+            wake = min(deadline, next_bookmark if bookmarks else deadline, now + LIVENESS_SECONDS)
+            wait_for = wake - now
             getter = asyncio.ensure_future(queue.get())
             stopper = asyncio.ensure_future(stop.wait())
             done, _ = await asyncio.wait(

@@ -124,7 +124,8 @@ class JobController:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._feeder: asyncio.Task[None] | None = None
-        self._timers: list[asyncio.TimerHandle] = []
+        # One pending wake-up per job: the earliest one; that pass re-arms later ones.
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
         self._queue = self.store.subscribe()
@@ -140,7 +141,7 @@ class JobController:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         self.store.unsubscribe(self._queue)
 
@@ -150,8 +151,17 @@ class JobController:
 
     def _later(self, delay: float, key: tuple[str, str]) -> None:
         loop = asyncio.get_running_loop()
-        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > loop.time()]
-        self._timers.append(loop.call_later(max(delay, 0.0) + 0.01, self._mark, key))
+        when = loop.time() + max(delay, 0.0) + 0.01
+        existing = self._timers.get(key)
+        if existing is not None and loop.time() < existing.when() <= when:
+            return
+        if existing is not None:
+            existing.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def _fire(self, key: tuple[str, str]) -> None:
+        self._timers.pop(key, None)
+        self._mark(key)
 
     async def _feed(self) -> None:
         while True:
