@@ -214,7 +214,9 @@ class KubeClient:
         raw = response.response
         pending = b""
         try:
-            for chunk in raw.stream(65536, decode_content=True):
+            # read1 returns what has arrived (chunked or not); stream() would wait
+            # for a full buffer on responses without chunked encoding.
+            while chunk := raw.read1(65536):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 yield from (line for line in lines if line.strip())

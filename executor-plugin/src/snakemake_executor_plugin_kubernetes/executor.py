@@ -1,5 +1,6 @@
 """The Snakemake executor: one Kubernetes Job per Snakemake job, watched, not polled."""
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncGenerator
@@ -62,6 +63,7 @@ class Executor(RemoteExecutor):
             self.client, self.namespace, run_selector(self.run_id), on_error=self.logger.warning
         )
         self.watcher.start()
+        self.ready = True
         self.logger.info(
             f"Kubernetes run id {self.run_id} in namespace {self.namespace}, image {self.image}. "
             "If this run is killed, remove its leftovers with: "
@@ -114,6 +116,11 @@ class Executor(RemoteExecutor):
     async def check_active_jobs(
         self, active_jobs: list[SubmittedJobInfo]
     ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        # The base class starts the status thread before __post_init__ has run.
+        if not getattr(self, "ready", False):
+            for job_info in active_jobs:
+                yield job_info
+            return
         try:
             self.secret.sync_owners()
         except ApiError as e:
@@ -147,6 +154,12 @@ class Executor(RemoteExecutor):
                 self._on_success(job_info, verdict)
             else:
                 self._on_failure(job_info, verdict)
+
+    async def sleep(self) -> None:
+        """Wait between status rounds like the base class, but wake up for shutdown."""
+        deadline = time.monotonic() + self.next_seconds_between_status_checks
+        while self.wait and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(remaining, 0.2))
 
     def _get_job(self, name: str) -> dict[str, Any] | None:
         """Fallback for a Job missing from the cache (e.g. a relist raced its creation)."""

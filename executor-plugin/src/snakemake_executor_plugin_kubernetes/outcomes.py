@@ -162,9 +162,10 @@ def judge(
         return Verdict("succeeded", pod=_name(done[-1]) if done else None)
 
     notices: list[str] = []
-    disrupted = [p for p in pods if is_disrupted(p)]
     live_names = {_name(p) for p in pods}
-    disrupted += [p for p in gone or [] if _name(p) not in live_names]
+    # deleted pods first: their replacements are younger
+    disrupted = [p for p in gone or [] if _name(p) not in live_names]
+    disrupted += [p for p in pods if is_disrupted(p)]
     for pod in disrupted:
         if _name(pod) not in tracker.reported_disruptions:
             tracker.reported_disruptions.add(_name(pod))

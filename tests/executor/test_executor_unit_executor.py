@@ -1,0 +1,463 @@
+"""The Executor class end to end against the scripted API: submission, the run Secret,
+status rounds from the watch cache, success/failure handling, cancel and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from executor.test_executor_unit_fakeapi import FakeApiServer
+
+from snakemake_executor_plugin_kubernetes import Executor, ExecutorSettings, common_settings
+
+TOKEN = "tok-7c0ffee-never-printed"
+STORAGE_KEY = "c3RvcmFnZS1rZXktbmV2ZXItcHJpbnRlZA=="
+
+
+def wait_until(condition: Callable[[], bool], what: str, tries: int = 400) -> None:
+    for _ in range(tries):
+        if condition():
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+@dataclass
+class FakeJob:
+    name: str
+    jobid: int
+    attempt: int = 1
+    threads: int = 1
+    resources: dict[str, Any] = field(default_factory=lambda: {"_cores": 1, "_nodes": 1})
+    is_containerized: bool = False
+    is_updated: bool = False
+    is_local: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+
+    def is_group(self) -> bool:
+        return False
+
+    @property
+    def rules(self) -> list[str]:
+        return [self.name]
+
+    def get_target_spec(self) -> list[Any]:
+        return []
+
+    def register(self, external_jobid: str | None = None) -> None:
+        self.registered.append(external_jobid or "")
+
+    def log_info(self) -> None:
+        pass
+
+    def log_error(self, msg: str | None = None, **kwargs: Any) -> None:
+        self.errors.append({"msg": msg, **kwargs})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Callable[[str], None]:
+        return lambda message, *a, **k: self.lines.append((level, str(message)))
+
+    def text(self) -> str:
+        return "\n".join(message for _, message in self.lines)
+
+
+class FakeScheduler:
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.finished: list[str] = []
+        self.failed: list[str] = []
+
+    def submit_callback(self, job: FakeJob) -> None:
+        self.submitted.append(job.name)
+
+    def finish_callback(self, job: FakeJob) -> None:
+        self.finished.append(job.name)
+
+    def error_callback(self, job: FakeJob) -> None:
+        self.failed.append(job.name)
+
+    def executor_error_callback(self, e: Exception) -> None:
+        raise AssertionError(f"executor error: {e}")
+
+
+class FakeArgs:
+    def general_args(self, executor_common_settings: Any) -> str:
+        return "--general-args"
+
+    def precommand(self, executor_common_settings: Any) -> str:
+        self.seen_auto_deploy = executor_common_settings.auto_deploy_default_storage_provider
+        return "python -m snakemake --deploy-sources az://c/archive.tar.gz abc"
+
+    def envvars(self) -> dict[str, str]:
+        return {"E1_TOKEN": TOKEN, "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": STORAGE_KEY}
+
+
+def fake_workflow(settings: ExecutorSettings) -> SimpleNamespace:
+    return SimpleNamespace(
+        executor_settings=settings,
+        remote_execution_settings=SimpleNamespace(
+            max_status_checks_per_second=100,
+            # status rounds are driven by the tests, not by the base class's loop
+            seconds_between_status_checks=3600,
+            jobname="snakejob.{rulename}.{jobid}.sh",
+            jobscript=None,
+            container_image="snakemake-k8s-azblob:latest",
+            immediate_submit=False,
+            preemptible_rules=None,
+        ),
+        storage_settings=SimpleNamespace(shared_fs_usage=set()),
+        deployment_settings=SimpleNamespace(deployment_method=set()),
+        group_settings=SimpleNamespace(local_groupid="local"),
+        resource_settings=SimpleNamespace(cores=4),
+        main_snakefile="Snakefile",
+        executor_plugin=SimpleNamespace(common_settings=common_settings),
+        spawned_job_args_factory=FakeArgs(),
+        dag=SimpleNamespace(get_unneeded_temp_files=lambda job: []),
+        scheduler=FakeScheduler(),
+        resource_scopes=SimpleNamespace(excluded=set()),
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[FakeApiServer]:
+    server = FakeApiServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_executor(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".snakemake").mkdir()
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    made: list[Executor] = []
+
+    def make(**settings: Any) -> Executor:
+        config = ExecutorSettings(kubeconfig=str(kubeconfig), **settings)
+        executor = Executor(fake_workflow(config), Recorder())
+        made.append(executor)
+        assert executor.watcher.wait_synced(10)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.watcher.stop()
+
+
+def status_round(executor: Executor) -> list[str]:
+    """One status round over the executor's active jobs; returns the still-active names."""
+
+    async def run() -> list[Any]:
+        with executor.lock:
+            active = list(executor.active_jobs)
+            executor.active_jobs.clear()
+        still = [info async for info in executor.check_active_jobs(active)]
+        with executor.lock:
+            executor.active_jobs.extend(still)
+        return still
+
+    return [info.external_jobid for info in asyncio.run(run())]
+
+
+def pod_for(job: dict[str, Any], suffix: str = "a") -> dict[str, Any]:
+    name = job["metadata"]["name"]
+    template = job["spec"]["template"]
+    return {
+        "metadata": {
+            "name": f"{name}-{suffix}",
+            "labels": {**template["metadata"]["labels"], "job-name": name},
+            "ownerReferences": [{"kind": "Job", "name": name, "uid": job["metadata"]["uid"]}],
+        },
+        "spec": {**template["spec"], "nodeName": "node-1"},
+        "status": {"phase": "Running"},
+    }
+
+
+def set_status(api, plural: str, name: str, **status: Any) -> None:
+    api.mutate(plural, name, lambda obj: obj.setdefault("status", {}).update(status))
+
+
+def terminated(code: int, reason: str = "Error") -> list[dict[str, Any]]:
+    state = {"terminated": {"exitCode": code, "reason": reason}}
+    return [{"name": "snakemake", "state": state}]
+
+
+def test_submission_secret_and_success(server, make_executor):
+    api = server.api
+    executor = make_executor()
+    jobs = [FakeJob("align", 1), FakeJob("sort", 2, resources={"_cores": 2, "mem_mb": 100})]
+    for job in jobs:
+        executor.run_job(job)
+    names = api.names("jobs")
+    assert len(names) == 2 and api.count("POST", "/jobs$") == 2
+    assert executor.workflow.scheduler.submitted == ["align", "sort"]
+    assert all(job.registered for job in jobs)
+
+    # The one Secret holds the values; the Jobs reference them by name.
+    (secret_name,) = api.names("secrets")
+    secret = api.get("secrets", secret_name)
+    assert base64.b64decode(secret["data"]["E1_TOKEN"]).decode() == TOKEN
+    assert secret["metadata"]["labels"]["snakemake.io/run-id"] == executor.run_id
+    job = api.get("jobs", names[0])
+    command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert command.startswith("python -m snakemake --deploy-sources")
+    assert "--general-args" in command and "--mode 'remote'" in command
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
+
+    # First round: one PATCH adds both Jobs as owners of the Secret, nothing finished.
+    assert sorted(status_round(executor)) == names
+    assert api.count("PATCH", "/secrets/") == 1
+    owners = api.get("secrets", secret_name)["metadata"]["ownerReferences"]
+    assert sorted(o["name"] for o in owners) == names
+    assert all(o["kind"] == "Job" and o["uid"] for o in owners)
+
+    # Success of one Job: reported once, the Job deleted, logs not fetched.
+    done = api.get("jobs", names[0])
+    api.put("pods", {**pod_for(done), "status": {"phase": "Succeeded"}}, event="ADDED")
+    set_status(api, "jobs", names[0], conditions=[{"type": "Complete", "status": "True"}])
+    wait_until(
+        lambda: executor.watcher.cache.job(names[0]).get("status", {}).get("conditions"),
+        "completion seen",
+    )
+    before = len(api.requests)
+    assert status_round(executor) == [names[1]]
+    assert executor.workflow.scheduler.finished == ["align"]
+    new = [(r.method, r.path) for r in api.requests[before:]]
+    assert new == [("DELETE", f"/apis/batch/v1/namespaces/default/jobs/{names[0]}")]
+
+    # No secret value in anything the executor sent, except the Secret itself.
+    for request in api.requests:
+        if "/secrets" in request.path and request.method in ("POST", "PUT"):
+            continue
+        sent = json.dumps([request.path, request.query, request.body])
+        assert TOKEN not in sent and STORAGE_KEY not in sent
+    assert TOKEN not in executor.logger.text()
+
+    executor.shutdown()
+    assert api.names("jobs") == [] and api.names("secrets") == [] and api.names("pods") == []
+
+
+def test_status_rounds_cost_no_requests_with_many_active_jobs(server, make_executor):
+    api = server.api
+    executor = make_executor()
+    for jobid in range(300):
+        executor.run_job(FakeJob(f"r{jobid % 7}", jobid))
+    status_round(executor)  # includes the one owner PATCH
+    before = len(api.requests)
+    for _ in range(5):
+        assert len(status_round(executor)) == 300
+    assert len(api.requests) == before
+    assert api.count("PATCH", "/secrets/") == 1
+
+
+def test_failure_reports_reason_exit_code_log_tail_and_hints(server, make_executor):
+    api = server.api
+    executor = make_executor(log_tail_lines=2)
+    job = FakeJob("exit_three", 5, resources={"_cores": 1, "mem_mb": 500})
+    executor.run_job(job)
+    (name,) = api.names("jobs")
+    pod = pod_for(api.get("jobs", name))
+    api.logs[pod["metadata"]["name"]] = "line one\nabout-to-fail\nlast words\n"
+    api.put("pods", pod, event="ADDED")
+    set_status(
+        api, "pods", pod["metadata"]["name"], phase="Failed", containerStatuses=terminated(3)
+    )
+    set_status(
+        api,
+        "jobs",
+        name,
+        conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}],
+    )
+    wait_until(lambda: executor.watcher.cache.job(name).get("status"), "failure seen")
+    assert status_round(executor) == []
+    assert executor.workflow.scheduler.failed == ["exit_three"]
+    (error,) = job.errors
+    msg = error["msg"]
+    assert "rule exit_three" in msg and "exit code 3" in msg and "PodFailurePolicy" in msg
+    assert "about-to-fail\nlast words" in msg and "line one" not in msg
+    assert f"kubectl describe pod {pod['metadata']['name']} -n default" in msg
+    (saved,) = error["aux_logs"]
+    assert Path(saved).read_text() == "line one\nabout-to-fail\nlast words\n"
+    assert Path(saved).parent == Path(".snakemake/logs/kubernetes")
+    assert api.names("jobs") == [name], "a failed Job is kept for inspection during the run"
+    executor.shutdown()
+    assert api.names("jobs") == [] and api.names("pods") == []
+
+
+def test_oom_deadline_and_image_pull_messages(server, make_executor):
+    api = server.api
+    executor = make_executor(image_pull_grace=0)
+    oom = FakeJob("hog_memory", 1, resources={"_cores": 1, "mem_mb": 500})
+    slow = FakeJob("overrun", 2, resources={"_cores": 1, "runtime": 1})
+    pull = FakeJob("one", 3)
+    for job in (oom, slow, pull):
+        executor.run_job(job)
+    by_rule = {
+        api.get("jobs", n)["metadata"]["labels"]["snakemake.io/rule"]: n for n in api.names("jobs")
+    }
+
+    oom_pod = pod_for(api.get("jobs", by_rule["hog_memory"]))
+    api.put("pods", oom_pod, event="ADDED")
+    set_status(
+        api,
+        "pods",
+        oom_pod["metadata"]["name"],
+        phase="Failed",
+        containerStatuses=terminated(137, "OOMKilled"),
+    )
+    slow_pod = pod_for(api.get("jobs", by_rule["overrun"]))
+    api.put("pods", slow_pod, event="ADDED")
+    set_status(
+        api,
+        "pods",
+        slow_pod["metadata"]["name"],
+        phase="Failed",
+        reason="DeadlineExceeded",
+        message="Pod was active on the node longer than the specified deadline",
+    )
+    pull_pod = pod_for(api.get("jobs", by_rule["one"]))
+    waiting = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
+    api.put("pods", pull_pod, event="ADDED")
+    set_status(
+        api,
+        "pods",
+        pull_pod["metadata"]["name"],
+        phase="Pending",
+        containerStatuses=[{"name": "snakemake", "state": waiting}],
+    )
+    wait_until(lambda: len(executor.watcher.cache.pods_by_job()) == 3, "pods seen")
+    wait_until(
+        lambda: all(
+            p[0].get("status", {}).get("phase") in ("Failed", "Pending")
+            for p in executor.watcher.cache.pods_by_job().values()
+        ),
+        "statuses seen",
+    )
+    status_round(executor)  # the image stall is first noticed here
+    status_round(executor)
+    messages = {job.name: job.errors[0]["msg"] for job in (oom, slow, pull)}
+    assert "OOMKilled" in messages["hog_memory"] and "500M" in messages["hog_memory"]
+    assert "DeadlineExceeded" in messages["overrun"] and "1 min" in messages["overrun"]
+    assert "ImagePullBackOff" in messages["one"]
+    assert "snakemake-k8s-azblob:latest" in messages["one"]
+    assert by_rule["one"] not in api.names("jobs"), "a stalled Job is deleted by the executor"
+    executor.shutdown()
+
+
+def test_disruptions_are_reported_and_bounded(server, make_executor):
+    api = server.api
+    executor = make_executor(disruption_retries=1)
+    job = FakeJob("short_nap", 1)
+    executor.run_job(job)
+    (name,) = api.names("jobs")
+    first = pod_for(api.get("jobs", name), "a")
+    api.put("pods", first, event="ADDED")
+    api.mutate(
+        "pods",
+        first["metadata"]["name"],
+        lambda p: p["status"].update(
+            conditions=[
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "EvictionByEvictionAPI",
+                    "message": "Eviction API: evicting",
+                }
+            ]
+        ),
+    )
+    api.remove("pods", first["metadata"]["name"])  # eviction deletes the running pod
+    wait_until(lambda: executor.watcher.cache.gone_pods(name), "deletion seen")
+    assert status_round(executor) == [name]
+    assert "evicted" in executor.logger.text() and "retries" in executor.logger.text()
+    assert "node-1" in executor.logger.text()
+
+    second = pod_for(api.get("jobs", name), "b")
+    api.put(
+        "pods",
+        {
+            **second,
+            "status": {
+                "phase": "Failed",
+                "reason": "Terminated",
+                "conditions": [
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "DeletionByPodGC",
+                        "message": "PodGC: node no longer exists",
+                    }
+                ],
+            },
+        },
+        event="ADDED",
+    )
+    wait_until(lambda: len(executor.watcher.cache.pods_of(name)) == 1, "second pod seen")
+    assert status_round(executor) == []
+    (error,) = job.errors
+    assert (
+        "disrupted 2 times" in error["msg"] and "--kubernetes-disruption-retries=1" in error["msg"]
+    )
+    assert "lost its node" in error["msg"]
+    assert api.names("jobs") == []
+    executor.shutdown()
+
+
+def test_secret_recreated_if_it_vanished_and_cancel_deletes_everything(server, make_executor):
+    api = server.api
+    executor = make_executor()
+    executor.run_job(FakeJob("a", 1))
+    (secret,) = api.names("secrets")
+    api.remove("secrets", secret)  # e.g. garbage-collected while no Job existed
+    executor.run_job(FakeJob("b", 2))
+    status_round(executor)
+    assert api.names("secrets") == [secret]
+    assert len(api.get("secrets", secret)["metadata"]["ownerReferences"]) == 2
+
+    for name in api.names("jobs"):
+        api.put("pods", pod_for(api.get("jobs", name)), event="ADDED")
+    executor.cancel()
+    assert api.names("jobs") == [] and api.names("pods") == [] and api.names("secrets") == []
+    deletes = [r for r in api.requests if r.method == "DELETE"]
+    assert all(r.body and r.body.get("propagationPolicy") == "Background" for r in deletes)
+    assert any(
+        r.query.get("labelSelector") == f"snakemake.io/run-id={executor.run_id}" for r in deletes
+    )
+
+
+def test_creation_retry_after_a_dropped_answer_is_not_a_failure(server, make_executor):
+    api = server.api
+    executor = make_executor()
+    original = api.handle
+
+    def create_then_drop(handler):
+        # the first POST of a Job is stored, but its answer never reaches the client
+        if handler.command == "POST" and handler.path.endswith("/jobs") and not api.names("jobs"):
+            api.fail_next("POST", "/jobs$", 0)
+            length = int(handler.headers.get("Content-Length"))
+            body = json.loads(handler.rfile.read(length))
+            api.put("jobs", body, event="ADDED")
+            handler.close_connection = True
+            handler.connection.shutdown(2)
+            api.faults.clear()
+            return
+        original(handler)
+
+    api.handle = create_then_drop
+    executor.run_job(FakeJob("a", 1))
+    assert len(api.names("jobs")) == 1
+    assert executor.workflow.scheduler.submitted == ["a"]
+    executor.shutdown()
