@@ -38,7 +38,9 @@ def status_of(error: BaseException) -> int | None:
 def error_code_of(error: BaseException) -> str | None:
     code = getattr(error, "error_code", None)
     if code:
-        return str(code)
+        # The SDK sets a StorageErrorCode (a str enum whose str() is "StorageErrorCode.X")
+        # or a plain string; Azure's own spelling is the enum's value.
+        return str(getattr(code, "value", code))
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None) or {}
     return headers.get("x-ms-error-code")
