@@ -1,0 +1,139 @@
+"""Job outcome decisions from Job and Pod status, with the submitter's clock injected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, judge
+
+LIMITS = Limits(disruption_retries=2, unschedulable_timeout=600, image_pull_grace=180)
+
+
+def job(*conditions: dict[str, Any]) -> dict[str, Any]:
+    container = {"name": "snakemake", "resources": {"limits": {"memory": "500M"}}}
+    return {
+        "metadata": {"name": "sm-x-1"},
+        "spec": {"template": {"spec": {"containers": [container], "activeDeadlineSeconds": 120}}},
+        "status": {"conditions": list(conditions)},
+    }
+
+
+def pod(name: str = "sm-x-1-a", phase: str = "Pending", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"nodeName": "node-2", "containers": [{"name": "snakemake", "image": "img:1"}]},
+        "status": {"phase": phase, **status},
+    }
+
+
+def waiting(reason: str, message: str = "") -> dict[str, Any]:
+    state = {"waiting": {"reason": reason, "message": message}}
+    return {"containerStatuses": [{"name": "snakemake", "state": state}]}
+
+
+UNSCHEDULABLE = {
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity.",
+        }
+    ]
+}
+
+
+def test_unschedulable_fails_only_after_the_timeout_with_the_scheduler_message():
+    tracker = JobTracker()
+    pending = [pod(**UNSCHEDULABLE)]
+    assert judge(job(), pending, LIMITS, tracker, now=1000.0).state == "running"
+    assert judge(job(), pending, LIMITS, tracker, now=1600.0).state == "running"
+    verdict = judge(job(), pending, LIMITS, tracker, now=1600.5)
+    assert verdict.state == "failed" and verdict.delete_job
+    assert verdict.message.startswith("Unschedulable")
+    assert "0/2 nodes are available" in verdict.message
+    assert "--kubernetes-unschedulable-timeout=600s" in verdict.message
+
+
+def test_image_pull_errors_count_as_one_stall_and_reset_when_resolved():
+    tracker = JobTracker()
+    assert judge(job(), [pod(**waiting("ErrImagePull"))], LIMITS, tracker, 0.0).state == "running"
+    back_off = [pod(**waiting("ImagePullBackOff", "Back-off pulling image"))]
+    assert judge(job(), back_off, LIMITS, tracker, 100.0).state == "running"
+    running = [pod(phase="Running")]
+    assert judge(job(), running, LIMITS, tracker, 150.0).state == "running"
+    # the stall was cleared: a new one starts its own grace period
+    assert judge(job(), back_off, LIMITS, tracker, 200.0).state == "running"
+    assert judge(job(), back_off, LIMITS, tracker, 380.0).state == "running"
+    verdict = judge(job(), back_off, LIMITS, tracker, 380.5)
+    assert verdict.state == "failed" and verdict.delete_job
+    assert "ImagePullBackOff" in verdict.message and "img:1" in verdict.message
+
+
+def test_create_container_config_error_names_the_cause():
+    tracker = JobTracker()
+    stuck = [pod(**waiting("CreateContainerConfigError", 'secret "e2-no-such-secret" not found'))]
+    judge(job(), stuck, LIMITS, tracker, 0.0)
+    verdict = judge(job(), stuck, LIMITS, tracker, 181.0)
+    assert verdict.state == "failed"
+    assert "CreateContainerConfigError" in verdict.message
+    assert "e2-no-such-secret" in verdict.message
+
+
+def test_success_and_vanished_job():
+    done = judge(
+        job({"type": "Complete", "status": "True"}),
+        [pod(phase="Succeeded")],
+        LIMITS,
+        JobTracker(),
+        0.0,
+    )
+    assert done.state == "succeeded" and done.pod == "sm-x-1-a"
+    gone = judge(None, [], LIMITS, JobTracker(), 0.0)
+    assert gone.state == "failed" and "deleted" in gone.message
+
+
+def test_oom_and_deadline_and_failure_target():
+    oom = pod(
+        phase="Failed",
+        containerStatuses=[
+            {
+                "name": "snakemake",
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            }
+        ],
+    )
+    failed = {"type": "FailureTarget", "status": "True", "reason": "PodFailurePolicy"}
+    verdict = judge(job(failed), [oom], LIMITS, JobTracker(), 0.0)
+    assert verdict.state == "failed"
+    assert "OOMKilled" in verdict.message and "500M" in verdict.message
+    assert "exit code 137" in verdict.message
+
+    deadline = pod(phase="Failed", reason="DeadlineExceeded", message="too long")
+    verdict = judge(job(), [deadline], LIMITS, JobTracker(), 0.0)
+    assert "DeadlineExceeded" in verdict.message and "2 min" in verdict.message
+
+
+def test_disruptions_within_budget_notify_once_then_fail_beyond():
+    tracker = JobTracker()
+    target = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": "preempted by a higher priority pod",
+    }
+    first = pod("p1", phase="Failed", conditions=[target])
+    replacement = pod("p2", phase="Running")
+    verdict = judge(job(), [first, replacement], LIMITS, tracker, 0.0)
+    assert verdict.state == "running"
+    (notice,) = verdict.notices
+    assert "p1" in notice and "node-2" in notice and "preempted" in notice
+    assert "1 of 2" in notice
+    assert judge(job(), [first, replacement], LIMITS, tracker, 1.0).notices == []
+
+    gone = pod("p0", phase="Running")  # deleted while running, e.g. lost with its node
+    second = pod("p2", phase="Failed", conditions=[target])
+    verdict = judge(job(), [first, second], LIMITS, tracker, 2.0, gone=[gone])
+    assert verdict.state == "failed" and verdict.delete_job
+    assert "disrupted 3 times" in verdict.message
+    assert len(verdict.notices) == 2 and "no disruption retries left" in verdict.notices[-1]
