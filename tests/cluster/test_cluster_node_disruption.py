@@ -70,6 +70,8 @@ def test_losing_a_node_fails_its_pods_and_removes_it(node_cluster) -> None:
             "DeletionByPodGC",
             "PodGC: node no longer exists",
         )
+        terminated = testkit.container_state(done)["terminated"]
+        assert (terminated["exitCode"], terminated["reason"]) == (137, "ContainerStatusUnknown")
     assert "doomed" not in [n.metadata.name for n in core.list_node().items]
     assert testkit.read_pod(core, namespace, "elsewhere")["status"]["phase"] == "Running"
 

@@ -330,3 +330,62 @@ def test_logs_are_served_while_the_container_runs(node_cluster) -> None:
         "both lines in the log",
     )
     core.delete_namespace(namespace)
+
+
+def test_init_containers_run_first_and_on_failure_restarts_count(node_cluster) -> None:
+    core = testkit.core_api(node_cluster)
+    namespace = testkit.new_namespace(core)
+    init = shell_container("echo prepared > shared/flag", name="prepare")
+    # Fails twice, then succeeds: the counter survives restarts in the shared emptyDir.
+    script = (
+        "test -f shared/flag || exit 9; n=$(cat shared/n 2>/dev/null || echo 0); "
+        "echo $((n + 1)) > shared/n; test $n -ge 2"
+    )
+    mounts = [{"name": "shared", "mountPath": "/shared"}]
+    init["volumeMounts"] = mounts
+    main = shell_container(script, volumeMounts=mounts)
+    spec = {
+        "restartPolicy": "OnFailure",
+        "initContainers": [init],
+        "volumes": [{"name": "shared", "emptyDir": {}}],
+    }
+    core.create_namespaced_pod(namespace, pod("retrying", main, **spec))
+    done = _finished(core, namespace, "retrying")
+    assert done["status"]["phase"] == "Succeeded"
+    init_status = done["status"]["initContainerStatuses"][0]
+    assert init_status["state"]["terminated"]["reason"] == "Completed"
+    main_status = done["status"]["containerStatuses"][0]
+    assert main_status["restartCount"] == 2
+    assert main_status["lastState"]["terminated"]["exitCode"] == 1
+    assert main_status["state"]["terminated"]["exitCode"] == 0
+    back_offs = core.list_namespaced_event(namespace, field_selector="reason=BackOff").items
+    assert [e.message for e in back_offs] == ["Back-off restarting failed container"]
+    assert back_offs[0].count == 2  # the same event, counted, as the real recorder does
+    core.delete_namespace(namespace)
+
+
+def test_secret_and_config_map_volumes_are_files_in_the_pod(node_cluster) -> None:
+    core = testkit.core_api(node_cluster)
+    namespace = testkit.new_namespace(core)
+    core.create_namespaced_secret(namespace, _secret("files", {"token": "abc", "other": "x"}))
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="conf"), data={"a.yaml": "k: v"}),
+    )
+    volumes = [
+        {
+            "name": "sec",
+            "secret": {"secretName": "files", "items": [{"key": "token", "path": "t"}]},
+        },
+        {"name": "cfg", "configMap": {"name": "conf"}},
+    ]
+    mounts = [
+        {"name": "sec", "mountPath": "/etc/creds"},
+        {"name": "cfg", "mountPath": "/etc/conf"},
+    ]
+    script = "cat etc/creds/t; echo; ls etc/creds; cat etc/conf/a.yaml"
+    container = shell_container(script, workingDir="/", volumeMounts=mounts)
+    core.create_namespaced_pod(namespace, pod("mounted", container, volumes=volumes))
+    assert _finished(core, namespace, "mounted")["status"]["phase"] == "Succeeded"
+    assert testkit.logs(core, namespace, "mounted") == "abc\nt\nk: v"
+    core.delete_namespace(namespace)

@@ -130,7 +130,10 @@ class NodeAgent:
         affected = [r for r in self.runners.values() if r.pod["spec"].get("nodeName") == name]
         reason, message = NODE_GONE
         await asyncio.gather(
-            *(r.end(Termination("NodeLost", message, (reason, message))) for r in affected)
+            *(
+                r.end(Termination("NodeLost", message, (reason, message), "ContainerStatusUnknown"))
+                for r in affected
+            )
         )
         return [r.name for r in affected]
 

@@ -56,6 +56,9 @@ class Termination:
     reason: str
     message: str
     condition: tuple[str, str] | None = None  # DisruptionTarget (reason, message)
+    # How killed containers end: "Error" when the kubelet kills them; when the node is gone
+    # nobody saw them stop, so ContainerStatusUnknown.
+    container_reason: str = "Error"
 
 
 class PodGone(Exception):
@@ -562,9 +565,11 @@ class PodRunner:
             self.context.memory_watch.pop(process.pid, None)
             self.processes.pop(name, None)
         reason = "Completed" if code == 0 else "Error"
+        message = self._termination_message(container, log_file, code)
         if process.killed_for_memory:
             reason = "OOMKilled"
-        message = self._termination_message(container, log_file, code)
+        elif self.termination is not None and self.termination.container_reason != "Error":
+            reason, message = self.termination.container_reason, UNKNOWN_STATUS_MESSAGE
         self._set_state(
             container,
             init,
