@@ -1,0 +1,98 @@
+"""Pure parts of the node agent: image names, scheduling predicates, env expansion, image keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from localcluster.nodeagent.images import ImageCatalog, ImageNotFound, flavour_of
+from localcluster.nodeagent.kubelet import qualified_image
+from localcluster.nodeagent.podenv import expand_references
+from localcluster.nodeagent.predicates import (
+    pod_requests,
+    tolerates,
+    unschedulable_message,
+)
+
+
+@pytest.mark.parametrize(
+    ("image", "flavour"),
+    [
+        ("snakemake/snakemake:v9.27.1", "base"),
+        ("docker.io/snakemake/snakemake", "base"),
+        ("myacr.azurecr.io/snakemake-k8s-azblob:0.1.0", "base"),
+        ("localhost:5000/snakemake-k8s-azblob:dev", "base"),
+        ("snakemake-k8s-azblob-bio:1", "bio"),
+        ("ghcr.io/lab/snakemake-k8s-azblob-bio@sha256:" + "0" * 64, "bio"),
+    ],
+)
+def test_image_names_map_to_flavours(image: str, flavour: str) -> None:
+    assert flavour_of(image) == flavour
+
+
+@pytest.mark.parametrize("image", ["python:3.12", "snakemake/other:1", "nosuch", ""])
+def test_other_images_are_not_found(image: str) -> None:
+    with pytest.raises(ImageNotFound):
+        flavour_of(image)
+
+
+def test_pull_errors_name_the_fully_qualified_reference() -> None:
+    assert qualified_image("nosuch") == "docker.io/library/nosuch:latest"
+    assert qualified_image("lab/tool:1") == "docker.io/lab/tool:1"
+    assert qualified_image("myacr.azurecr.io/tool:2") == "myacr.azurecr.io/tool:2"
+    assert qualified_image("localhost:5000/tool") == "localhost:5000/tool:latest"
+
+
+def test_reference_expansion_follows_kubernetes_rules() -> None:
+    env = {"A": "1", "B": "two"}
+    assert expand_references("$(A)-$(B)", env) == "1-two"
+    assert expand_references("$$(A) $(C) $A", env) == "$(A) $(C) $A"
+
+
+def test_requests_add_containers_and_take_the_largest_init_container() -> None:
+    def container(cpu: str, memory: str) -> dict:
+        return {"resources": {"requests": {"cpu": cpu}, "limits": {"memory": memory}}}
+
+    pod = {
+        "spec": {
+            "containers": [container("500m", "1Gi"), container("250m", "1Gi")],
+            "initContainers": [container("2", "1Mi")],
+        }
+    }
+    assert pod_requests(pod) == {
+        "pods": Decimal(1),
+        "cpu": Decimal(2),
+        "memory": Decimal(2 * 2**30),
+    }
+
+
+def test_toleration_matching() -> None:
+    spot = {"key": "spot", "value": "true", "effect": "NoSchedule"}
+    assert tolerates({"operator": "Exists"}, spot)
+    assert tolerates({"key": "spot", "operator": "Exists"}, spot)
+    assert tolerates({"key": "spot", "value": "true"}, spot)
+    assert not tolerates({"key": "spot", "value": "false"}, spot)
+    assert not tolerates({"key": "spot", "operator": "Exists", "effect": "NoExecute"}, spot)
+
+
+def test_unschedulable_message_without_nodes() -> None:
+    assert unschedulable_message(0, {}) == "no nodes available to schedule pods"
+
+
+def test_image_key_follows_plugin_sources_and_deps_key_only_requirements(tmp_path: Path) -> None:
+    for plugin in ("storage-plugin", "executor-plugin"):
+        (tmp_path / plugin / "src" / "pkg").mkdir(parents=True)
+        (tmp_path / plugin / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+        (tmp_path / plugin / "src" / "pkg" / "mod.py").write_text("VALUE = 1\n")
+    catalog = ImageCatalog(repo_root=tmp_path, cache_dir=tmp_path / "cache")
+    image_key, deps_key = catalog.image_key("base"), catalog._deps_key("base")
+    assert catalog.image_key("bio") != image_key
+
+    (tmp_path / "executor-plugin" / "src" / "pkg" / "mod.py").write_text("VALUE = 2\n")
+    assert catalog.image_key("base") != image_key
+    assert catalog._deps_key("base") == deps_key
+
+    (tmp_path / "storage-plugin" / "pyproject.toml").write_text("[project]\nname = 'y'\n")
+    assert catalog._deps_key("base") != deps_key
