@@ -59,6 +59,9 @@ class Store:
         self._oldest_resumable = 1
         self._subscribers: set[asyncio.Queue[WatchEvent]] = set()
         self._event_keys: dict[tuple[str, str, str, str], Key] = {}
+        # owner uid -> dependents, and the reverse, so GC never scans every object.
+        self._dependents_of: dict[str, set[tuple[str, Key]]] = {}
+        self._owners_of: dict[tuple[str, Key], set[str]] = {}
         self._name_counter = itertools.count()
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create("namespaces", None, {"metadata": {"name": namespace}})
@@ -348,8 +351,10 @@ class Store:
         if event_type == DELETED:
             del self._objects[resource][key]
             self._by_uid.pop(obj["metadata"]["uid"], None)
+            self._index_owners(resource, key, [])
         else:
             self._objects[resource][key] = obj
+            self._index_owners(resource, key, obj["metadata"].get("ownerReferences") or [])
         self._publish(WatchEvent(event_type, resource, copy.deepcopy(obj), previous))
 
     def _publish(self, event: WatchEvent) -> None:
@@ -429,14 +434,24 @@ class Store:
         self._store(resource, key, copy.deepcopy(current), DELETED)
         self._collect_garbage(current["metadata"]["uid"])
 
+    def _index_owners(self, resource: str, key: Key, refs: list[dict[str, Any]]) -> None:
+        location = (resource, key)
+        owners = {str(ref.get("uid")) for ref in refs if ref.get("uid")}
+        for stale in self._owners_of.get(location, set()) - owners:
+            dependents = self._dependents_of.get(stale)
+            if dependents is not None:
+                dependents.discard(location)
+                if not dependents:
+                    del self._dependents_of[stale]
+        for owner in owners:
+            self._dependents_of.setdefault(owner, set()).add(location)
+        if owners:
+            self._owners_of[location] = owners
+        else:
+            self._owners_of.pop(location, None)
+
     def _dependents(self, owner_uid: str) -> list[tuple[str, Key]]:
-        found = []
-        for resource, table in self._objects.items():
-            for key, obj in table.items():
-                refs = obj["metadata"].get("ownerReferences") or []
-                if any(ref.get("uid") == owner_uid for ref in refs):
-                    found.append((resource, key))
-        return found
+        return sorted(self._dependents_of.get(owner_uid, ()))
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Delete dependents of a vanished owner whose owners are now all gone."""
@@ -451,15 +466,13 @@ class Store:
     def collect_orphans(self) -> int:
         """Delete objects whose owner references all point at objects that do not exist."""
         deleted = 0
-        for resource, table in list(self._objects.items()):
-            for key, obj in list(table.items()):
+        for owner_uid in [uid for uid in self._dependents_of if uid not in self._by_uid]:
+            for resource, key in self._dependents(owner_uid):
+                obj = self._table(resource).get(key)
+                if obj is None or "deletionTimestamp" in obj["metadata"]:
+                    continue
                 refs = obj["metadata"].get("ownerReferences") or []
-                if (
-                    refs
-                    and key in table
-                    and "deletionTimestamp" not in obj["metadata"]
-                    and all(ref.get("uid") not in self._by_uid for ref in refs)
-                ):
+                if all(ref.get("uid") not in self._by_uid for ref in refs):
                     self.delete(resource, key[0], key[1], "Background")
                     deleted += 1
         return deleted

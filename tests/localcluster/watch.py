@@ -22,7 +22,7 @@ from localcluster.store import ADDED, DELETED, MODIFIED, Store, WatchEvent
 # The real server picks a timeout between minRequestTimeout (1800 s) and twice that.
 DEFAULT_MIN_TIMEOUT = 1800.0
 # How often an idle watch checks that its client is still connected.
-LIVENESS_SECONDS = 5.0
+LIVENESS_SECONDS = 1.0
 
 
 class WatchRegistry:
