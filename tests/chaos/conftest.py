@@ -34,3 +34,54 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"{scenario}: {shown}")
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text(json.dumps(_figures, indent=2, sort_keys=True))
+
+
+# ----- executor scenarios: a local cluster of the chaos suite's own ----------------------
+CHAOS_NODES = [
+    {"name": f"chaos-{i}", "cpu": "256", "memory": "1Ti", "labels": {"chaos.test/pool": "main"}}
+    for i in (1, 2)
+]
+
+
+@pytest.fixture(scope="session")
+def chaos_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A local cluster used by the chaos scenarios alone: their faults, node losses and
+    request counts never meet other tests. Nodes are large so `--jobs J` pods fit at once."""
+    from localcluster.launcher import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("chaos-cluster"), nodes=CHAOS_NODES)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def chaos_control(chaos_cluster):
+    control = chaos_cluster.control
+    control.clear_faults()
+    control.reset_requests()
+    yield control
+    control.clear_faults()
+
+
+@pytest.fixture
+def chaos_secret_env() -> dict[str, str]:
+    """Passed to jobs with --envvars; its value must never leak."""
+    import uuid
+
+    return {"CHAOS_PIPELINE_TOKEN": f"tok-{uuid.uuid4().hex}"}
+
+
+@pytest.fixture
+def chaos_runner(chaos_cluster, azurite, container, tmp_path, chaos_secret_env):
+    from executor.workflows.cluster_harness import WorkflowRunner
+
+    return WorkflowRunner(
+        kubeconfig=Path(chaos_cluster.kubeconfig),
+        azurite=azurite,
+        container=container,
+        tmp_path=tmp_path,
+        secret_env=chaos_secret_env,
+        local=True,
+    )

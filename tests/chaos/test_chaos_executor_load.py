@@ -1,0 +1,130 @@
+"""N jobs at --jobs J while the API server throttles, fails and drops requests, both while
+Jobs are being created and while the executor watches them; watches are ended early and
+answered with 410 Gone. Every job must be reported finished exactly once, every output must
+exist, and no Job, Pod or Secret of the run may be left behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from chaos.runs import (
+    JOBS_PATH,
+    PODS_PATH,
+    assert_each_job_finished_once,
+    assert_outputs,
+    executor_requests,
+    fan_out_snakefile,
+    request_figures,
+    run_id_of,
+    run_objects,
+    scaled,
+    secret_leaks,
+)
+from executor.workflows import cluster_harness
+
+pytestmark = pytest.mark.chaos
+
+JOB_COUNT = scaled(16, 2000)
+PARALLEL = scaled(8, 200)
+BURSTS = scaled(2, 10)
+
+
+class FaultBursts:
+    """Injects one burst of faults each time the run has created another slice of its
+    Jobs, while enough Jobs remain to be created that every submission fault is served."""
+
+    def __init__(self, control, job_count: int, bursts: int) -> None:
+        self.control = control
+        self.thresholds = [job_count * (k + 1) // (bursts + 2) for k in range(bursts)]
+        self.injected = 0
+        self.watch_interruptions = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, observer) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(observer,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _inject(self, action: str | int, path: str, method: str, count: int = 1) -> None:
+        self.control.inject_fault(action, path, method=method, count=count, retry_after=1)
+        self.injected += count
+
+    def _burst(self) -> None:
+        # while Jobs are being created
+        self._inject(429, JOBS_PATH, "POST", count=3)
+        self._inject(500, JOBS_PATH, "POST")
+        self._inject(503, JOBS_PATH, "POST")
+        self._inject("drop", JOBS_PATH, "POST")
+        # while they are watched: lists and watches of pods and jobs fail, then every
+        # open watch ends so the executor has to come back through the faults
+        self._inject(500, PODS_PATH, "GET")
+        self._inject(503, JOBS_PATH, "GET")
+        self._inject("drop", PODS_PATH, "GET")
+        self.control.close_watches()
+        self.control.expire_next_watch()
+        self.control.close_watches()
+        self.watch_interruptions += 3
+
+    def _loop(self, observer) -> None:
+        pending = list(self.thresholds)
+        while pending and not self._stop.is_set():
+            if len(observer.seen.of_kind("Job")) >= pending[0]:
+                pending.pop(0)
+                self._burst()
+            time.sleep(0.2)
+
+
+def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
+    chaos_runner, chaos_control, chaos_cluster, azurite, container, monkeypatch, chaos_record
+):
+    # A safety net against a hang at full size, not a performance bound.
+    monkeypatch.setattr(cluster_harness, "RUN_TIMEOUT_SECONDS", scaled(300, 3 * 3600))
+    bursts = FaultBursts(chaos_control, JOB_COUNT, BURSTS)
+    try:
+        run = chaos_runner.run(
+            fan_out_snakefile(JOB_COUNT),
+            jobs=PARALLEL,
+            extra_args=("--kubernetes-cpu-scalar", "0.01"),
+            while_running=bursts.start,
+            name="load",
+        )
+    finally:
+        bursts.stop()
+
+    assert run.returncode == 0, run.output[-5000:]
+    pending_faults = chaos_control.faults()
+    assert pending_faults == [], f"faults never reached the executor: {pending_faults}"
+    assert_each_job_finished_once(run.output, "work", JOB_COUNT)
+    assert_outputs(azurite, container, "work", JOB_COUNT)
+    run_id = run_id_of(run.output)
+    figures = request_figures(executor_requests(chaos_control))
+    # every fault was served to the executor (and so retried) and each Job created once
+    assert figures["faults_served"] == bursts.injected, figures
+    assert figures["job_creates"] == JOB_COUNT, figures
+    assert len({job["metadata"]["name"] for job in run.observed.of_kind("Job")}) == JOB_COUNT
+    assert run.leftovers == set()
+    leaked = run_objects(chaos_cluster.kubeconfig, run_id)
+    assert leaked == []
+    assert run.observed.pod_logs, "no pod log was read: the secret scan would prove nothing"
+    secrets = [azurite.account_key, *chaos_runner.secret_env.values()]
+    assert secret_leaks(run, secrets) == []
+    chaos_record(
+        jobs=JOB_COUNT,
+        parallel=PARALLEL,
+        jobs_completed=len(run.observed.of_kind("Job")),
+        faults_injected=bursts.injected,
+        retries=figures["faults_served"],
+        watch_interruptions=bursts.watch_interruptions,
+        api_requests=figures["api_requests"],
+        pod_logs_scanned=len(run.observed.pod_logs),
+        objects_leaked=len(leaked) + len(run.leftovers),
+        secrets_leaked=0,
+    )
