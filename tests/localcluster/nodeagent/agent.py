@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import itertools
+import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from localcluster.nodeagent.nodeobjects import node_object, ready_condition
 from localcluster.nodeagent.processes import rss_by_process_group
 from localcluster.nodeagent.scheduler import TERMINAL_PHASES, Scheduler
 from localcluster.nodes import DEFAULT_NODES, NodeSpec
+
+log = logging.getLogger("localcluster.nodeagent")
 
 MEMORY_POLL_SECONDS = 0.25
 EVICTION_API = ("EvictionByEvictionAPI", "Eviction API: evicting")
@@ -164,14 +167,14 @@ class NodeAgent:
                 elif event.resource == "nodes":
                     self._on_node(event.type, event.object)
             except Exception as error:  # one bad object must not stop the node
-                print(f"nodeagent: {event.type} {event.resource}: {error!r}", flush=True)
+                log.exception("%s %s: %r", event.type, event.resource, error)
 
     def _on_node(self, event_type: str, node: dict[str, Any]) -> None:
         name = node["metadata"]["name"]
         if event_type == "DELETED":
             self.scheduler.nodes.pop(name, None)
             if name in self.node_specs:
-                self._background(self.lose_node(name, remove=False))
+                self._background(self.lose_node(name, remove=True))
             return
         if name in self.node_specs or name in self.scheduler.nodes:
             self.scheduler.nodes[name] = node
@@ -214,7 +217,7 @@ class NodeAgent:
             try:
                 self.scheduler.schedule_pending()
             except Exception as error:  # keep scheduling later pods
-                print(f"nodeagent: scheduling pass failed: {error!r}", flush=True)
+                log.exception("scheduling pass failed: %r", error)
 
     async def _memory_loop(self) -> None:
         """Kill process groups that exceed their container's memory limit (OOM killer)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import shutil
 import signal
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from localcluster.nodeagent.podenv import (
 from localcluster.nodeagent.processes import ContainerProcess
 from localcluster.paths import log_path
 from localcluster.quantity import parse_quantity
+
+log = logging.getLogger("localcluster.nodeagent")
 
 COMPONENT = "kubelet"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -245,6 +248,8 @@ class PodRunner:
             await self._run()
         except (PodGone, asyncio.CancelledError):
             pass
+        except Exception:
+            log.exception("pod %s/%s: the kubelet gave up on it", self.namespace, self.name)
         finally:
             for process in self.processes.values():
                 self.context.memory_watch.pop(process.pid, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -129,7 +130,12 @@ class Scheduler:
             )
         except ApiError:  # the pod vanished meanwhile; nothing to report
             return
-        self.store.record_event(pod, "FailedScheduling", message, "Warning", COMPONENT)
+        self._event(pod, "FailedScheduling", message, "Warning")
+
+    def _event(self, pod: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
+        # Best effort, as in a real cluster: the namespace may be terminating.
+        with contextlib.suppress(ApiError):
+            self.store.record_event(pod, reason, message, kind, COMPONENT)
 
     def _bind(self, pod: dict[str, Any], node_name: str) -> bool:
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -144,11 +150,7 @@ class Scheduler:
             return False
         self.pods[(namespace, name)] = updated
         self._last_failure.pop(pod["metadata"]["uid"], None)
-        self.store.record_event(
-            updated,
-            "Scheduled",
-            f"Successfully assigned {namespace}/{name} to {node_name}",
-            "Normal",
-            COMPONENT,
+        self._event(
+            updated, "Scheduled", f"Successfully assigned {namespace}/{name} to {node_name}"
         )
         return True
