@@ -7,6 +7,7 @@ import base64
 from kubernetes import client
 
 from localcluster.nodeagent import testkit
+from localcluster.nodeagent.images import ImageCatalog
 from localcluster.nodeagent.testkit import pod, shell_container
 
 node_cluster = testkit.node_cluster_fixture()
@@ -388,4 +389,24 @@ def test_secret_and_config_map_volumes_are_files_in_the_pod(node_cluster) -> Non
     core.create_namespaced_pod(namespace, pod("mounted", container, volumes=volumes))
     assert _finished(core, namespace, "mounted")["status"]["phase"] == "Succeeded"
     assert testkit.logs(core, namespace, "mounted") == "abc\nt\nk: v"
+    core.delete_namespace(namespace)
+
+
+def test_bio_image_has_the_workflow_tools_and_both_plugins(node_cluster) -> None:
+    ImageCatalog().build("bio")  # cached across sessions; building is not what this test times
+    core = testkit.core_api(node_cluster)
+    namespace = testkit.new_namespace(core)
+    probe = (
+        "import pybwa, pysam, matplotlib, snakemake_storage_plugin_azblob, "
+        "snakemake_executor_plugin_kubernetes; print('tools ok')"
+    )
+    container = {
+        "name": "main",
+        "image": "myregistry.azurecr.io/snakemake-k8s-azblob-bio:0.1.0",
+        "command": ["python", "-c", probe],
+    }
+    core.create_namespaced_pod(namespace, pod("bio", container))
+    done = _finished(core, namespace, "bio")
+    assert done["status"]["phase"] == "Succeeded", testkit.logs(core, namespace, "bio")
+    assert testkit.logs(core, namespace, "bio") == "tools ok\n"
     core.delete_namespace(namespace)
