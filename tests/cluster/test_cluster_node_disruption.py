@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from localcluster.control import ControlError
 from localcluster.nodeagent import testkit
 from localcluster.nodeagent.testkit import pod, shell_container
 
@@ -29,6 +32,8 @@ def test_eviction_fails_the_pod_with_a_disruption_target(node_cluster) -> None:
     assert (target["status"], target["reason"]) == ("True", "EvictionByEvictionAPI")
     terminated = testkit.container_state(done)["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (137, "Error")
+    with pytest.raises(ControlError, match="HTTP 409"):
+        node_cluster.control.evict_pod(namespace, "victim")
     core.delete_namespace(namespace)
 
 

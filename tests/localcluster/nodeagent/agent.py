@@ -130,7 +130,11 @@ class NodeAgent:
                 ]
 
             self.scheduler.nodes[name] = self.store.mutate("nodes", None, name, not_ready)
-        affected = [r for r in self.runners.values() if r.pod["spec"].get("nodeName") == name]
+        affected = [
+            r
+            for r in self.runners.values()
+            if r.pod["spec"].get("nodeName") == name and r.phase not in TERMINAL_PHASES
+        ]
         reason, message = NODE_GONE
         await asyncio.gather(
             *(
@@ -147,11 +151,13 @@ class NodeAgent:
             raise ApiError(404, "NotFound", f'pods "{name}" not found')
         runner = self.runners.get(pod["metadata"]["uid"])
         if by_kubelet:
-            message = "The node was low on resource: memory. "
+            message = (
+                "The node was low on resource: memory. Threshold quantity: 100Mi, available: 64Mi. "
+            )
             termination = Termination("Evicted", message, ("TerminationByKubelet", message))
         else:
             termination = Termination("Evicted", "Evicted by the Eviction API", EVICTION_API)
-        if runner is None:
+        if runner is None or runner.phase in TERMINAL_PHASES:
             raise ApiError(409, "Conflict", f"pod {namespace}/{name} is not running on a node")
         await runner.end(termination)
         return self.store.get("pods", namespace, name) or pod
