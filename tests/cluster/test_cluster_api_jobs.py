@@ -223,3 +223,31 @@ def test_invalid_jobs_are_rejected(batch: client.BatchV1Api, namespace: str) -> 
     with pytest.raises(client.ApiException) as caught:
         batch.create_namespaced_job(namespace, job_manifest("j", backoffLimit=-1))
     assert caught.value.status == 422
+
+
+def test_suspend_and_resume(
+    core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("j", backoffLimit=0))
+    _one_pending_pod(core, namespace)
+    batch.patch_namespaced_job("j", namespace, {"spec": {"suspend": True}})
+    job = _wait_condition(batch, namespace, "Suspended")
+    assert job.status.conditions[-1].reason == "JobSuspended"
+    assert job.status.start_time is None and job.status.active is None
+    assert job_pods(core, namespace, "j") == []
+    batch.patch_namespaced_job("j", namespace, {"spec": {"suspend": False}})
+    pod = _one_pending_pod(core, namespace)
+    job = wait_for(
+        lambda: (j := _job(batch, namespace)) and "Suspended" not in condition_types(j) and j,
+        "resumed job",
+    )
+    (suspended,) = job.status.conditions
+    assert (suspended.type, suspended.status, suspended.reason) == (
+        "Suspended",
+        "False",
+        "JobResumed",
+    )
+    # Pods deleted for the suspension did not count against backoffLimit=0.
+    finish_pod(core, namespace, pod.metadata.name, "Succeeded")
+    job = _wait_condition(batch, namespace, "Complete")
+    assert (job.status.failed, job.status.succeeded) == (None, 1)

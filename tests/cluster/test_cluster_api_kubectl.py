@@ -58,6 +58,16 @@ def test_kubectl_get_describe_logs_delete(
     assert "Controlled By:    Job/kj" in described
     described_job = kubectl(api_cluster, namespace, "describe", "job", "kj")
     assert f"Created pod: {name}" in described_job
+    events = kubectl(api_cluster, namespace, "get", "events").splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert events[1].split()[1:] == [
+        "Normal",
+        "SuccessfulCreate",
+        "job/kj",
+        "Created",
+        "pod:",
+        name,
+    ]
 
     log_file = log_path(api_cluster.state_dir, namespace, name, "main")
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -130,6 +130,18 @@ def _columns(kind: Kind) -> list[dict[str, Any]]:
         ]
     if kind.resource == "namespaces":
         return [_column("Name", fmt="name"), _column("Status"), _column("Age")]
+    if kind.resource == "events":
+        return [
+            _column("Last Seen"),
+            _column("Type"),
+            _column("Reason"),
+            _column("Object"),
+            _column("Source", priority=1),
+            _column("Message"),
+            _column("First Seen", priority=1),
+            _column("Count", "integer", priority=1),
+            _column("Name", fmt="name", priority=1),
+        ]
     if kind.resource == "nodes":
         return [
             _column("Name", fmt="name"),
@@ -164,6 +176,19 @@ def _row(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
         cells = _job_row(obj)
     elif kind.resource == "nodes":
         cells = _node_row(obj)
+    elif kind.resource == "events":
+        involved = obj.get("involvedObject") or {}
+        cells = [
+            _age(obj.get("lastTimestamp")),
+            obj.get("type", ""),
+            obj.get("reason", ""),
+            f"{involved.get('kind', '').lower()}/{involved.get('name', '')}",
+            (obj.get("source") or {}).get("component", ""),
+            obj.get("message", ""),
+            _age(obj.get("firstTimestamp")),
+            obj.get("count", 1),
+            obj["metadata"]["name"],
+        ]
     elif kind.resource == "namespaces":
         cells = [
             obj["metadata"]["name"],

@@ -33,6 +33,7 @@ class _Tracking:
     failed: set[str] = field(default_factory=set)
     ignored: set[str] = field(default_factory=set)
     vanished: dict[str, dict[str, Any]] = field(default_factory=dict)
+    discarded: set[str] = field(default_factory=set)  # deleted on suspension: not failures
     fail_job_message: str | None = None
     last_failure: float = 0.0
 
@@ -212,10 +213,6 @@ class JobController:
         track = self._tracking.setdefault(uid, _Tracking())
         new_status = copy.deepcopy(status)
         now = datetime.now(UTC).timestamp()
-        if spec.get("suspend"):
-            self._write_status(job, new_status, [], track)
-            return
-        new_status.setdefault("startTime", now_rfc3339())
         selector = ",".join(
             f"{k}={v}" for k, v in (spec.get("selector") or {}).get("matchLabels", {}).items()
         )
@@ -227,6 +224,9 @@ class JobController:
         for pod in pods:
             self._count(job, pod, track, now)
         for pod_uid, pod in list(track.vanished.items()):
+            if pod_uid in track.discarded:
+                del track.vanished[pod_uid]
+                continue
             if pod.get("status", {}).get("phase") not in TERMINAL_PHASES:
                 pod = copy.deepcopy(pod)
                 pod.setdefault("status", {})["phase"] = "Failed"
@@ -238,6 +238,17 @@ class JobController:
             if p.get("status", {}).get("phase") not in TERMINAL_PHASES
             and "deletionTimestamp" not in p["metadata"]
         ]
+        if spec.get("suspend"):
+            self._suspend(job, new_status, active, track)
+            return
+        suspended = _condition(new_status, "Suspended")
+        if suspended:
+            # Resuming restarts the activeDeadlineSeconds clock.
+            suspended.update(_new_condition("Suspended", "JobResumed", "Job resumed"))
+            suspended["status"] = "False"
+            new_status["startTime"] = now_rfc3339()
+            self.store.record_event(job, "Resumed", "Job resumed", "Normal", COMPONENT)
+        new_status.setdefault("startTime", now_rfc3339())
         failure = self._failure(job, new_status, track, now)
         if failure is not None:
             reason, message = failure
@@ -287,6 +298,26 @@ class JobController:
         if deadline and start is not None:
             self._later(start + deadline - now, (namespace, name))
         self._write_status(job, new_status, active, track)
+
+    def _suspend(
+        self,
+        job: dict[str, Any],
+        status: dict[str, Any],
+        active: list[dict[str, Any]],
+        track: _Tracking,
+    ) -> None:
+        """spec.suspend: delete active pods without counting them as failures."""
+        for pod in active:
+            track.discarded.add(pod["metadata"]["uid"])
+            with contextlib.suppress(ApiError):
+                self.store.delete("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        conditions = status.setdefault("conditions", [])
+        if not _condition(status, "Suspended"):
+            conditions[:] = [c for c in conditions if c.get("type") != "Suspended"]
+            conditions.append(_new_condition("Suspended", "JobSuspended", "Job suspended"))
+            self.store.record_event(job, "Suspended", "Job suspended", "Normal", COMPONENT)
+        status.pop("startTime", None)
+        self._write_status(job, status, [], track)
 
     def _count(
         self, job: dict[str, Any], pod: dict[str, Any], track: _Tracking, now: float
