@@ -326,3 +326,11 @@ def test_system_namespaces_cannot_be_deleted(core: client.CoreV1Api) -> None:
     assert _status_body(caught.value)["message"] == (
         'namespaces "default" is forbidden: this namespace may not be deleted'
     )
+
+
+def test_dry_run_is_refused_not_applied(core: client.CoreV1Api, namespace: str) -> None:
+    with pytest.raises(client.ApiException) as caught:
+        core.create_namespaced_pod(namespace, pod_manifest("p"), dry_run="All")
+    assert caught.value.status == 400
+    assert "dryRun" in _status_body(caught.value)["message"]
+    assert core.list_namespaced_pod(namespace).items == []

@@ -171,6 +171,11 @@ class ClusterServer:
         self, request: web.Request, group: str, rest_path: str
     ) -> web.StreamResponse:
         parts = [p for p in rest_path.split("/") if p]
+        if request.query.get("dryRun") and request.method != "GET":
+            # Refuse rather than silently persist what the caller meant to try out.
+            raise ApiError(
+                400, "BadRequest", "dryRun is not supported by the local cluster (dryRun=All)"
+            )
         if not parts:
             if request.method != "GET":
                 raise _method_not_allowed()
