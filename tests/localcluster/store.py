@@ -229,18 +229,17 @@ class Store:
                     )
         uid = current["metadata"]["uid"]
         if propagation == "Orphan":
+
+            def drop_reference(dependent: dict[str, Any]) -> None:
+                refs = dependent["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != uid]
+                if kept:
+                    dependent["metadata"]["ownerReferences"] = kept
+                else:
+                    dependent["metadata"].pop("ownerReferences", None)
+
             for dep_resource, dep_key in self._dependents(uid):
-                dependent = self._objects[dep_resource][dep_key]
-                self.mutate(
-                    dep_resource,
-                    dep_key[0],
-                    dep_key[1],
-                    lambda o: o["metadata"].__setitem__(
-                        "ownerReferences",
-                        [r for r in o["metadata"]["ownerReferences"] if r.get("uid") != uid],
-                    ),
-                )
-                del dependent
+                self.mutate(dep_resource, dep_key[0], dep_key[1], drop_reference)
         marked = self._mark_deleting(resource, key, propagation)
         if resource == "namespaces":
             for other in ("jobs", "pods", "secrets", "configmaps", "events"):
