@@ -114,11 +114,18 @@ def test_each_pod_starts_in_a_fresh_empty_directory_without_the_hosts_environmen
         assert not output["cwd"].startswith(str(tmp_path))
         assert output["entries"] == "1"  # only the emptyDir mount point
         assert output["leak"] == "none"
-        assert output["home"].startswith(output["cwd"].removesuffix("/workdir"))
-        assert output["tmp"].startswith(output["cwd"].removesuffix("/workdir"))
+        pod_dir = output["cwd"].removesuffix("/root/workdir")
+        assert output["home"] == f"{pod_dir}/home"
+        assert output["tmp"] == f"{pod_dir}/tmp"
         assert output["snakemake"].endswith("/bin/snakemake")
         assert output["scratch"] == "data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test-file"]
+
+    bare = shell_container('echo "$(ls -A | wc -l) $PWD"')  # no workingDir: the pod's root
+    core.create_namespaced_pod(namespace, pod("bare", bare))
+    assert _finished(core, namespace, "bare")["status"]["phase"] == "Succeeded"
+    count, cwd = testkit.logs(core, namespace, "bare").split()
+    assert (count, cwd.rsplit("/", 2)[1:]) == ("0", ["bare", "root"])
     core.delete_namespace(namespace)
 
 

@@ -264,10 +264,9 @@ class PodRunner:
             self.init_statuses[container["name"]] = podstatus.container_status(
                 container, podstatus.waiting("PodInitializing")
             )
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "tmp").mkdir(exist_ok=True)
-        (self.root / "home").mkdir(exist_ok=True)
-        self._write_status()
+        # HOME and TMPDIR sit next to the root, so the working directory starts empty.
+        for folder in (self.root, self.pod_dir / "home", self.pod_dir / "tmp"):
+            folder.mkdir(parents=True, exist_ok=True)
         deadline = self._start_deadline_timer()
         try:
             if await self._mount_volumes():
@@ -339,6 +338,7 @@ class PodRunner:
                 return True
             except ContainerConfigError as error:
                 self._event("FailedMount", str(error), "Warning")
+                self._write_status()  # ContainerCreating until the volumes can be set up
             if not await self._pause(self.context.timing.config_retry_seconds):
                 return False
 
@@ -479,8 +479,8 @@ class PodRunner:
             "PATH": ":".join([*map(str, image.path_dirs), SYSTEM_PATH]),
             "PYTHONPATH": str(image.site),
             "HOSTNAME": self.name,
-            "HOME": str(self.root / "home"),
-            "TMPDIR": str(self.root / "tmp"),
+            "HOME": str(self.pod_dir / "home"),
+            "TMPDIR": str(self.pod_dir / "tmp"),
             "LANG": "C.UTF-8",
             "VIRTUAL_ENV": str(image.venv),
             "PIP_NO_INDEX": "1",
