@@ -46,3 +46,41 @@ def test_server_stops_cleanly_on_sigterm(tmp_path) -> None:
         cluster.stop()
     assert cluster.process.returncode == 0
     assert not (tmp_path / "cluster.json").exists()
+
+
+def test_kubeconfig_of_another_server_gets_no_control(tmp_path) -> None:
+    """A server without /_localcluster/ (a real cluster) yields control=None."""
+    import http.server
+    import threading
+
+    class NotLocal(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotLocal)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "real", "cluster": {"server": url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "real", "context": {"cluster": "real", "user": "u"}}],
+                "current-context": "real",
+            }
+        )
+    )
+    try:
+        handle = _existing_cluster(str(kubeconfig))
+    finally:
+        server.shutdown()
+        thread.join()
+    assert handle.control is None and handle.url == url
