@@ -113,13 +113,15 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     server.watches.close_all()
-    if agent is not None:
-        await agent.stop()
-    await garbage.stop()
-    await jobs.stop()
-    await runner.cleanup()
-    with contextlib.suppress(FileNotFoundError):
-        info.unlink()
+    try:
+        if agent is not None:
+            await agent.stop()  # kills pod processes: must happen even if others fail
+    finally:
+        await garbage.stop()
+        await jobs.stop()
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            info.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,9 @@ async def serve_log(
     tail_lines = _int_param(request.query, "tailLines")
     limit_bytes = _int_param(request.query, "limitBytes")
     follow = request.query.get("follow") in ("true", "1")
+    if request.query.get("previous") in ("true", "1"):
+        # Containers are never restarted in place here, so there is no previous instance.
+        raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
     path = log_path(state_dir, namespace, name, container)
     if not path.exists():
         reason = _waiting_reason(pod, container)
