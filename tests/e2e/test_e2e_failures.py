@@ -1,0 +1,114 @@
+"""How the reference scenario fails: a job that runs out of memory, and an input that is not in
+storage. Both must say what went wrong in the user's terms and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e.clusterwatch import existing_run_ids, recording, wait_for_no_leftovers
+from e2e.tutorial_run import SMALL_SIMULATION, prepare
+
+from support.azurite import Azurite
+
+WORKFLOWS = Path(__file__).resolve().parent / "workflows"
+
+
+@pytest.fixture
+def blob_container(azurite: Azurite) -> Iterator[str]:
+    name = f"fail-{uuid.uuid4().hex[:12]}"
+    azurite.service_client().create_container(name)
+    yield name
+    azurite.service_client().delete_container(name)
+
+
+def run_snakemake(
+    workdir: Path, container: str, azurite: Azurite, kubeconfig: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--executor", "kubernetes",
+        "--default-storage-provider", "azblob",
+        "--default-storage-prefix", f"az://{container}",
+        "--jobs", "2",
+        "--container-image", "snakemake-k8s-azblob:latest",
+        "--seconds-between-status-checks", "2",
+        *extra,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE_STORAGE_AZBLOB_")}
+    env |= {
+        "KUBECONFIG": str(kubeconfig),
+        "SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL": azurite.blob_endpoint,
+        "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": azurite.account_key,
+    }
+    return subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def error_block(output: str, rule: str) -> str:
+    """Snakemake's "Error in rule RULE:" paragraph (up to the next blank line)."""
+    start = output.find(f"Error in rule {rule}:")
+    assert start >= 0, f"no 'Error in rule {rule}:' in the output:\n{output[-4000:]}"
+    end = output.find("\n\n", start)
+    return output[start : end if end >= 0 else len(output)]
+
+
+def test_rule_over_its_memory_is_reported_oomkilled_by_name(
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_cluster, kube_api
+) -> None:
+    shutil.copy(WORKFLOWS / "oom" / "Snakefile", tmp_path / "Snakefile")
+    earlier = existing_run_ids(kube_api)
+    with recording(kube_api) as recorder:
+        result = run_snakemake(tmp_path, blob_container, azurite, local_cluster.kubeconfig)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "OOMKilled" in error_block(output, "hog_memory"), output[-4000:]
+    run_ids = recorder.recording.run_ids() - earlier
+    assert len(run_ids) == 1
+    run_id = run_ids.pop()
+    pods = recorder.recording.of_run("pods", run_id)
+    reasons = {
+        status["state"]["terminated"]["reason"]
+        for pod in pods
+        for status in pod.get("status", {}).get("containerStatuses") or []
+        if status.get("state", {}).get("terminated")
+    }
+    assert "OOMKilled" in reasons
+    assert wait_for_no_leftovers(kube_api, run_id) == []
+    blobs = [
+        b.name for b in azurite.service_client().get_container_client(blob_container).list_blobs()
+    ]
+    assert blobs == [], f"a failed run left blobs: {blobs}"
+
+
+def test_input_missing_from_storage_is_named(
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_cluster, kube_api
+) -> None:
+    setup = prepare(
+        tmp_path,
+        blob_container,
+        azurite.blob_endpoint,
+        azurite.account_key,
+        local_cluster.kubeconfig,
+        SMALL_SIMULATION,
+    )
+    container = azurite.service_client().get_container_client(blob_container)
+    container.delete_blob("data/samples/B.fastq")
+    before = {b.name for b in container.list_blobs()}
+    earlier = existing_run_ids(kube_api)
+    with recording(kube_api) as recorder:
+        result = setup.run(["--seconds-between-status-checks", "2"])
+    assert result.returncode != 0, result.output[-4000:]
+    assert "MissingInputException" in result.output or "Missing input" in result.output
+    assert "bwa_map" in result.output
+    assert "data/samples/B.fastq" in result.output
+    # Nothing was started for a workflow that cannot run, and storage is as it was.
+    assert recorder.recording.run_ids() - earlier == set()
+    assert {b.name for b in container.list_blobs()} == before
