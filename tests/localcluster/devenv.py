@@ -95,7 +95,9 @@ def _stop(pid: int | None, needle: str) -> bool:
     return True
 
 
-def _spawn(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> int:
+def _spawn(
+    command: list[str], log_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a daemon in its own session so it outlives this command and its terminal."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -108,7 +110,7 @@ def _spawn(command: list[str], log_file: Path, env: dict[str, str] | None = None
             cwd=log_file.parent,
             start_new_session=True,
         )
-    return process.pid
+    return process
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -139,12 +141,13 @@ def start_azurite(paths: DevPaths) -> dict[str, Any]:
         "--loose",
         "--silent",
     ]
-    pid = _spawn(command, paths.azurite / "azurite.out")
+    process = _spawn(command, paths.azurite / "azurite.out")
     try:
-        wait_for_port(port, STARTUP_SECONDS)
-    except TimeoutError as error:
-        raise DevEnvError(f"{error}\n{_tail(paths.azurite / 'azurite.out')}") from error
-    return {"pid": pid, "port": port}
+        wait_for_port(port, STARTUP_SECONDS, process)
+    except (TimeoutError, RuntimeError) as error:
+        process.kill()
+        raise DevEnvError(f"Azurite: {error}\n{_tail(paths.azurite / 'azurite.out')}") from error
+    return {"pid": process.pid, "port": port}
 
 
 def start_cluster(paths: DevPaths, nodes_file: Path | None) -> dict[str, Any]:
@@ -157,16 +160,19 @@ def start_cluster(paths: DevPaths, nodes_file: Path | None) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("KUBECONFIG", None)
     log_file = paths.cluster / "server.log"
-    pid = _spawn(command, log_file, env)
+    process = _spawn(command, log_file, env)
+    pid = process.pid
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
-        if not _alive(pid, "localcluster"):
+        # Popen, not /proc: right after the spawn the child's cmdline may not show yet.
+        if process.poll() is not None:
             raise DevEnvError(f"the local cluster exited during startup:\n{_tail(log_file)}")
         if info_file.exists():
             info = json.loads(info_file.read_text())
             if info.get("pid") == pid and _cluster_answers(info):
                 return {"pid": pid, "url": info["url"], "ca_file": info.get("ca_file")}
         time.sleep(0.1)
+    process.kill()
     raise DevEnvError(
         f"the local cluster did not start within {STARTUP_SECONDS}s:\n{_tail(log_file)}"
     )
