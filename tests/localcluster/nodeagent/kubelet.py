@@ -403,9 +403,10 @@ class PodRunner:
             code = await self._execute(container, init, argv, cwd, env)
             if code is None:
                 return None
+            # Init containers only ever rerun after a failure, whatever the pod's policy.
             restart = not self.stop_event.is_set() and (
-                self.restart_policy == "Always"
-                or (self.restart_policy == "OnFailure" and code != 0)
+                (self.restart_policy == "Always" and not init)
+                or (self.restart_policy != "Never" and code != 0)
             )
             if not restart:
                 return code
