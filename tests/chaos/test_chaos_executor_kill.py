@@ -77,13 +77,23 @@ def finish(process, log, observer: ClusterObserver, workdir) -> WorkflowRun:
     )
 
 
+def running_of_rule(observer: ClusterObserver, rule: str) -> int:
+    return sum(
+        1
+        for (kind, _), obj in list(observer.seen.objects.items())
+        if kind == "Pod"
+        and obj["metadata"].get("labels", {}).get("snakemake.io/rule") == rule
+        and obj.get("status", {}).get("phase") == "Running"
+    )
+
+
 def wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    pytest.fail(f"{what} within {timeout} s")
+    pytest.fail(f"{what} after {timeout} s")
 
 
 def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
@@ -97,7 +107,12 @@ def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     observer = ClusterObserver(kubeconfig, "default", cluster_wide_paths=True).start()
     process, log = start(chaos_runner, workdir, "killed", "--config", "sleep=600")
     try:
-        observer.wait_for_pod("slow", "Running", timeout=RUN_TIMEOUT)
+        # every fast job has finished once all slow ones run: only those are unfinished
+        wait_until(
+            lambda: running_of_rule(observer, "slow") == PAIRS,
+            RUN_TIMEOUT,
+            "the slow pods were not all running",
+        )
     finally:
         os.kill(process.pid, signal.SIGKILL)
     killed = finish(process, log, observer, workdir)
@@ -125,7 +140,11 @@ def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     )
     assert cleanup.returncode == 0, cleanup.stderr
     assert f"run {run_id} in namespace default: deleted" in cleanup.stdout
-    wait_until(lambda: run_objects(kubeconfig, run_id) == [], DELETION_TIMEOUT, "leftovers stay")
+    wait_until(
+        lambda: run_objects(kubeconfig, run_id) == [],
+        DELETION_TIMEOUT,
+        "leftovers were still there",
+    )
 
     unlock = subprocess.run(
         chaos_runner.command(PAIRS, "snakemake-k8s-azblob:latest", ("--unlock",)),

@@ -34,7 +34,8 @@ BURSTS = scaled(2, 10)
 
 class FaultBursts:
     """Injects one burst of faults each time the run has created another slice of its
-    Jobs, while enough Jobs remain to be created that every submission fault is served."""
+    Jobs (once the previous burst is used up), while enough Jobs remain to be created that
+    every submission fault is served."""
 
     def __init__(self, control, job_count: int, bursts: int) -> None:
         self.control = control
@@ -76,7 +77,9 @@ class FaultBursts:
     def _loop(self, observer) -> None:
         pending = list(self.thresholds)
         while pending and not self._stop.is_set():
-            if len(observer.seen.of_kind("Job")) >= pending[0]:
+            # bursts never stack: a request retries at most 8 times
+            created = len(observer.seen.of_kind("Job"))
+            if created >= pending[0] and not self.control.faults():
                 pending.pop(0)
                 self._burst()
             time.sleep(0.2)
