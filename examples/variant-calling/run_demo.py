@@ -42,6 +42,19 @@ def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+def run_streaming(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run, echoing the output as it comes, and return (exit code, output)."""
+    lines = []
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return process.returncode, "".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo-root", type=Path, default=REPO_ROOT)
@@ -98,15 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         f"inspect one:              KUBECONFIG={dev.kubeconfig} kubectl describe pod POD",
         flush=True,
     )
-    with PodWatcher(dev.kubeconfig, args.namespace) as watcher:
-        result = subprocess.run(command, cwd=work_dir, env=env)
-    if result.returncode != 0:
-        print(
-            f"\nrun_demo: snakemake failed (exit {result.returncode}); see above", file=sys.stderr
-        )
+    with PodWatcher(dev.kubeconfig, args.namespace):
+        returncode, output = run_streaming(command, work_dir, env)
+    if returncode != 0:
+        print(f"\nrun_demo: snakemake failed (exit {returncode}); see above", file=sys.stderr)
         return 1
-    if watcher.pods_seen == 0:
-        print("no pods were needed: every result was already up to date")
+    up_to_date = "Nothing to be done" in output
 
     step(f"Blobs in container '{args.container}'")
     print(blob_table(container))
@@ -120,9 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  missed: sample {missed.sample} {missed.chrom}:{missed.pos} {missed.alt}")
 
     step("Done")
+    if up_to_date:
+        print("Nothing ran: every result in storage was already newer than its inputs.")
+    else:
+        print(
+            f"Ran the tutorial's 5 rules for {len(settings.samples)} samples, each job in its "
+            "own Kubernetes pod that fetched its inputs from and sent its outputs to Blob storage."
+        )
     print(
-        f"Ran the tutorial's 5 rules for {len(settings.samples)} samples as Kubernetes pods; "
-        f"inputs and results live in container '{args.container}' on Azurite "
+        f"Inputs and results live in container '{args.container}' on Azurite "
         f"({dev.endpoint_url}).\n"
         f"Local copies: {results_dir / 'all.vcf'} and {results_dir / 'quals.svg'}.\n"
         "Run this again and Snakemake reports nothing to be done."

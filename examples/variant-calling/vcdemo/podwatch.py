@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ class PodWatcher:
         self._interval = interval
         self._emit = emit
         self._seen: dict[str, str] = {}
+        # Pods of earlier runs (finished, or left behind by a killed one) are not this run's.
+        self._since = datetime.now(UTC).replace(microsecond=0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pod-watcher", daemon=True)
 
@@ -48,10 +51,6 @@ class PodWatcher:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    @property
-    def pods_seen(self) -> int:
-        return len(self._seen)
-
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
@@ -62,6 +61,9 @@ class PodWatcher:
                 self._emit(f"  [pods] cannot list pods right now: {type(error).__name__}")
                 continue
             for pod in pods:
+                created = pod.metadata.creation_timestamp
+                if created is not None and created < self._since:
+                    continue
                 name = pod.metadata.name
                 state = pod_state(pod)
                 if self._seen.get(name) != state:
