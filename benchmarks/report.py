@@ -96,7 +96,7 @@ def fmt(value: float | None, ratio: bool = False) -> str:
     if value is None:
         return "n/a"
     if ratio:
-        return f"{value:.3g}x" if value >= 0.01 else f"{value:.2e}x"
+        return f"{value:.3g}x" if value >= 0.01 or value == 0 else f"{value:.2e}x"
     if float(value).is_integer() and abs(value) >= 1:
         return f"{int(value):,}"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"

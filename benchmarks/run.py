@@ -72,18 +72,32 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=parse_size, help="large transfer size (default 1G)")
     parser.add_argument("--files", type=int, help="inputs of the metadata workflow (10000)")
     parser.add_argument("--small-files", type=int, help="files in the directory output (2000)")
-    parser.add_argument("--jobs", type=int, help="jobs of the executor workflow (1000)")
+    parser.add_argument("--jobs", type=int, help="jobs submitted at once, executor (1000)")
+    parser.add_argument(
+        "--complete-jobs", type=int, help="jobs of the executor run to completion (30)"
+    )
     parser.add_argument(
         "--sdk-sweep",
         type=parse_sweep,
-        default=[1, 2, 4, 8, 16],
-        help="max_concurrency values for the raw SDK (default 1,2,4,8,16)",
+        default=[1, 4, 16],
+        help="max_concurrency values for the raw SDK (default 1,4,16)",
     )
     parser.add_argument(
         "--status-interval",
-        type=float,
-        default=10.0,
-        help="--seconds-between-status-checks for both executors (10)",
+        type=int,
+        default=2,
+        help="--seconds-between-status-checks for both executors (2)",
+    )
+    parser.add_argument(
+        "--pod-slots",
+        type=int,
+        default=2,
+        help="pods the local cluster runs at once; each is a real process (2)",
+    )
+    parser.add_argument(
+        "--keep-scratch",
+        action="store_true",
+        help="keep the scratch folder (logs of every run) and print its path",
     )
     parser.add_argument(
         "--skip-baselines",
@@ -92,12 +106,24 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="JSON path (benchmarks/results/<time>.json)")
     args = parser.parse_args(argv)
-    quick = {"size": parse_size("64M"), "files": 500, "small_files": 200, "jobs": 40}
-    full = {"size": parse_size("1G"), "files": 10_000, "small_files": 2_000, "jobs": 1_000}
+    quick = {
+        "size": parse_size("64M"),
+        "files": 500,
+        "small_files": 200,
+        "jobs": 40,
+        "complete_jobs": 4,
+    }
+    full = {
+        "size": parse_size("1G"),
+        "files": 10_000,
+        "small_files": 2_000,
+        "jobs": 1_000,
+        "complete_jobs": 30,
+    }
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    for name in ("files", "small_files", "jobs"):
+    for name in ("files", "small_files", "jobs", "complete_jobs", "pod_slots"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.size < 1024**2:
@@ -171,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             executor_bench.run_executor(args, scratch, results, log)
             targets.executor_targets(results)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if args.keep_scratch:
+            log(f"scratch kept: {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     results.details["total_seconds"] = round(time.monotonic() - started, 1)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or HERE / "results" / f"{stamp}.json"
