@@ -32,7 +32,7 @@ from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment  # noqa: E
 from vcdemo.podwatch import PodWatcher  # noqa: E402 - after the sys.path entry above
 from vcdemo.recall import compare_files  # noqa: E402 - after the sys.path entry above
 from vcdemo.simulate import SimulationSettings  # noqa: E402 - after the sys.path entry above
-from vcdemo.workspace import install_workflow, simulate_once, upload_plan  # noqa: E402 - after the sys.path entry above
+from vcdemo.workspace import install_workflow, reference_files, simulate_once, upload_plan  # noqa: E402 - after the sys.path entry above
 
 MIN_RECALL = 0.9
 MIN_DEPTH = 20
@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         dev = load_dev_environment(args.repo_root)
     except DevEnvironmentMissing as error:
         print(f"run_demo: {error}", file=sys.stderr)
+        return 2
+    try:
+        reference_files(args.reference_dir)
+    except FileNotFoundError as error:
+        print(f"run_demo: --reference-dir: {error}", file=sys.stderr)
         return 2
     demo_dir = args.repo_root / ".dev" / "variant-calling"
     work_dir, inputs_dir, results_dir = demo_dir / "work", demo_dir / "inputs", demo_dir / "results"

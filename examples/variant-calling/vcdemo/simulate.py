@@ -108,15 +108,18 @@ def choose_snp_sites(
     wanted_shared = round(settings.snps_per_sample * settings.shared_fraction)
     wanted_private = settings.snps_per_sample - wanted_shared
     wanted_total = wanted_shared + wanted_private * len(settings.samples)
+    too_many = ValueError(
+        f"cannot place {wanted_total} SNPs {margin} bases apart in region "
+        f"{settings.region_start}-{end}: use a larger region or fewer SNPs"
+    )
+    if wanted_total * margin > end - settings.region_start - 2 * margin:
+        raise too_many
     positions: list[int] = []
     attempts = 0
     while len(positions) < wanted_total:
         attempts += 1
-        if attempts > 1000 * wanted_total:
-            raise ValueError(
-                f"cannot place {wanted_total} SNPs in region {settings.region_start}-{end}: "
-                "use a larger region or fewer SNPs"
-            )
+        if attempts > 100 * wanted_total:
+            raise too_many
         pos = rng.randrange(settings.region_start + margin, end - margin)
         window = sequence[pos - margin : pos + margin]
         if "N" in window or any(abs(pos - other) < margin for other in positions):
