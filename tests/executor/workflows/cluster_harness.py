@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -34,7 +35,7 @@ OBSERVER_USER_AGENT = "e2-test-observer"
 BASE_IMAGE = "snakemake-k8s-azblob:latest"
 NAMESPACE = os.environ.get("E2_TEST_NAMESPACE", "default")
 # A safety net against a hanging run, not a performance bound: a hang fails the test.
-RUN_TIMEOUT_SECONDS = 300
+RUN_TIMEOUT_SECONDS = 240
 
 
 def kubernetes_api_client(kubeconfig: Path, user_agent: str):
@@ -85,6 +86,7 @@ class ClusterObserver:
         self.api_client = kubernetes_api_client(kubeconfig, OBSERVER_USER_AGENT)
         self.core = client.CoreV1Api(self.api_client)
         self.batch = client.BatchV1Api(self.api_client)
+        self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.cluster_wide_paths = cluster_wide_paths
         self.interval = interval
@@ -206,6 +208,36 @@ class WorkflowRun:
         }
 
 
+def stop_and_clean_up(process: subprocess.Popen, observer: ClusterObserver) -> None:
+    """After a hang: interrupt Snakemake like Ctrl-C, then kill it, then remove what its run
+    left with the executor's cleanup command, so that later tests get a clean namespace."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    observed = observer.stop()
+    for run_id in observed.run_ids:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake_executor_plugin_kubernetes",
+                "cleanup",
+                "--run-id",
+                run_id,
+                "--namespace",
+                observer.namespace,
+            ],
+            env={**os.environ, "KUBECONFIG": str(observer.kubeconfig)},
+            timeout=60,
+            check=False,
+        )
+
+
 @dataclass
 class WorkflowRunner:
     """Runs a Snakefile with the Kubernetes executor and Azure Blob default storage."""
@@ -285,9 +317,7 @@ class WorkflowRunner:
                     while_running(observer)
                 returncode = process.wait(timeout=RUN_TIMEOUT_SECONDS)
             except BaseException:
-                process.kill()
-                process.wait()
-                observer.stop()
+                stop_and_clean_up(process, observer)
                 raise
         observed = observer.stop()
         output = log_file.read_text(errors="replace")
