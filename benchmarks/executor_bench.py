@@ -370,7 +370,9 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
                 bench = ExecutorBench(
                     cluster, azurite, container, scratch / "exec", args.status_interval, log
                 )
-                window = max(OBSERVED_ROUNDS * args.status_interval, MIN_OBSERVATION_S)
+                window = args.observe_seconds or max(
+                    OBSERVED_ROUNDS * args.status_interval, MIN_OBSERVATION_S
+                )
                 scale[side.key] = measured(bench, side, args.jobs, problems, window)
             finally:
                 cluster.stop()
@@ -380,7 +382,7 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
                 cluster, azurite, container, scratch / "exec", args.status_interval, log
             )
             # Builds the job image once (and warms caches) so no side pays for it.
-            if measured(bench, our_side(), 2, problems) is None:
+            if not args.skip_warmup and measured(bench, our_side(), 2, problems) is None:
                 problems.append("warm-up run of our executor failed")
             for side in sides:
                 complete[side.key] = measured(bench, side, args.complete_jobs, problems)

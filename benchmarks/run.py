@@ -89,10 +89,20 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="--seconds-between-status-checks for both executors (2)",
     )
     parser.add_argument(
+        "--observe-seconds",
+        type=float,
+        help="status checking observed at N active jobs (max(3 rounds, 30 s))",
+    )
+    parser.add_argument(
         "--pod-slots",
         type=int,
         default=2,
         help="pods the local cluster runs at once; each is a real process (2)",
+    )
+    parser.add_argument(
+        "--skip-warmup",
+        action="store_true",
+        help="no unmeasured 2-job run first (then the first run may include image builds)",
     )
     parser.add_argument(
         "--keep-scratch",

@@ -1,0 +1,192 @@
+"""The benchmark harness at tiny sizes, so that `nox -s bench` cannot rot unnoticed.
+
+Baselines are skipped here (their venvs come from the package index and take minutes);
+ours and the raw SDK go through the same code paths the full run uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCH_DIR = REPO_ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))
+
+from executor_bench import RunMeasure, derive, shape  # noqa: E402
+from proxy import CountingProxy, classify  # noqa: E402
+from report import Results, Row  # noqa: E402
+
+MIB = 1024**2
+
+
+def run_bench(tmp_path: Path, *args: str, timeout: float = 600) -> dict:
+    output = tmp_path / "results.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "run.py"), *args, "--output", str(output)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| figure | ours | baseline |" in done.stdout
+    return json.loads(output.read_text())
+
+
+def test_classify_names_blob_operations() -> None:
+    assert classify("GET", "/acct/c?restype=container&comp=list&prefix=a/") == "GET list"
+    assert classify("HEAD", "/acct/c/blob.txt") == "HEAD blob"
+    assert classify("PUT", "/acct/c/b?comp=block&blockid=QQ==") == "PUT blob block"
+    assert classify("PUT", "/acct/c?restype=container") == "PUT container"
+
+
+def test_proxy_counts_every_request_and_relays_bytes_unchanged(azurite, container) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    payload = os.urandom(5 * MIB)
+    with CountingProxy(azurite.port) as counting:
+        service = BlobServiceClient(
+            f"http://127.0.0.1:{counting.port}/{azurite.account_name}",
+            credential={"account_name": azurite.account_name, "account_key": azurite.account_key},
+            max_single_put_size=MIB,
+            max_block_size=MIB,
+            max_single_get_size=MIB,
+            max_chunk_get_size=MIB,
+        )
+        blobs = service.get_container_client(container)
+        blobs.upload_blob("small", b"tiny", overwrite=True)
+        blobs.upload_blob("blocks", payload, overwrite=True, max_concurrency=2)
+        copy = blobs.download_blob("blocks", max_concurrency=2).readall()
+        names = sorted(blobs.list_blob_names())
+        assert blobs.get_blob_client("small").exists()
+        counts = counting.log.snapshot()
+    assert copy == payload
+    assert names == ["blocks", "small"]
+    assert counts == {
+        "PUT blob": 1,
+        "PUT blob block": 5,
+        "PUT blob blocklist": 1,
+        "GET blob": 5,  # the first MiB, then four ranged reads
+        "GET list": 1,
+        "HEAD blob": 1,
+    }
+
+
+def test_derive_separates_submission_status_rounds_and_cleanup() -> None:
+    t0 = 1000.0
+    records = [
+        {"method": "POST", "path": "/api/v1/namespaces/default/secrets", "time": t0 + 1},
+        {"method": "POST", "path": "/apis/batch/v1/namespaces/default/jobs", "time": t0 + 2},
+        {"method": "POST", "path": "/apis/batch/v1/namespaces/default/jobs", "time": t0 + 3},
+    ]
+    # Two status rounds of a per-job poller over 2 active jobs: 2 reads + 2 lists each.
+    for round_start in (t0 + 5, t0 + 7):
+        for job in ("a", "b"):
+            records.append(
+                {
+                    "method": "GET",
+                    "path": f"/apis/batch/v1/namespaces/default/jobs/{job}/status",
+                    "time": round_start,
+                }
+            )
+            records.append(
+                {"method": "GET", "path": "/api/v1/namespaces/default/pods", "time": round_start}
+            )
+    records.append(
+        {"method": "DELETE", "path": "/apis/batch/v1/namespaces/default/jobs/a", "time": t0 + 9}
+    )
+    run = RunMeasure(
+        jobs=2,
+        seconds=10.0,
+        returncode=0,
+        records=records,
+        started=t0,
+        finished=t0 + 10,
+        last_completion=t0 + 8,
+        failed_pods=0,
+        pod_seconds=[1.0, 3.0],
+        overflowed=False,
+    )
+    figures = derive(run, interval=2, active=2)
+    assert figures["total_requests"] == 12
+    assert figures["job_creates"] == 2
+    assert figures["submission_requests"] == 3
+    assert figures["submission_seconds"] == 2.0
+    assert figures["status_rounds"] == 2.0
+    assert figures["requests_per_round"] == 4.0
+    assert figures["completion_notice_s"] == 2.0
+    assert figures["pod_running_seconds_median"] == 2.0
+    assert figures["by_kind"]["GET /apis/batch/v1/namespaces/default/jobs/{name}/status"] == 4
+    # Without per-job reads, rounds are nominal: one per interval of the steady phase.
+    watch_only = [r for r in records if not r["path"].endswith("/status")]
+    run.records = watch_only
+    assert derive(run, interval=1, active=2)["status_rounds"] == 5.0
+    assert shape("/api/v1/namespaces/ns/pods/p-1/log") == "/api/v1/namespaces/ns/pods/{name}/log"
+
+
+def test_report_ratios_and_markdown_name_missing_values() -> None:
+    results = Results(machine={}, command="x", parameters={})
+    results.add(Row("requests", "requests", 5, 500, "azure 0.4.4"))
+    results.add(Row("upload", "MB/s", None, 80.0, "raw SDK"))
+    results.target("share", "0.01x", True)
+    results.target("other", "not measured", None)
+    assert results.rows[0].ratio == 0.01
+    assert results.rows[1].ratio is None
+    text = results.to_markdown()
+    assert "| requests [requests] | 5 | 500 (azure 0.4.4) | 0.01x |" in text
+    assert "| upload [MB/s] | n/a | 80 (raw SDK) | n/a |" in text
+    assert "| share | 0.01x | PASS |" in text and "| other | not measured | N/A |" in text
+
+
+def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
+    results = run_bench(
+        tmp_path,
+        "--only", "storage", "--skip-baselines", "--files", "30", "--small-files", "6",
+        "--size", "3M", "--sdk-sweep", "1,2",
+    )  # fmt: skip
+    assert results["problems"] == []
+    rows = {(r["figure"], r["baseline_name"]): r for r in results["rows"]}
+    flat = rows[("dry-run, 30 inputs in 1 folder: HTTP requests", "azure 0.4.4")]
+    spread = rows[("dry-run, 30 inputs in 100 folders: HTTP requests", "azure 0.4.4")]
+    # Ours lists folders instead of asking per file: far fewer requests than inputs.
+    assert 1 <= flat["ours"] < 30
+    assert 1 <= spread["ours"] <= 30 + 5
+    assert flat["baseline"] is None and flat["ratio"] is None
+    large = results["details"]["transfer_large"]
+    assert large["size_bytes"] == 3 * MIB
+    for side in ("sdk_c1", "sdk_c2", "ours"):
+        for direction in ("up", "down"):
+            assert large[side][direction]["nbytes"] == 3 * MIB
+            assert large[side][direction]["peak_rss_mib"] > 0
+    many = results["details"]["transfer_many"]
+    assert many["ours"]["down"]["nbytes"] == 6 * 4096
+    verdicts = {t["name"]: t["verdict"] for t in results["targets"]}
+    assert verdicts["large upload >= 3x azure plugin"] == "N/A"
+    assert results["machine"]["nproc"] >= 1
+
+
+@pytest.mark.slow
+def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
+    results = run_bench(
+        tmp_path,
+        "--only", "executor", "--skip-baselines", "--jobs", "3", "--complete-jobs", "1",
+        "--status-interval", "1", "--observe-seconds", "3", "--pod-slots", "1", "--skip-warmup",
+    )  # fmt: skip
+    assert results["problems"] == []
+    executor = results["details"]["executor"]
+    scale, complete = executor["scale"]["ours"], executor["complete"]["ours"]
+    assert scale["job_creates"] == 3
+    assert scale["submission_requests"] >= 3
+    assert complete["job_creates"] == 1
+    assert complete["failed_pods"] == 0
+    assert complete["completion_notice_s"] is not None and complete["completion_notice_s"] >= 0
+    assert set(executor["requests_per_round_by_active_jobs"]) == {"1", "3"}
