@@ -61,12 +61,12 @@ def error_block(output: str, rule: str) -> str:
 
 
 def test_rule_over_its_memory_is_reported_oomkilled_by_name(
-    tmp_path: Path, azurite: Azurite, blob_container: str, local_cluster, kube_api
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, kube_api
 ) -> None:
     shutil.copy(WORKFLOWS / "oom" / "Snakefile", tmp_path / "Snakefile")
     earlier = existing_run_ids(kube_api)
     with recording(kube_api) as recorder:
-        result = run_snakemake(tmp_path, blob_container, azurite, local_cluster.kubeconfig)
+        result = run_snakemake(tmp_path, blob_container, azurite, local_pods.kubeconfig)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "OOMKilled" in error_block(output, "hog_memory"), output[-4000:]
@@ -89,14 +89,14 @@ def test_rule_over_its_memory_is_reported_oomkilled_by_name(
 
 
 def test_input_missing_from_storage_is_named(
-    tmp_path: Path, azurite: Azurite, blob_container: str, local_cluster, kube_api
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, kube_api
 ) -> None:
     setup = prepare(
         tmp_path,
         blob_container,
         azurite.blob_endpoint,
         azurite.account_key,
-        local_cluster.kubeconfig,
+        local_pods.kubeconfig,
         SMALL_SIMULATION,
     )
     container = azurite.service_client().get_container_client(blob_container)
