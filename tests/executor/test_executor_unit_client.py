@@ -150,3 +150,23 @@ def test_watch_feeds_cache_and_relists_after_410_and_broken_streams(server, tmp_
         watcher.stop()
         api.end_watches()
     assert watcher.cache.job("during") is not None
+
+
+def test_periodic_relist_catches_changes_a_watch_never_delivered(server, tmp_path):
+    client, _ = make_client(server, tmp_path)
+    api = server.api
+    api.put("jobs", _job("quiet"))
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", resync_seconds=1)
+    watcher.start()
+    try:
+        assert watcher.wait_synced(10)
+        with api.lock:  # a server-side change without a watch event
+            api.objects[("jobs", "quiet")]["status"] = {"succeeded": 1}
+        wait_until(
+            lambda: (watcher.cache.job("quiet") or {}).get("status") == {"succeeded": 1},
+            "relist picked up the silent change",
+        )
+    finally:
+        watcher.stop()
+        api.end_watches()
+    assert 2 <= watcher.cache.relists["jobs"] <= 12

@@ -270,10 +270,12 @@ def test_failure_reports_reason_exit_code_log_tail_and_hints(server, make_execut
     executor.run_job(job)
     (name,) = api.names("jobs")
     pod = pod_for(api.get("jobs", name))
-    api.logs[pod["metadata"]["name"]] = "line one\nabout-to-fail\nlast words\n"
+    api.logs[pod["metadata"]["name"]] = (
+        "line one\nCommand 'exit 3' returned non-zero exit status 3.\nabout-to-fail\nlast words\n"
+    )
     api.put("pods", pod, event="ADDED")
     set_status(
-        api, "pods", pod["metadata"]["name"], phase="Failed", containerStatuses=terminated(3)
+        api, "pods", pod["metadata"]["name"], phase="Failed", containerStatuses=terminated(1)
     )
     set_status(
         api,
@@ -286,11 +288,13 @@ def test_failure_reports_reason_exit_code_log_tail_and_hints(server, make_execut
     assert executor.workflow.scheduler.failed == ["exit_three"]
     (error,) = job.errors
     msg = error["msg"]
-    assert "rule exit_three" in msg and "exit code 3" in msg and "PodFailurePolicy" in msg
+    assert "rule exit_three" in msg and "exit code 1" in msg and "PodFailurePolicy" in msg
+    first_line = msg.splitlines()[0]
+    assert "the rule's command exited with exit code 3" in first_line
     assert "about-to-fail\nlast words" in msg and "line one" not in msg
     assert f"kubectl describe pod {pod['metadata']['name']} -n default" in msg
     (saved,) = error["aux_logs"]
-    assert Path(saved).read_text() == "line one\nabout-to-fail\nlast words\n"
+    assert Path(saved).read_text() == api.logs[pod["metadata"]["name"]]
     assert Path(saved).parent == Path(".snakemake/logs/kubernetes")
     assert api.names("jobs") == [name], "a failed Job is kept for inspection during the run"
     executor.shutdown()

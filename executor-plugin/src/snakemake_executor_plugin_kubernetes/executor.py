@@ -16,7 +16,13 @@ from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run,
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.facts import job_facts
-from snakemake_executor_plugin_kubernetes.logs import fetch_log, kubectl_hints, save_log, tail
+from snakemake_executor_plugin_kubernetes.logs import (
+    command_exit_code,
+    fetch_log,
+    kubectl_hints,
+    save_log,
+    tail,
+)
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
@@ -200,17 +206,21 @@ class Executor(RemoteExecutor):
         name = job_info.external_jobid
         aux_logs: list[str] = []
         lines = ""
+        reason = verdict.message
         if verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 aux_logs.append(str(save_log(name, text)))
                 lines = tail(text, self.config.log_tail_lines)
+                code = command_exit_code(text)
+                if code is not None:
+                    reason += f"; the rule's command exited with exit code {code}"
         if verdict.delete_job:
             try:
                 delete_job(self.client, self.namespace, name)
             except ApiError as e:
                 self.logger.warning(f"Cannot delete Job {name}: {e}")
-        msg = f"{self._describe(job_info)} failed: {verdict.message}\n"
+        msg = f"{self._describe(job_info)} failed: {reason}\n"
         if lines:
             msg += f"Last {len(lines.splitlines())} log lines:\n{lines}\n"
         if not verdict.delete_job:

@@ -1,5 +1,6 @@
 """Fetching and saving job pod logs."""
 
+import re
 from pathlib import Path
 
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path
@@ -26,6 +27,18 @@ def save_log(job_name: str, text: str, directory: Path = LOG_DIR) -> Path:
     partial.write_text(text)
     partial.replace(path)
     return path
+
+
+# Snakemake in the pod reports the rule's failed command like subprocess does.
+_COMMAND_EXIT = re.compile(r"returned non-zero exit status (\d+)")
+
+
+def command_exit_code(text: str) -> int | None:
+    """Exit code of the rule's shell command as the job's Snakemake logged it, if any.
+
+    The container's own exit code is Snakemake's (1), not the command's."""
+    codes = _COMMAND_EXIT.findall(text)
+    return int(codes[-1]) if codes else None
 
 
 def tail(text: str, lines: int) -> str:

@@ -15,6 +15,9 @@ import urllib3
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+# A fresh list this often bounds how stale the cache can get if a watch ever misses an
+# event; two LIST requests per interval, independent of the number of jobs' rounds.
+RESYNC_SECONDS = 60
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -126,8 +129,11 @@ class ResourceWatch(threading.Thread):
         watch_timeout: int = 240,
         backoff: Backoff | None = None,
         on_error: Callable[[str], None] | None = None,
+        resync_seconds: float = RESYNC_SECONDS,
     ):
         super().__init__(name=f"k8s-watch-{kind}", daemon=True)
+        self.resync_seconds = resync_seconds
+        self.listed_at = 0.0
         self.client = client
         self.kind = kind
         self.path = path
@@ -144,17 +150,20 @@ class ResourceWatch(threading.Thread):
         listing = self.client.request("GET", self.path, query=[("labelSelector", self.selector)])
         self.cache.replace(self.kind, listing.get("items") or [])
         self.resource_version = listing.get("metadata", {}).get("resourceVersion")
+        self.listed_at = time.monotonic()
 
     def _watch_once(self) -> None:
+        until_resync = self.listed_at + self.resync_seconds - time.monotonic()
+        timeout = max(1, min(self.watch_timeout, int(until_resync)))
         query = [
             ("labelSelector", self.selector),
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", self.watch_timeout),
+            ("timeoutSeconds", timeout),
         ]
         if self.resource_version:
             query.append(("resourceVersion", self.resource_version))
-        for line in self.client.stream_lines(self.path, query, self.watch_timeout + 30):
+        for line in self.client.stream_lines(self.path, query, timeout + 30):
             if self.stop_event.is_set():
                 return
             event = json.loads(line)
@@ -175,6 +184,8 @@ class ResourceWatch(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
+                if time.monotonic() - self.listed_at >= self.resync_seconds:
+                    self.resource_version = None
                 if self.resource_version is None:
                     self.relist()
                 self._watch_once()
@@ -203,6 +214,7 @@ class RunWatcher:
         label_selector: str,
         on_error: Callable[[str], None] | None = None,
         watch_timeout: int = 240,
+        resync_seconds: float = RESYNC_SECONDS,
     ):
         self.cache = RunCache()
         self.stop_event = threading.Event()
@@ -216,6 +228,7 @@ class RunWatcher:
                 self.stop_event,
                 watch_timeout=watch_timeout,
                 on_error=on_error,
+                resync_seconds=resync_seconds,
             )
             for kind, path in (
                 ("jobs", f"/apis/batch/v1/namespaces/{namespace}/jobs"),
