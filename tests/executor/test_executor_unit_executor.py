@@ -465,3 +465,23 @@ def test_creation_retry_after_a_dropped_answer_is_not_a_failure(server, make_exe
     assert len(api.names("jobs")) == 1
     assert executor.workflow.scheduler.submitted == ["a"]
     executor.shutdown()
+
+
+def test_save_all_logs_keeps_successful_jobs_logs_and_keep_jobs_keeps_the_job(
+    server, make_executor
+):
+    api = server.api
+    executor = make_executor(save_all_logs=True, keep_jobs=True)
+    executor.run_job(FakeJob("align", 1))
+    (name,) = api.names("jobs")
+    pod = {**pod_for(api.get("jobs", name)), "status": {"phase": "Succeeded"}}
+    api.logs[pod["metadata"]["name"]] = "aligned 42 reads\n"
+    api.put("pods", pod, event="ADDED")
+    set_status(api, "jobs", name, conditions=[{"type": "Complete", "status": "True"}])
+    wait_until(lambda: executor.watcher.cache.job(name).get("status"), "completion seen")
+    assert status_round(executor) == []
+    assert executor.workflow.scheduler.finished == ["align"]
+    saved = Path(".snakemake/logs/kubernetes") / f"{name}.log"
+    assert saved.read_text() == "aligned 42 reads\n"
+    executor.shutdown()
+    assert api.names("jobs") == [name] and api.names("secrets") == []
