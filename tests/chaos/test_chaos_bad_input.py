@@ -65,6 +65,16 @@ BAD_INPUTS = [
         args=("--kubernetes-image-pull-policy", "Sometimes"),
     ),
     BadInput(
+        "node selector without a value",
+        ("invalid", "--kubernetes-node-selector", "novalue"),
+        args=("--kubernetes-node-selector", "novalue"),
+    ),
+    BadInput(
+        "unknown credential mode",
+        ("credential_mode", "magic"),
+        args=("--storage-azblob-credential-mode", "magic"),
+    ),
+    BadInput(
         "per-rule node selector without a value",
         ("invalid", "k8s_node_selector", "pool"),
         resources='k8s_node_selector="pool"',
