@@ -125,10 +125,6 @@ def test_status_checks_cost_the_same_for_one_job_as_for_four(k8s_workflow, clust
         ]
         assert single_object_reads == [], "a status round read jobs or pods one by one"
         reads[count] = len(status_reads(entries))
-        print(
-            f"{count} job(s): status reads",
-            [(e["path"], e["query"]) for e in status_reads(entries)],
-        )
         submitted = [entry for entry in entries if entry["method"] == "POST"]
         assert len([e for e in submitted if re.search(JOBS_PATH, e["path"])]) == count
 
