@@ -27,7 +27,7 @@ class FakeJob:
     """The part of Snakemake's JobExecutorInterface that rendering reads."""
 
     name: str = "align"
-    jobid: int = 7
+    jobid: int | str = 7
     attempt: int = 1
     threads: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
@@ -298,7 +298,7 @@ def test_group_job_and_long_odd_rule_names_give_valid_unique_names():
         name="9f1c2d_bwa_map_samtools_sort",
         group=True,
         group_rules=("bwa_map", "samtools_sort"),
-        jobid=12,
+        jobid="db924d7a-25db-52ee-8602-be4b7d17c071",  # Snakemake's group jobs have UUIDs
         attempt=3,
     )
     long_name = "Align_Reads_With_A_Very_Long_Rule_Name_That_Goes_On_And_On_And_On_Forever"
@@ -313,10 +313,13 @@ def test_group_job_and_long_odd_rule_names_give_valid_unique_names():
         validate(manifest)
         name = manifest["metadata"]["name"]
         assert len(name) <= 63 and name == name.lower()
-        assert name.endswith(f"-{RUN_ID}-{job.jobid}-{job.attempt}")
+        assert f"-{RUN_ID}-" in name and name.endswith(f"-{job.attempt}")
+        assert manifest["metadata"]["labels"]["snakemake.io/jobid"] == str(job.jobid)
         names.add(name)
         assert manifest["metadata"]["annotations"]["snakemake.io/rule-name"] == job.name
     assert len(names) == 4
+    again = render(FakeJob(**{**group.__dict__, "attempt": 4}))["metadata"]["name"]
+    assert again not in names
 
 
 def test_apptainer_jobs_are_privileged_others_not():

@@ -36,7 +36,7 @@ CLEANUP_COMMAND = (
 
 
 class Executor(RemoteExecutor):
-    # Tests may replace this to inject a client bound to a local cluster.
+    # (kubeconfig, context) -> KubeClient; a subclass may bind another client.
     client_factory = staticmethod(KubeClient.from_kubeconfig)
 
     def __post_init__(self) -> None:

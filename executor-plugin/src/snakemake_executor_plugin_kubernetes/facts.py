@@ -10,7 +10,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 @dataclass(frozen=True)
 class JobFacts:
     rule: str  # rule name, or group id for group jobs
-    jobid: int
+    jobid: int | str  # an int, or for group jobs Snakemake's group UUID
     attempt: int
     threads: int
     resources: Mapping[str, Any] = field(default_factory=dict)
@@ -32,7 +32,7 @@ def job_facts(job: JobExecutorInterface, preemptible_rules: Any = None) -> JobFa
     )
     return JobFacts(
         rule=job.name,
-        jobid=int(job.jobid),
+        jobid=job.jobid if isinstance(job.jobid, int) else str(job.jobid),
         attempt=int(job.attempt),
         threads=int(job.threads),
         resources=dict(job.resources.items()),

@@ -32,13 +32,21 @@ def _slug(text: str, max_len: int) -> str:
     return slug[:max_len].rstrip("-")
 
 
-def job_name(run_id: str, rule: str, jobid: int, attempt: int) -> str:
+def _short_token(value: int | str) -> str:
+    text = _slug(str(value), 63)
+    if len(text) <= 10 and text == str(value):
+        return text
+    return hashlib.sha256(str(value).encode()).hexdigest()[:10]
+
+
+def job_name(run_id: str, rule: str, jobid: int | str, attempt: int) -> str:
     """Job name unique per run, job and attempt, at most 63 characters.
 
     Job names become pod label values (job-name), hence the 63 limit. A hash of the
-    full rule name keeps names of long, similar rule names apart after truncation.
+    full rule name keeps names of long, similar rule names apart after truncation;
+    long job ids (group UUIDs) are hashed too.
     """
-    suffix = f"{run_id}-{jobid}-{attempt}"
+    suffix = f"{run_id}-{_short_token(jobid)}-{attempt}"
     digest = hashlib.sha256(rule.encode()).hexdigest()[:4]
     room = MAX_NAME - len("sm--") - len(suffix) - len(digest) - 1
     slug = _slug(rule, max(room, 0)) or "job"

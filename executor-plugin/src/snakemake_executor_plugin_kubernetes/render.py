@@ -49,7 +49,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         **sched.labels,
         **run_labels(given.run_id),
         RULE_LABEL: label_value(facts.rule) or "job",
-        JOBID_LABEL: str(facts.jobid),
+        JOBID_LABEL: label_value(str(facts.jobid)),
         ATTEMPT_LABEL: str(facts.attempt),
     }
     annotations = {**sched.annotations, RULE_ANNOTATION: facts.rule}
