@@ -10,7 +10,7 @@ import pytest
 from executor.test_executor_unit_fakeapi import FakeApiServer
 
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
-from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
+from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -170,3 +170,13 @@ def test_periodic_relist_catches_changes_a_watch_never_delivered(server, tmp_pat
         watcher.stop()
         api.end_watches()
     assert 2 <= watcher.cache.relists["jobs"] <= 12
+
+
+def test_a_relist_keeps_objects_newer_than_the_list():
+    cache = RunCache()
+    cache.put("jobs", {"metadata": {"name": "old", "resourceVersion": "5"}})
+    cache.put("jobs", {"metadata": {"name": "just-created", "resourceVersion": "12"}})
+    cache.replace("jobs", [{"metadata": {"name": "listed", "resourceVersion": "9"}}], "10")
+    assert cache.job("old") is None
+    assert cache.job("listed") is not None
+    assert cache.job("just-created") is not None

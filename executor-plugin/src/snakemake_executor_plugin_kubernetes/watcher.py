@@ -84,10 +84,16 @@ class RunCache:
         with self._lock:
             self._gone.pop(job_name, None)
 
-    def replace(self, kind: str, items: list[dict[str, Any]]) -> None:
+    def replace(self, kind: str, items: list[dict[str, Any]], list_rv: str | None = None) -> None:
+        """Install a fresh list; objects newer than the list (e.g. a Job created while it
+        was being read) stay, the watch that follows the list confirms or removes them."""
         with self._lock:
             store = self._store(kind)
+            newer = {}
+            if list_rv and list_rv.isdigit():
+                newer = {n: o for n, o in store.items() if _rv(o) > int(list_rv)}
             store.clear()
+            store.update(newer)
             store.update({_name(o): o for o in items})
             self._synced[kind] = True
             self.relists[kind] += 1
@@ -148,8 +154,8 @@ class ResourceWatch(threading.Thread):
 
     def relist(self) -> None:
         listing = self.client.request("GET", self.path, query=[("labelSelector", self.selector)])
-        self.cache.replace(self.kind, listing.get("items") or [])
         self.resource_version = listing.get("metadata", {}).get("resourceVersion")
+        self.cache.replace(self.kind, listing.get("items") or [], self.resource_version)
         self.listed_at = time.monotonic()
 
     def _watch_once(self) -> None:
