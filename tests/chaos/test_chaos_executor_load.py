@@ -29,8 +29,8 @@ from executor.workflows import cluster_harness
 pytestmark = pytest.mark.chaos
 
 # CHAOS_JOBS / CHAOS_PARALLEL / CHAOS_BURSTS pick sizes in between (see docs/reliability.md).
-JOB_COUNT = int(os.environ.get("CHAOS_JOBS") or scaled(16, 2000))
-PARALLEL = int(os.environ.get("CHAOS_PARALLEL") or scaled(8, 200))
+JOB_COUNT = int(os.environ.get("CHAOS_JOBS") or scaled(12, 2000))
+PARALLEL = int(os.environ.get("CHAOS_PARALLEL") or scaled(6, 200))
 BURSTS = int(os.environ.get("CHAOS_BURSTS") or scaled(2, 10))
 
 
@@ -88,11 +88,15 @@ class FaultBursts:
     def _created(observer) -> int:
         return len(observer.seen.of_kind("Job"))
 
+    def _pending_submission_faults(self) -> int:
+        return sum(f["remaining"] for f in self.control.faults() if f["method"] == "POST")
+
     def _wait_until_used_up(self, observer) -> None:
-        """Until every fault of the burst was served and a Job was created after that: the
+        """Until every submission fault of the burst was served and a Job was created after
+        that (watch faults are served whenever the executor comes back to watching): the
         request that met the last fault has left its retry loop. Bursts that stacked up
         would exceed the executor's retry budget for one request (8 attempts)."""
-        while self.control.faults() and not self._stop.wait(0.2):
+        while self._pending_submission_faults() and not self._stop.wait(0.2):
             pass
         used_up_at = self._created(observer)
         while self._created(observer) <= used_up_at and not self._stop.wait(0.2):
