@@ -67,7 +67,7 @@ def _list(api: client.ApiClient, kind: str, namespace: str) -> list[Any]:
 
 
 class ClusterRecorder:
-    def __init__(self, api: client.ApiClient, namespace: str, interval: float = 0.3) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, interval: float = 0.5) -> None:
         self.api = api
         self.namespace = namespace
         self.interval = interval

@@ -17,6 +17,9 @@ from e2e.tutorial_run import SMALL_SIMULATION, prepare
 
 from support.azurite import Azurite
 
+# Generous: the first test also pays for building the job image when it is not cached yet.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
 WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 
 

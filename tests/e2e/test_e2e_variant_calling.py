@@ -23,11 +23,15 @@ from e2e.tutorial_run import RunResult, TutorialSetup, prepare
 
 from support.azurite import Azurite
 
+# Generous: the first test also pays for building the job image when it is not cached yet.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
 SAMPLES = ("A", "B", "C")
 JOBS_PER_RUN = 3 * len(SAMPLES) + 2  # map, sort, index per sample; call; plot
 # Snakemake asks the executor for job states every 10 s by default; the executor answers from
 # its watch, so polling it more often costs no API requests and shortens the test.
 FAST_POLLING = ["--seconds-between-status-checks", "2"]
+RESULT_FOLDERS = ("mapped_reads", "sorted_reads", "calls", "plots", "logs")
 EXPECTED_BLOBS = (
     {f"data/genome.fa{s}" for s in ("", ".amb", ".ann", ".bwt", ".pac", ".sa", ".fai")}
     | {f"data/samples/{s}.fastq" for s in SAMPLES}
@@ -165,6 +169,9 @@ def test_no_pod_saw_the_submitting_folder(tutorial: TutorialOutcome, azurite: Az
     for job_dir in job_dirs:
         assert not job_dir.resolve().is_relative_to(submit), f"a job ran in {job_dir}"
     assert len(set(job_dirs)) == JOBS_PER_RUN, "jobs shared a working folder"
+    # Results went to storage, not into the submitting folder.
+    written_here = [d for d in RESULT_FOLDERS if (tutorial.setup.submit_dir / d).exists()]
+    assert written_here == []
     for pod in tutorial.first_recording.of_run("pods", tutorial.run_id):
         spec = str(pod["spec"])
         assert submit not in spec, f"pod {pod['metadata']['name']} refers to {submit}"
