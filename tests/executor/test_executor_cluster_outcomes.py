@@ -122,8 +122,8 @@ def test_failures_name_the_rule_and_the_kubernetes_reason(k8s_workflow):
     assert paragraphs_mentioning(
         run.output, "unplaceable", "Unschedulable", "nodes are available"
     ), run.output
-    # The pod's Snakemake reports the shell's failure with its own exit code.
-    assert paragraphs_mentioning(run.output, "exit_three", "exit code"), run.output
+    # The container exits with Snakemake's 1; the executor finds the command's 3 in its log.
+    assert paragraphs_mentioning(run.output, "exit_three", "exit code 3"), run.output
     assert "about-to-fail" in run.output, "the failed job's last log lines are not shown"
     saved = run.saved_logs()
     assert any("about-to-fail" in text for text in saved.values()), sorted(saved)
