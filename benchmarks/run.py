@@ -198,9 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         parameters={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     )
     scratch = Path(tempfile.mkdtemp(prefix="snakemake-bench-"))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = args.output or HERE / "results" / f"{stamp}.json"
     try:
         if args.only in ("all", "storage"):
             run_storage(args, scratch, results)
+            results.write_json(output)  # kept even if the executor part fails
         if args.only in ("all", "executor"):
             import executor_bench
 
@@ -212,8 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     results.details["total_seconds"] = round(time.monotonic() - started, 1)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or HERE / "results" / f"{stamp}.json"
     results.write_json(output)
     print(results.to_markdown())
     print(f"\n(total {results.details['total_seconds']} s; JSON: {output})")
