@@ -124,12 +124,13 @@ def test_watch_feeds_cache_and_relists_after_410_and_broken_streams(server, tmp_
     api = server.api
     api.put("jobs", _job("before"))
     api.put("jobs", _job("other-run", run="r2"))
-    api.gone_next_watch = 1  # the first watch answers 410 Gone
+    api.gone_next_watch = 1  # the first watch (of jobs or of pods) answers 410 Gone
     watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
     watcher.start()
     try:
         assert watcher.wait_synced(10)
-        wait_until(lambda: watcher.cache.relists["jobs"] == 2, "relist after 410")
+        relists = watcher.cache.relists
+        wait_until(lambda: sum(relists.values()) == 3, "relist after 410")
         assert watcher.cache.job("before") is not None
         assert watcher.cache.job("other-run") is None
 
@@ -139,13 +140,14 @@ def test_watch_feeds_cache_and_relists_after_410_and_broken_streams(server, tmp_
 
         api.end_watches()  # streams end cleanly: resume from the last resourceVersion
         wait_until(lambda: len(api.watchers) == 2, "watches reopened")
-        assert watcher.cache.relists["jobs"] == 2
+        assert sum(relists.values()) == 3
         api.remove("jobs", "before")
         wait_until(lambda: watcher.cache.job("before") is None, "DELETED seen")
 
+        jobs_before = relists["jobs"]
         api.fail_next("GET", "/jobs$", 0, count=1)  # the next watch request is dropped
         api.end_watches()
-        wait_until(lambda: watcher.cache.relists["jobs"] == 3, "relist after broken watch")
+        wait_until(lambda: relists["jobs"] == jobs_before + 1, "relist after broken watch")
     finally:
         watcher.stop()
         api.end_watches()
