@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import logging
 import shutil
 import signal
@@ -185,12 +186,18 @@ class PodRunner:
     def _write_status(self) -> None:
         containers = self.spec.get("containers") or []
         init_containers = self.spec.get("initContainers") or []
-        statuses = [self.statuses[c["name"]] for c in containers if c["name"] in self.statuses]
-        init_statuses = [
-            self.init_statuses[c["name"]]
-            for c in init_containers
-            if c["name"] in self.init_statuses
-        ]
+        # Copies: the kubelet keeps editing its own status dicts, and the stored pod must
+        # change only through the store (or watchers never hear of a new Waiting state).
+        statuses = copy.deepcopy(
+            [self.statuses[c["name"]] for c in containers if c["name"] in self.statuses]
+        )
+        init_statuses = copy.deepcopy(
+            [
+                self.init_statuses[c["name"]]
+                for c in init_containers
+                if c["name"] in self.init_statuses
+            ]
+        )
         terminal = self.phase in ("Succeeded", "Failed")
         unready = [
             c["name"] for c in containers if not self.statuses.get(c["name"], {}).get("ready")
