@@ -485,3 +485,37 @@ def test_save_all_logs_keeps_successful_jobs_logs_and_keep_jobs_keeps_the_job(
     assert saved.read_text() == "aligned 42 reads\n"
     executor.shutdown()
     assert api.names("jobs") == [name] and api.names("secrets") == []
+
+
+def test_no_secret_without_jobs_and_never_an_unowned_secret_between_waves(server, make_executor):
+    api = server.api
+    executor = make_executor()
+    status_round(executor)
+    assert api.names("secrets") == [], "a run with nothing to do creates no Secret"
+
+    executor.run_job(FakeJob("first", 1))
+    (first,) = api.names("jobs")
+    (secret,) = api.names("secrets")
+    owners = api.get("secrets", secret)["metadata"]["ownerReferences"]
+    assert [o["name"] for o in owners] == [first], "created already owned by the first Job"
+
+    # The only owner succeeds: its Job stays, or the collector would take the Secret.
+    api.put("pods", {**pod_for(api.get("jobs", first)), "status": {"phase": "Succeeded"}})
+    set_status(api, "jobs", first, conditions=[{"type": "Complete", "status": "True"}])
+    wait_until(
+        lambda: executor.watcher.cache.job(first).get("status", {}).get("conditions"),
+        "completion seen",
+    )
+    assert status_round(executor) == []
+    assert executor.workflow.scheduler.finished == ["first"]
+    assert api.names("jobs") == [first]
+
+    # A newer Job becomes an owner in the next round; only then the old one goes.
+    executor.run_job(FakeJob("second", 2))
+    status_round(executor)
+    (second,) = api.names("jobs")
+    assert second != first
+    owners = api.get("secrets", secret)["metadata"]["ownerReferences"]
+    assert second in [o["name"] for o in owners]
+    executor.shutdown()
+    assert api.names("jobs") == [] and api.names("secrets") == []

@@ -61,10 +61,11 @@ class Executor(RemoteExecutor):
             image_pull_grace=self.config.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
+        # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
+        self.retained: set[str] = set()
         self.secret = RunSecret(
             self.client, self.namespace, self.run_id, self.envvars(), run_labels(self.run_id)
         )
-        self.secret.create()
         self.watcher = RunWatcher(
             self.client, self.namespace, run_selector(self.run_id), on_error=self.logger.warning
         )
@@ -101,6 +102,7 @@ class Executor(RemoteExecutor):
         created = self._create(manifest)
         self.watcher.cache.put("jobs", created, only_if_newer=True)
         self.secret.add_owner(created)
+        self.secret.ensure_created()
         self.trackers[name] = JobTracker()
         self.logger.debug(f"Submitted Kubernetes Job {name} in namespace {self.namespace}.")
         self.report_job_submission(SubmittedJobInfo(job=job, external_jobid=name))
@@ -131,6 +133,7 @@ class Executor(RemoteExecutor):
             self.secret.sync_owners()
         except ApiError as e:
             self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {e}")
+        self._release_retained()
         if not self.watcher.cache.synced():
             for job_info in active_jobs:
                 yield job_info
@@ -194,13 +197,28 @@ class Executor(RemoteExecutor):
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 save_log(name, text)
-        if not self.config.keep_jobs:
-            try:
-                delete_job(self.client, self.namespace, name)
-            except ApiError as e:
-                self.logger.warning(f"Cannot delete finished Job {name}: {e}")
-        self._forget(name)
+        self.trackers.pop(name, None)
+        self.watcher.cache.forget_job(name)
+        if self.config.keep_jobs:
+            self.secret.drop_owner(name)
+        elif self.secret.needed and not self.secret.has_live_owner(self.retained | {name}):
+            self.retained.add(name)  # deleted once a newer Job owns the Secret
+        else:
+            self._delete_succeeded(name)
         self.report_job_success(job_info)
+
+    def _delete_succeeded(self, name: str) -> None:
+        try:
+            delete_job(self.client, self.namespace, name)
+        except ApiError as e:
+            self.logger.warning(f"Cannot delete finished Job {name}: {e}")
+        self.secret.drop_owner(name)
+
+    def _release_retained(self) -> None:
+        if self.retained and self.secret.has_live_owner(self.retained):
+            for name in sorted(self.retained):
+                self._delete_succeeded(name)
+            self.retained.clear()
 
     def _on_failure(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid

@@ -1,10 +1,13 @@
 """The run's one Secret: every env var a job needs that may carry a credential.
 
 Values go only into this Secret; pods reference them with secretKeyRef. Lifetime:
-created before the first job; its ownerReferences list the run's live Jobs (one
-merge PATCH per status round with new Jobs), so if the submitter dies, the cluster's
-garbage collector deletes it once the last Job is gone (e.g. by ttlSecondsAfterFinished).
-If it vanished in between (all owners were gone), the next PATCH recreates it.
+created right after the run's first Job, already owned by it (so a run with nothing to
+do creates none, and there is no moment at which a killed submitter leaves an unowned
+Secret); its ownerReferences then list the run's live Jobs (one merge PATCH per status
+round with new Jobs), so if the submitter dies, the cluster's garbage collector deletes
+it once the last Job is gone (e.g. by ttlSecondsAfterFinished). The executor keeps the
+last finished Job until a newer owner is recorded, so the Secret never loses all its
+owners between waves of jobs; if it vanished anyway, the next PATCH recreates it.
 The executor deletes it explicitly at the end of the run.
 """
 
@@ -60,6 +63,8 @@ class RunSecret:
         self._data = {k: base64.b64encode(v.encode()).decode() for k, v in envvars.items()}
         self._labels = dict(labels)
         self._owners: dict[str, dict[str, Any]] = {}  # job name -> ownerReference
+        self._synced: set[str] = set()  # owners the Secret in the cluster names
+        self._created = False
         self._pending = False
         self._lock = threading.Lock()  # run_job and status rounds run on different threads
         self.patches = 0
@@ -89,16 +94,37 @@ class RunSecret:
     def create(self) -> None:
         if not self.needed:
             return
+        manifest = self._manifest()
         try:
-            self.client.request("POST", core_path(self.namespace, "secrets"), body=self._manifest())
+            self.client.request("POST", core_path(self.namespace, "secrets"), body=manifest)
         except ApiError as e:
             if e.status != 409:
                 raise WorkflowError(
                     f"Cannot create Secret {self.name} in namespace {self.namespace}: {e}"
                 ) from None
             self.client.request(
-                "PUT", core_path(self.namespace, "secrets", self.name), body=self._manifest()
+                "PUT", core_path(self.namespace, "secrets", self.name), body=manifest
             )
+        self._mark_synced(manifest["metadata"].get("ownerReferences", []))
+
+    def ensure_created(self) -> None:
+        """Create the Secret once, owned by the Jobs added so far (call after the first Job)."""
+        with self._lock:
+            if self._created or not self.needed:
+                return
+            self._created = True
+        self.create()
+
+    def _mark_synced(self, owners: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._synced = {owner["name"] for owner in owners} & set(self._owners)
+            if self._synced == set(self._owners):
+                self._pending = False
+
+    def has_live_owner(self, excluding: set[str]) -> bool:
+        """Whether the cluster's Secret names an existing owner outside ``excluding``."""
+        with self._lock:
+            return bool(self._synced - excluding)
 
     def add_owner(self, job: Mapping[str, Any]) -> None:
         if self.needed and job.get("metadata", {}).get("uid"):
@@ -110,6 +136,7 @@ class RunSecret:
         # No PATCH for this alone: a reference to a deleted owner is harmless.
         with self._lock:
             self._owners.pop(job_name, None)
+            self._synced.discard(job_name)
 
     def sync_owners(self) -> bool:
         """One PATCH if Jobs were added since the last call; recreate on 404."""
@@ -117,13 +144,13 @@ class RunSecret:
             if not self._pending:
                 return False
             self._pending = False
-            body = {"metadata": {"ownerReferences": list(self._owners.values())}}
+            owners = list(self._owners.values())
         self.patches += 1
         try:
             self.client.request(
                 "PATCH",
                 core_path(self.namespace, "secrets", self.name),
-                body=body,
+                body={"metadata": {"ownerReferences": owners}},
                 content_type=MERGE_PATCH,
             )
         except ApiError as e:
@@ -132,6 +159,8 @@ class RunSecret:
                     self._pending = True
                 raise
             self.create()
+            return True
+        self._mark_synced(owners)
         return True
 
     def delete(self) -> None:
