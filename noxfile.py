@@ -61,17 +61,30 @@ def install_project(session: nox.Session, *extra: str) -> None:
     session.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
 
 
+def build_cluster_images(session: nox.Session) -> None:
+    """Build the local cluster's job images (cached venvs) up front, so that no test's
+    time limit includes a first build."""
+    session.run_install(
+        "python",
+        "-c",
+        "from localcluster.nodeagent.images import ImageCatalog; "
+        "catalog = ImageCatalog(); catalog.build('base'); catalog.build('bio')",
+    )
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite (unit, Azurite, local cluster, end to end, reduced chaos)."""
     install_project(session, *WORKFLOW_TOOLS)
-    session.run("pytest", *(session.posargs or ["tests"]))
+    build_cluster_images(session)
+    session.run("pytest", "--durations=25", *(session.posargs or ["tests"]))
 
 
 @nox.session
 def chaos(session: nox.Session) -> None:
     """The fault-injection and load suite at full size."""
     install_project(session, *WORKFLOW_TOOLS)
+    build_cluster_images(session)
     session.env["CHAOS_SCALE"] = "full"
     session.run("pytest", "-m", "chaos", *(session.posargs or ["tests"]))
 
