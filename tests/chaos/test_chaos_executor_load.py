@@ -35,12 +35,16 @@ BURSTS = int(os.environ.get("CHAOS_BURSTS") or scaled(2, 10))
 
 
 class FaultBursts:
-    """Injects one burst of faults each time the run has created another slice of its
-    Jobs, while enough Jobs remain to be created that every submission fault is served."""
+    """Faults in bursts. Submission faults (429 with Retry-After, 500, 503, dropped
+    connection on Job creation) go in before the run, so the first Job creation meets them,
+    and again mid-run while at least 2*J Jobs remain to be created. Watch faults (failing
+    lists and watches, every watch ended, the next one answered 410 Gone) go in each time
+    another slice of the Jobs was created."""
 
-    def __init__(self, control, job_count: int, bursts: int) -> None:
+    def __init__(self, control, job_count: int, parallel: int, bursts: int) -> None:
         self.control = control
-        self.thresholds = [job_count * (k + 1) // (bursts + 2) for k in range(bursts)]
+        self.thresholds = [job_count * (k + 1) // (bursts + 1) for k in range(bursts)]
+        self.last_submission_threshold = job_count - 2 * parallel
         self.injected = 0
         self.watch_interruptions = 0
         self._stop = threading.Event()
@@ -59,14 +63,13 @@ class FaultBursts:
         self.control.inject_fault(action, path, method=method, count=count, retry_after=1)
         self.injected += count
 
-    def _burst(self) -> None:
-        # while Jobs are being created
+    def submission_burst(self) -> None:
         self._inject(429, JOBS_PATH, "POST", count=3)
         self._inject(500, JOBS_PATH, "POST")
         self._inject(503, JOBS_PATH, "POST")
         self._inject("drop", JOBS_PATH, "POST")
-        # while they are watched: lists and watches of pods and jobs fail, then every
-        # open watch ends so the executor has to come back through the faults
+
+    def watch_burst(self) -> None:
         self._inject(500, PODS_PATH, "GET")
         self._inject(503, JOBS_PATH, "GET")
         self._inject("drop", PODS_PATH, "GET")
@@ -78,10 +81,13 @@ class FaultBursts:
     def _loop(self, observer) -> None:
         pending = list(self.thresholds)
         while pending and not self._stop.is_set():
-            if self._created(observer) >= pending[0]:
-                pending.pop(0)
-                self._burst()
-                self._wait_until_used_up(observer)
+            created = self._created(observer)
+            if created >= pending[0]:
+                threshold = pending.pop(0)
+                self.watch_burst()
+                if threshold <= self.last_submission_threshold:
+                    self._wait_until_used_up(observer)
+                    self.submission_burst()
             time.sleep(0.2)
 
     @staticmethod
@@ -92,10 +98,9 @@ class FaultBursts:
         return sum(f["remaining"] for f in self.control.faults() if f["method"] == "POST")
 
     def _wait_until_used_up(self, observer) -> None:
-        """Until every submission fault of the burst was served and a Job was created after
-        that (watch faults are served whenever the executor comes back to watching): the
-        request that met the last fault has left its retry loop. Bursts that stacked up
-        would exceed the executor's retry budget for one request (8 attempts)."""
+        """Until the previous submission faults were served and a Job was created after
+        that: the request that met the last one has left its retry loop. Bursts stacked on
+        one request would exceed the executor's retry budget (8 attempts per request)."""
         while self._pending_submission_faults() and not self._stop.wait(0.2):
             pass
         used_up_at = self._created(observer)
@@ -108,7 +113,8 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
 ):
     # A safety net against a hang at full size, not a performance bound.
     monkeypatch.setattr(cluster_harness, "RUN_TIMEOUT_SECONDS", max(300, 10 * JOB_COUNT))
-    bursts = FaultBursts(chaos_control, JOB_COUNT, BURSTS)
+    bursts = FaultBursts(chaos_control, JOB_COUNT, PARALLEL, BURSTS)
+    bursts.submission_burst()
     try:
         run = chaos_runner.run(
             fan_out_snakefile(JOB_COUNT),
