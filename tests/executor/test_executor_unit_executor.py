@@ -519,3 +519,23 @@ def test_no_secret_without_jobs_and_never_an_unowned_secret_between_waves(server
     assert second in [o["name"] for o in owners]
     executor.shutdown()
     assert api.names("jobs") == [] and api.names("secrets") == []
+
+
+def test_secret_names_only_the_newest_jobs_as_owners(server, make_executor):
+    from snakemake_executor_plugin_kubernetes.secrets import MAX_OWNERS
+
+    api = server.api
+    executor = make_executor()
+    for jobid in range(MAX_OWNERS + 36):
+        executor.run_job(FakeJob("many", jobid))
+    status_round(executor)
+    (secret,) = api.names("secrets")
+    owners = [o["name"] for o in api.get("secrets", secret)["metadata"]["ownerReferences"]]
+    submitted = [
+        r.body["metadata"]["name"]
+        for r in api.requests
+        if r.method == "POST" and r.path.endswith("/jobs")
+    ]
+    assert owners == submitted[-MAX_OWNERS:]
+    assert api.count("PATCH", "/secrets/") == 1
+    executor.shutdown()

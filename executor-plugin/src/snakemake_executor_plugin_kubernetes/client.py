@@ -72,10 +72,17 @@ def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Confi
 
 @dataclass
 class Backoff:
+    """Jittered exponential backoff, bounded by time rather than by a small count: an API
+    server that throttles or restarts for a few minutes must not fail a 10,000-job run."""
+
     base: float = 0.5
     cap: float = 30.0
-    max_attempts: int = 8
+    max_attempts: int = 100
     max_retry_after: float = 120.0
+    budget_seconds: float = 600.0
+
+    def exhausted(self, attempt: int, slept: float) -> bool:
+        return attempt + 1 >= self.max_attempts or slept >= self.budget_seconds
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -179,6 +186,7 @@ class KubeClient:
     ) -> Any:
         """Send one request, retrying transient failures; returns the open response."""
         attempt = 0
+        slept = 0.0
         reloaded = False
         while True:
             api = self.api_client
@@ -194,9 +202,11 @@ class KubeClient:
                     self._reload_credentials(api)
                     continue
                 retryable = e.status == 0 or e.status in RETRYABLE_STATUS
-                if not retry or not retryable or attempt + 1 >= self._backoff.max_attempts:
+                if not retry or not retryable or self._backoff.exhausted(attempt, slept):
                     raise
-                self._sleep(self._backoff.delay(attempt, e.retry_after))
+                delay = self._backoff.delay(attempt, e.retry_after)
+                self._sleep(delay)
+                slept += delay
                 attempt += 1
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:

@@ -22,6 +22,11 @@ from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, ApiError, KubeClient, core_path
 from snakemake_executor_plugin_kubernetes.naming import secret_name
 
+# The Secret names only the newest Jobs as owners: enough to keep it while the run
+# submits, and small enough to stay far below the API server's object size limit
+# (ownerReferences of 10,000 Jobs would be over 1 MiB).
+MAX_OWNERS = 64
+
 # valid both as Secret data key and (Kubernetes >= 1.28) as container env var name
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
@@ -80,7 +85,7 @@ class RunSecret:
     def _manifest(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "labels": self._labels}
         with self._lock:
-            owners = list(self._owners.values())
+            owners = list(self._owners.values())[-MAX_OWNERS:]
         if owners:
             meta["ownerReferences"] = owners
         return {
@@ -118,7 +123,8 @@ class RunSecret:
     def _mark_synced(self, owners: list[dict[str, Any]]) -> None:
         with self._lock:
             self._synced = {owner["name"] for owner in owners} & set(self._owners)
-            if self._synced == set(self._owners):
+            newest = list(self._owners)[-MAX_OWNERS:]
+            if self._synced.issuperset(newest):
                 self._pending = False
 
     def has_live_owner(self, excluding: set[str]) -> bool:
@@ -144,7 +150,7 @@ class RunSecret:
             if not self._pending:
                 return False
             self._pending = False
-            owners = list(self._owners.values())
+            owners = list(self._owners.values())[-MAX_OWNERS:]
         self.patches += 1
         try:
             self.client.request(
