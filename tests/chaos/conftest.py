@@ -7,9 +7,11 @@ source of the table in docs/reliability.md.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from chaos.runs import scaled
 
 REPORT_PATH = Path(__file__).resolve().parents[2] / ".cache" / "chaos-report.json"
 _figures: dict[str, dict[str, int | float | str]] = {}
@@ -37,8 +39,18 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 # ----- executor scenarios: a local cluster of the chaos suite's own ----------------------
+# Every local pod is a real Snakemake process (about 100 MB, 2 CPU-seconds to start), so at
+# full size the nodes take 16 pods each, like a cluster whose autoscaler is at its maximum:
+# most of the `--jobs 200` wait Pending with "Too many pods" until a slot frees.
+POD_SLOTS_PER_NODE = int(os.environ.get("CHAOS_POD_SLOTS") or scaled(250, 16))
 CHAOS_NODES = [
-    {"name": f"chaos-{i}", "cpu": "256", "memory": "1Ti", "labels": {"chaos.test/pool": "main"}}
+    {
+        "name": f"chaos-{i}",
+        "cpu": "256",
+        "memory": "1Ti",
+        "max_pods": POD_SLOTS_PER_NODE,
+        "labels": {"chaos.test/pool": "main"},
+    }
     for i in (1, 2)
 ]
 
@@ -46,7 +58,7 @@ CHAOS_NODES = [
 @pytest.fixture(scope="session")
 def chaos_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A local cluster used by the chaos scenarios alone: their faults, node losses and
-    request counts never meet other tests. Nodes are large so `--jobs J` pods fit at once."""
+    request counts never meet other tests. Nodes are large, with POD_SLOTS_PER_NODE pods each."""
     from localcluster.launcher import start_cluster
 
     cluster = start_cluster(tmp_path_factory.mktemp("chaos-cluster"), nodes=CHAOS_NODES)

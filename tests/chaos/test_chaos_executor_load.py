@@ -99,8 +99,8 @@ class FaultBursts:
 
     def _wait_until_used_up(self, observer) -> None:
         """Until the previous submission faults were served and a Job was created after
-        that: the request that met the last one has left its retry loop. Bursts stacked on
-        one request would exceed the executor's retry budget (8 attempts per request)."""
+        that: the request that met the last one has left its retry loop, so each burst is
+        counted against a request of its own."""
         while self._pending_submission_faults() and not self._stop.wait(0.2):
             pass
         used_up_at = self._created(observer)
@@ -119,7 +119,13 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
         run = chaos_runner.run(
             fan_out_snakefile(JOB_COUNT),
             jobs=PARALLEL,
-            extra_args=("--kubernetes-cpu-scalar", "0.01"),
+            # pods beyond the nodes' slots wait Pending until one frees: not a failure
+            extra_args=(
+                "--kubernetes-cpu-scalar",
+                "0.01",
+                "--kubernetes-unschedulable-timeout",
+                str(100 * JOB_COUNT),
+            ),
             while_running=bursts.start,
             name="load",
         )

@@ -9,12 +9,15 @@ import pytest
 
 from localcluster.nodeagent.images import ImageCatalog, ImageNotFound, flavour_of
 from localcluster.nodeagent.kubelet import qualified_image
+from localcluster.nodeagent.nodeobjects import capacity_of
 from localcluster.nodeagent.podenv import expand_references
 from localcluster.nodeagent.predicates import (
+    insufficient_resources,
     pod_requests,
     tolerates,
     unschedulable_message,
 )
+from localcluster.nodes import NodeSpec
 
 
 @pytest.mark.parametrize(
@@ -66,6 +69,16 @@ def test_requests_add_containers_and_take_the_largest_init_container() -> None:
         "cpu": Decimal(2),
         "memory": Decimal(2 * 2**30),
     }
+
+
+def test_max_pods_sets_the_pods_capacity_and_a_full_node_has_too_many_pods() -> None:
+    assert capacity_of(NodeSpec.from_dict({"name": "n"}))["pods"] == "250"
+    assert capacity_of(NodeSpec.from_dict({"name": "n", "max_pods": 16}))["pods"] == "16"
+    one_pod = {"pods": Decimal(1), "cpu": Decimal("0.01")}
+    assert insufficient_resources(one_pod, {"pods": Decimal(0), "cpu": Decimal(4)}) == [
+        "Too many pods"
+    ]
+    assert insufficient_resources(one_pod, {"pods": Decimal(1), "cpu": Decimal(4)}) == []
 
 
 def test_toleration_matching() -> None:

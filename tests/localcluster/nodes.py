@@ -24,12 +24,23 @@ class NodeSpec:
     memory: str = "8Gi"
     ephemeral_storage: str = "50Gi"
     gpus: int = 0
+    # The kubelet's --max-pods; 250 is AKS's maximum with Azure CNI and lets load tests run wide.
+    max_pods: int = 250
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeSpec:
-        known = {"name", "cpu", "memory", "ephemeral_storage", "gpus", "labels", "taints"}
+        known = {
+            "name",
+            "cpu",
+            "memory",
+            "ephemeral_storage",
+            "gpus",
+            "max_pods",
+            "labels",
+            "taints",
+        }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"node {data.get('name')!r}: unknown keys {sorted(unknown)}")
@@ -45,6 +56,7 @@ class NodeSpec:
             memory=str(data.get("memory", "8Gi")),
             ephemeral_storage=str(data.get("ephemeral_storage", "50Gi")),
             gpus=int(data.get("gpus", 0)),
+            max_pods=int(data.get("max_pods", 250)),
             labels={str(k): str(v) for k, v in data.get("labels", {}).items()},
             taints=taints,
         )

@@ -9,7 +9,6 @@ from typing import Any
 from localcluster.nodes import NodeSpec
 
 KUBELET_VERSION = "v1.31.0"
-MAX_PODS_PER_NODE = 250  # AKS's maximum with Azure CNI; lets load tests run wide
 
 
 def now_rfc3339() -> str:
@@ -26,7 +25,7 @@ def capacity_of(spec: NodeSpec) -> dict[str, str]:
         "cpu": spec.cpu,
         "memory": spec.memory,
         "ephemeral-storage": spec.ephemeral_storage,
-        "pods": str(MAX_PODS_PER_NODE),
+        "pods": str(spec.max_pods),
     }
     if spec.gpus:
         capacity["nvidia.com/gpu"] = str(spec.gpus)
