@@ -108,6 +108,8 @@ class FaultBursts:
             pass
 
 
+# Above the run's own hang guard (10 s per job), so that guard reports first.
+@pytest.mark.timeout(max(900, 12 * JOB_COUNT + 600))
 def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
     chaos_runner, chaos_control, chaos_cluster, azurite, container, monkeypatch, chaos_record
 ):

@@ -249,6 +249,8 @@ class WorkflowRunner:
     secret_env: dict[str, str]
     # On the local cluster (which has a control API) the observer reads cluster-wide paths.
     local: bool = False
+    # Seconds between the observer's lists; each lists every Job, Pod and Secret of the run.
+    observe_interval: float = 0.3
 
     def command(self, jobs: int, image: str, extra_args: tuple[str, ...]) -> list[str]:
         return [
@@ -301,7 +303,9 @@ class WorkflowRunner:
         workdir = self.tmp_path / f"{name}-{uuid.uuid4().hex[:8]}"
         workdir.mkdir()
         (workdir / "Snakefile").write_text(textwrap.dedent(snakefile))
-        observer = ClusterObserver(self.kubeconfig, NAMESPACE, self.local).start()
+        observer = ClusterObserver(
+            self.kubeconfig, NAMESPACE, self.local, interval=self.observe_interval
+        ).start()
         log_file = workdir.parent / f"{workdir.name}.log"
         with log_file.open("w") as log:
             process = subprocess.Popen(
