@@ -25,6 +25,7 @@ from snakemake_executor_plugin_kubernetes.logs import (
 )
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
+from snakemake_executor_plugin_kubernetes.placements import PlacementClock
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
@@ -61,6 +62,7 @@ class Executor(RemoteExecutor):
             image_pull_grace=self.config.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
+        self.placements = PlacementClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
         self.secret = RunSecret(
@@ -140,6 +142,7 @@ class Executor(RemoteExecutor):
             return
         now = time.monotonic()
         pods_by_job = self.watcher.cache.pods_by_job()
+        self.placements.observe((pod for pods in pods_by_job.values() for pod in pods), now)
         for job_info in active_jobs:
             name = job_info.external_jobid
             job = self.watcher.cache.job(name)
@@ -154,6 +157,7 @@ class Executor(RemoteExecutor):
                 tracker,
                 now,
                 gone=self.watcher.cache.gone_pods(name),
+                last_placement=self.placements.last_placement,
             )
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
