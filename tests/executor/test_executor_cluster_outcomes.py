@@ -274,3 +274,61 @@ def test_evicted_and_node_lost_pods_are_retried_without_using_snakemake_retries(
     jobs = run.observed.of_kind("Job")
     assert len(jobs) == 2, "a disruption made Snakemake submit a new Job"
     assert run.leftovers == set()
+
+
+QUEUE_SNAKEFILE = """
+rule all:
+    input:
+        expand("queued/{{i}}.txt", i=range(3)),
+
+rule queued:
+    output:
+        "queued/{{i}}.txt",
+    resources:
+        mem_mb={mem_mb},
+        k8s_node_selector="kubernetes.io/hostname={node}",
+    shell:
+        "sleep 4; echo {{wildcards.i}} > {{output}}"
+"""
+
+
+def a_schedulable_node(kube_api) -> tuple[str, int]:
+    """Name and allocatable memory (MB) of a node without taints that takes pods."""
+    from kubernetes import client
+
+    from localcluster.quantity import parse_quantity
+
+    listed = client.CoreV1Api(kube_api).list_node(_preload_content=False)
+    for node in json.loads(listed.data)["items"]:
+        spec = node.get("spec") or {}
+        if not spec.get("taints") and not spec.get("unschedulable"):
+            memory = parse_quantity(node["status"]["allocatable"]["memory"])
+            return node["metadata"]["name"], int(memory / 10**6)
+    raise AssertionError("no untainted, schedulable node in the cluster")
+
+
+def test_pods_waiting_for_room_on_a_node_are_queued_not_failed(
+    k8s_workflow, kube_api, cluster_control
+):
+    node, memory_mb = a_schedulable_node(kube_api)
+    # One pod at a time fits on the node: the others stay Unschedulable for 4-8 s, longer
+    # than the timeout, while a pod of the run is on the node.
+    snakefile = QUEUE_SNAKEFILE.format(mem_mb=int(memory_mb * 0.6), node=node)
+    run = k8s_workflow.run(
+        snakefile, jobs=3, extra_args=("--kubernetes-unschedulable-timeout", "2")
+    )
+
+    assert run.returncode == 0, run.output
+    assert "Unschedulable" not in run.output
+    queued_pods = {
+        pod["metadata"]["name"]
+        for pod in run.observed.of_kind("Pod")
+        if pod["metadata"]["labels"]["snakemake.io/rule"] == "queued"
+    }
+    waited = {
+        event["involvedObject"]["name"]
+        for event in run.events
+        if event.get("reason") == "FailedScheduling"
+    }
+    assert len(waited & queued_pods) >= 2, "the pods never had to wait: the test proves nothing"
+    assert run.leftovers == set()

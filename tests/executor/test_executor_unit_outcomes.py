@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, judge
-from snakemake_executor_plugin_kubernetes.placements import PlacementClock
 
 LIMITS = Limits(disruption_retries=2, unschedulable_timeout=600, image_pull_grace=180)
 
@@ -56,48 +56,51 @@ def test_unschedulable_fails_only_after_the_timeout_with_the_scheduler_message()
     assert "--kubernetes-unschedulable-timeout=600s" in verdict.message
 
 
-def test_unschedulable_pods_queue_while_other_pods_of_the_run_are_placed():
-    """A cluster at its autoscaler maximum: pods wait for slots for hours, not a failure."""
+def test_unschedulable_pods_queue_while_other_pods_of_the_run_are_on_nodes():
+    """A cluster at its autoscaler maximum: pods wait hours for slots, which is no failure."""
     tracker = JobTracker()
     pending = [pod(**UNSCHEDULABLE)]
-    assert judge(job(), pending, LIMITS, tracker, now=0.0, last_placement=0.0).state == "running"
-    # an hour later, but another pod of the run was placed 500 s ago
-    verdict = judge(job(), pending, LIMITS, tracker, now=3600.0, last_placement=3100.0)
+    assert judge(job(), pending, LIMITS, tracker, now=0.0, last_occupied=0.0).state == "running"
+    # hours later, and another pod of the run was on a node in the last status round
+    verdict = judge(job(), pending, LIMITS, tracker, now=7200.0, last_occupied=7199.0)
     assert verdict.state == "running"
-    # no pod of the run placed for longer than the timeout: stuck, not queued
-    verdict = judge(job(), pending, LIMITS, tracker, now=3700.5, last_placement=3100.0)
+    # no pod of the run on a node for longer than the timeout: stuck, not queued
+    verdict = judge(job(), pending, LIMITS, tracker, now=7799.5, last_occupied=7199.0)
     assert verdict.state == "failed" and verdict.delete_job
-    assert "nor any other pod of this run" in verdict.message
+    assert "with no other pod of this run on a node" in verdict.message
     assert "--kubernetes-unschedulable-timeout=600s" in verdict.message
 
 
-def test_a_placement_before_the_pod_waited_does_not_extend_its_timeout():
+def test_occupancy_before_the_pod_waited_does_not_extend_its_timeout():
     tracker = JobTracker()
     pending = [pod(**UNSCHEDULABLE)]
-    assert judge(job(), pending, LIMITS, tracker, now=1000.0, last_placement=10.0).state == (
+    assert judge(job(), pending, LIMITS, tracker, now=1000.0, last_occupied=10.0).state == (
         "running"
     )
-    verdict = judge(job(), pending, LIMITS, tracker, now=1600.5, last_placement=10.0)
+    verdict = judge(job(), pending, LIMITS, tracker, now=1600.5, last_occupied=10.0)
     assert verdict.state == "failed"
 
 
-def bound(name: str, uid: str, node: str | None) -> dict[str, Any]:
-    return {"metadata": {"name": name, "uid": uid}, "spec": {"nodeName": node} if node else {}}
+def placed(phase: str, node: str | None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p"},
+        "spec": {"nodeName": node} if node else {},
+        "status": {"phase": phase},
+    }
 
 
-def test_placement_clock_moves_only_when_a_pod_is_newly_bound():
-    clock = PlacementClock()
-    clock.observe([bound("a", "u1", None)], now=1.0)
-    assert clock.last_placement is None
-    clock.observe([bound("a", "u1", "node-1")], now=2.0)
-    assert clock.last_placement == 2.0
-    clock.observe([bound("a", "u1", "node-1"), bound("b", "u2", None)], now=3.0)
-    assert clock.last_placement == 2.0
-    # a finished pod leaves, a waiting one is bound
-    clock.observe([bound("b", "u2", "node-2")], now=4.0)
-    assert clock.last_placement == 4.0
+def test_occupancy_clock_counts_only_unfinished_pods_on_nodes():
+    clock = OccupancyClock()
+    clock.observe([placed("Pending", None)], now=1.0)
+    assert clock.last_occupied is None
+    clock.observe([placed("Pending", "node-1")], now=2.0)
+    assert clock.last_occupied == 2.0
+    clock.observe([placed("Running", "node-1"), placed("Pending", None)], now=3.0)
+    assert clock.last_occupied == 3.0
+    clock.observe([placed("Succeeded", "node-1"), placed("Failed", "node-2")], now=4.0)
+    assert clock.last_occupied == 3.0
     clock.observe([], now=5.0)
-    assert clock.last_placement == 4.0
+    assert clock.last_occupied == 3.0
 
 
 def test_image_pull_errors_count_as_one_stall_and_reset_when_resolved():

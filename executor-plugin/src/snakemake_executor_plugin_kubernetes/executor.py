@@ -24,8 +24,8 @@ from snakemake_executor_plugin_kubernetes.logs import (
     tail,
 )
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
+from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
-from snakemake_executor_plugin_kubernetes.placements import PlacementClock
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
@@ -62,7 +62,7 @@ class Executor(RemoteExecutor):
             image_pull_grace=self.config.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
-        self.placements = PlacementClock()
+        self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
         self.secret = RunSecret(
@@ -142,7 +142,7 @@ class Executor(RemoteExecutor):
             return
         now = time.monotonic()
         pods_by_job = self.watcher.cache.pods_by_job()
-        self.placements.observe((pod for pods in pods_by_job.values() for pod in pods), now)
+        self.occupancy.observe((pod for pods in pods_by_job.values() for pod in pods), now)
         for job_info in active_jobs:
             name = job_info.external_jobid
             job = self.watcher.cache.job(name)
@@ -157,7 +157,7 @@ class Executor(RemoteExecutor):
                 tracker,
                 now,
                 gone=self.watcher.cache.gone_pods(name),
-                last_placement=self.placements.last_placement,
+                last_occupied=self.occupancy.last_occupied,
             )
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")

@@ -152,10 +152,10 @@ def judge(
     tracker: JobTracker,
     now: float,
     gone: list[dict[str, Any]] | None = None,
-    last_placement: float | None = None,
+    last_occupied: float | None = None,
 ) -> Verdict:
     """`pods`: the Job's pods (oldest first); `gone`: its pods deleted unfinished;
-    `last_placement`: when any pod of the run was last placed on a node (see placements)."""
+    `last_occupied`: when the run last had a pod on a node (see occupancy)."""
     if job is None:
         return Verdict("failed", "its Kubernetes Job was deleted from outside this run")
     conds = _conditions(job)
@@ -207,7 +207,7 @@ def judge(
 
     live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
     for pod in live:
-        stall = _stall(pod, limits, tracker, now, last_placement)
+        stall = _stall(pod, limits, tracker, now, last_occupied)
         if stall is not None:
             stall.notices = notices
             return stall
@@ -219,20 +219,20 @@ def _stall(
     limits: Limits,
     tracker: JobTracker,
     now: float,
-    last_placement: float | None,
+    last_occupied: float | None,
 ) -> Verdict | None:
     name = _name(pod)
     scheduled = _conditions(pod).get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         tracker.clear_other_stalls(name, "unschedulable")
         waited = tracker.stalled_for(name, "unschedulable", now)
-        if last_placement is not None:
-            waited = min(waited, now - last_placement)
+        if last_occupied is not None:
+            waited = min(waited, now - last_occupied)
         if waited > limits.unschedulable_timeout:
             return Verdict(
                 "failed",
-                f"Unschedulable: pod {name} could not be placed, nor any other pod of this "
-                f"run, for more than "
+                f"Unschedulable: pod {name} could not be placed, with no other pod of this "
+                f"run on a node, for more than "
                 f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: "
                 f"{scheduled.get('message', 'no message from the scheduler')}",
                 pod=name,

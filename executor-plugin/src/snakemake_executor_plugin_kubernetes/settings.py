@@ -119,9 +119,9 @@ class ExecutorSettings(ExecutorSettingsBase):
     unschedulable_timeout: int = field(
         default=600,
         metadata=_meta(
-            "Seconds a pod may stay unschedulable, with no other pod of the run placed "
-            "meanwhile, before its job fails with the scheduler's message. While the "
-            "cluster keeps placing the run's pods, waiting pods are queued, not stuck.",
+            "Seconds a pod may stay unschedulable while no other pod of the run is on a "
+            "node, before its job fails with the scheduler's message. While the run has "
+            "pods on nodes, waiting pods are queued behind them, not stuck.",
             int,
         ),
     )
