@@ -4,7 +4,8 @@ Uploads read the file once, block by block, staging up to ``max_concurrency`` bl
 parallel (memory bound: one block more than that) while computing the MD5, and store
 the MD5 in the blob's Content-MD5 property on commit. Downloads go to a temporary name
 in the destination folder, are checked against the stored size and MD5, and only then
-renamed to the final name; the temporary file is removed on any failure.
+renamed to the final name; the temporary file is removed on any failure. The MD5 of a
+download is computed while it is written (see hashing).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 from snakemake_interface_common.exceptions import WorkflowError
+
+from snakemake_storage_plugin_azblob.hashing import HashingWriter
 
 MIB = 1024 * 1024
 MAX_BLOCKS = 50_000
@@ -114,8 +117,9 @@ def download_file(blob: BlobClient, destination: Path, *, max_concurrency: int, 
     temp = temp_path_for(destination)
     try:
         downloader = blob.download_blob(max_concurrency=max_concurrency)
-        with open(temp, "wb") as sink:
-            written = downloader.readinto(sink)
+        with open(temp, "w+b") as sink:
+            writer = HashingWriter(sink)
+            written = downloader.readinto(writer)
         properties = downloader.properties
         if written != properties.size:
             raise IntegrityError(
@@ -123,7 +127,7 @@ def download_file(blob: BlobClient, destination: Path, *, max_concurrency: int, 
             )
         expected = properties.content_settings.content_md5
         if expected:
-            actual = file_md5(temp)
+            actual = writer.digest(written) or file_md5(temp)
             if bytes(expected) != actual:
                 raise IntegrityError(
                     f"content of {label} does not match its stored MD5 "
