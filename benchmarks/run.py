@@ -1,7 +1,7 @@
 """Benchmarks: our plugins against snakemake-storage-plugin-azure 0.4.4,
 snakemake-executor-plugin-kubernetes 0.5.1 and the raw azure-storage-blob SDK.
 
-    python benchmarks/run.py                  # the issue's sizes (~15 min on 2 cores)
+    python benchmarks/run.py                  # the issue's sizes (~35 min on 2 cores)
     python benchmarks/run.py --quick          # small sizes, a minute or two
     python benchmarks/run.py --only storage --size 256M --files 2000
 
