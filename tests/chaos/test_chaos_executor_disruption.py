@@ -62,10 +62,24 @@ def test_evicted_pods_and_a_lost_node_are_retried_by_kubernetes_not_snakemake(
     chaos_runner, chaos_control, chaos_cluster, azurite, container, chaos_record
 ):
     pool = f"spot-{uuid.uuid4().hex[:6]}"
-    for side in ("a", "b"):
+    pool_nodes = [f"{pool}-{side}" for side in ("a", "b")]
+    for name in pool_nodes:
         chaos_control.add_node(
-            {"name": f"{pool}-{side}", "cpu": "64", "memory": "256Gi", "labels": {POOL_LABEL: pool}}
+            {"name": name, "cpu": "64", "memory": "256Gi", "labels": {POOL_LABEL: pool}}
         )
+    try:
+        run_disruption_scenario(
+            chaos_runner, chaos_control, chaos_cluster, azurite, container, chaos_record, pool
+        )
+    finally:
+        # Later scenarios must not find room on this pool: the load scenario caps its slots.
+        for name in set(pool_nodes) & set(chaos_control.nodes()):
+            chaos_control.lose_node(name, remove=True)
+
+
+def run_disruption_scenario(
+    chaos_runner, chaos_control, chaos_cluster, azurite, container, chaos_record, pool: str
+) -> None:
     disrupted: list[str] = []
     lost_nodes: list[str] = []
 

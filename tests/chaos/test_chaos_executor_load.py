@@ -123,7 +123,13 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
             jobs=PARALLEL,
             # Pods beyond the nodes' slots wait Pending for one to free, under the default
             # --kubernetes-unschedulable-timeout: a queue that moves is not a failure.
-            extra_args=("--kubernetes-cpu-scalar", "0.01"),
+            extra_args=(
+                "--kubernetes-cpu-scalar",
+                "0.01",
+                # only the two capped nodes, whatever other scenarios added
+                "--kubernetes-node-selector",
+                "chaos.test/pool=main",
+            ),
             while_running=bursts.start,
             name="load",
         )
