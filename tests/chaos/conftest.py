@@ -96,6 +96,4 @@ def chaos_runner(chaos_cluster, azurite, container, tmp_path, chaos_secret_env):
         tmp_path=tmp_path,
         secret_env=chaos_secret_env,
         local=True,
-        # at full size a list holds up to 400 objects: poll less often, spare the CPU
-        observe_interval=scaled(0.3, 1.0),
     )

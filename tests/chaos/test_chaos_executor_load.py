@@ -115,6 +115,8 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
 ):
     # A safety net against a hang at full size, not a performance bound.
     monkeypatch.setattr(cluster_harness, "RUN_TIMEOUT_SECONDS", max(300, 10 * JOB_COUNT))
+    # Each observer poll lists up to 2*J objects: at full size poll less often, spare the CPU.
+    chaos_runner.observe_interval = scaled(0.3, 1.0)
     bursts = FaultBursts(chaos_control, JOB_COUNT, PARALLEL, BURSTS)
     bursts.submission_burst()
     try:
