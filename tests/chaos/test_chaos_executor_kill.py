@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
@@ -20,7 +19,7 @@ from chaos.runs import (
     run_objects,
     secret_leaks,
 )
-from executor.workflows.cluster_harness import ClusterObserver, WorkflowRun
+from executor.workflows.cluster_harness import ClusterObserver, WorkflowRun, cleanup_command
 
 pytestmark = pytest.mark.chaos
 
@@ -123,16 +122,7 @@ def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     assert {"Job", "Pod", "Secret"} <= left_kinds, left
 
     cleanup = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake_executor_plugin_kubernetes",
-            "cleanup",
-            "--run-id",
-            run_id,
-            "--namespace",
-            "default",
-        ],
+        cleanup_command(run_id, "default"),
         env=chaos_runner.environment(),
         capture_output=True,
         text=True,

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor.test_executor_unit_fakeapi import FakeApiServer
+from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
 
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher
 
 PODS = "/api/v1/namespaces/default/pods"
-
-
-def wait_until(condition: Callable[[], bool], what: str, tries: int = 400) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        time.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.fixture

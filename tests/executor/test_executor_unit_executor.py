@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,20 +13,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from executor.test_executor_unit_fakeapi import FakeApiServer
+from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
 
 from snakemake_executor_plugin_kubernetes import Executor, ExecutorSettings, common_settings
 
 TOKEN = "tok-7c0ffee-never-printed"
 STORAGE_KEY = "c3RvcmFnZS1rZXktbmV2ZXItcHJpbnRlZA=="
-
-
-def wait_until(condition: Callable[[], bool], what: str, tries: int = 400) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        time.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 @dataclass

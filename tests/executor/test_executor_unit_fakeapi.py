@@ -12,6 +12,7 @@ import json
 import queue
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -341,3 +342,11 @@ class FakeApiServer:
         self.api.end_watches()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, tries: int = 400) -> None:
+    for _ in range(tries):
+        if condition():
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")

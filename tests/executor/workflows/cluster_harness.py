@@ -208,6 +208,20 @@ class WorkflowRun:
         }
 
 
+def cleanup_command(run_id: str, namespace: str) -> list[str]:
+    """The executor's documented cleanup command for one run."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake_executor_plugin_kubernetes",
+        "cleanup",
+        "--run-id",
+        run_id,
+        "--namespace",
+        namespace,
+    ]
+
+
 def stop_and_clean_up(process: subprocess.Popen, observer: ClusterObserver) -> None:
     """After a hang: interrupt Snakemake like Ctrl-C, then kill it, then remove what its run
     left with the executor's cleanup command, so that later tests get a clean namespace."""
@@ -222,16 +236,7 @@ def stop_and_clean_up(process: subprocess.Popen, observer: ClusterObserver) -> N
     observed = observer.stop()
     for run_id in observed.run_ids:
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake_executor_plugin_kubernetes",
-                "cleanup",
-                "--run-id",
-                run_id,
-                "--namespace",
-                observer.namespace,
-            ],
+            cleanup_command(run_id, observer.namespace),
             env={**os.environ, "KUBECONFIG": str(observer.kubeconfig)},
             timeout=60,
             check=False,
