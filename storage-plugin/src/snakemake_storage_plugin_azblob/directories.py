@@ -1,7 +1,10 @@
 """Directories: a blob name prefix ``NAME/`` whose members are transferred in parallel.
 
-At most ``max_concurrency`` member files move at once; each member transfer uses one
-connection, so the total stays within the same bound as a single-file transfer.
+Each member moves over one connection. Small members are bound by round trips, not
+bandwidth, so up to ``MEMBER_FANOUT * max_concurrency`` of them move at once; what they
+hold in memory is kept within the budget of ``max_concurrency`` large members (see
+``member_budget``), so a directory of large files moves ``max_concurrency`` at a time
+and uses no more memory than before.
 """
 
 from __future__ import annotations
@@ -13,11 +16,31 @@ from typing import TypeVar
 
 from azure.storage.blob import ContainerClient
 
+from snakemake_storage_plugin_azblob.budget import ByteBudget
 from snakemake_storage_plugin_azblob.errors import is_not_found
 from snakemake_storage_plugin_azblob.listing import BlobEntry
-from snakemake_storage_plugin_azblob.transfer import download_file, upload_file
+from snakemake_storage_plugin_azblob.transfer import (
+    choose_block_size,
+    download_file,
+    upload_file,
+)
 
 T = TypeVar("T")
+
+MEMBER_FANOUT = 4
+# A member upload holds up to two blocks (one being sent, the next one read); a member
+# download holds one.
+UPLOAD_BLOCKS_HELD = 2
+
+
+def member_budget(block_size: int | None, max_concurrency: int) -> ByteBudget:
+    """Memory that ``max_concurrency`` large member uploads would hold at once."""
+    block = choose_block_size(0, block_size)
+    return ByteBudget(max_concurrency * UPLOAD_BLOCKS_HELD * block)
+
+
+def member_threads(max_concurrency: int) -> int:
+    return MEMBER_FANOUT * max_concurrency
 
 
 def run_bounded(items: Iterable[T], work: Callable[[T], object], max_concurrency: int) -> None:
@@ -56,17 +79,21 @@ def upload_directory(
 ) -> int:
     """Upload every file below ``directory`` to ``blob_prefix/RELATIVE``; return the count."""
     members = local_members(directory)
+    budget = member_budget(block_size, max_concurrency)
 
     def upload(member: tuple[Path, str]) -> None:
         path, relative = member
-        upload_file(
-            container.get_blob_client(f"{blob_prefix}/{relative}"),
-            path,
-            block_size=block_size,
-            max_concurrency=1,
-        )
+        size = path.stat().st_size
+        held = min(size, UPLOAD_BLOCKS_HELD * choose_block_size(size, block_size))
+        with budget.hold(held):
+            upload_file(
+                container.get_blob_client(f"{blob_prefix}/{relative}"),
+                path,
+                block_size=block_size,
+                max_concurrency=1,
+            )
 
-    run_bounded(members, upload, max_concurrency)
+    run_bounded(members, upload, member_threads(max_concurrency))
     return len(members)
 
 
@@ -78,24 +105,28 @@ def download_directory(
     *,
     max_concurrency: int,
     label: str,
+    block_size: int | None = None,
 ) -> None:
     """Download ``members`` (blobs under ``blob_prefix/``) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     root = directory.resolve()
+    budget = member_budget(block_size, max_concurrency)
+    range_size = choose_block_size(0, block_size)
 
     def download(entry: BlobEntry) -> None:
         relative = entry.name[len(blob_prefix) + 1 :]
         target = (directory / relative).resolve()
         if root not in target.parents:
             raise ValueError(f"member '{entry.name}' of {label} would land outside {directory}")
-        download_file(
-            container.get_blob_client(entry.name),
-            target,
-            max_concurrency=1,
-            label=f"{label} (member {relative})",
-        )
+        with budget.hold(min(entry.size, range_size)):
+            download_file(
+                container.get_blob_client(entry.name),
+                target,
+                max_concurrency=1,
+                label=f"{label} (member {relative})",
+            )
 
-    run_bounded(members, download, max_concurrency)
+    run_bounded(members, download, member_threads(max_concurrency))
 
 
 def delete_blobs(container: ContainerClient, names: list[str], max_concurrency: int) -> None:

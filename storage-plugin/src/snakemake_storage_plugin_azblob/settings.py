@@ -71,8 +71,9 @@ class StorageProviderSettings(StorageProviderSettingsBase):
     max_concurrency: int | None = field(
         default=None,
         metadata={
-            "help": "Parallel connections per transfer and files per directory transfer "
-            f"(default {DEFAULT_MAX_CONCURRENCY}).",
+            "help": "Parallel connections per file transfer (default "
+            f"{DEFAULT_MAX_CONCURRENCY}); directory transfers move as many large files, or "
+            "up to 4 times as many small ones, at once.",
             "env_var": False,
             "required": False,
             "type": int,

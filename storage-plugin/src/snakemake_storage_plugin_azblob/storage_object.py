@@ -278,6 +278,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                 local,
                 max_concurrency=options.max_concurrency,
                 label=self.print_query,
+                block_size=options.block_size,
             )
 
     def store_object(self) -> None:
