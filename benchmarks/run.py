@@ -4,8 +4,11 @@ snakemake-executor-plugin-kubernetes 0.5.1 and the raw azure-storage-blob SDK.
     python benchmarks/run.py                  # the issue's sizes (~35 min on 2 cores)
     python benchmarks/run.py --quick          # small sizes, a minute or two
     python benchmarks/run.py --only storage --size 256M --files 2000
+    python benchmarks/run.py --link-mbps 50 --link-rtt-ms 5   # another shaped link
 
-Everything runs on 127.0.0.1: Azurite and the local Kubernetes cluster. The baselines
+Everything runs on 127.0.0.1: Azurite and the local Kubernetes cluster. Transfers are
+measured twice: straight to Azurite, and through a relay that gives every connection a
+bandwidth and a round trip (linkshape.py), the way a remote Azure account behaves. The baselines
 live in venvs of their own under .cache/bench-venvs/ (built on first use). Prints a
 markdown table and writes the same as JSON to benchmarks/results/<timestamp>.json.
 """
@@ -13,12 +16,14 @@ markdown table and writes the same as JSON to benchmarks/results/<timestamp>.jso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +37,7 @@ import machine  # noqa: E402
 import storage_sides  # noqa: E402
 import targets  # noqa: E402
 import venvs  # noqa: E402
+from linkshape import LinkModel, ShapedLink  # noqa: E402
 from proxy import CountingProxy  # noqa: E402
 from report import Results  # noqa: E402
 from storage_bench import StorageBench, metadata_figures, transfer_figures  # noqa: E402
@@ -77,6 +83,25 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--complete-jobs", type=int, help="jobs of the executor run to completion (30)"
     )
     parser.add_argument(
+        "--shaped-size",
+        type=parse_size,
+        help="large transfer size over the shaped link (default 256M)",
+    )
+    parser.add_argument(
+        "--link-mbps",
+        type=float,
+        default=25.0,
+        help="shaped link: MB/s per connection and direction (25)",
+    )
+    parser.add_argument(
+        "--link-rtt-ms", type=float, default=10.0, help="shaped link: round trip in ms (10)"
+    )
+    parser.add_argument(
+        "--no-shaped-link",
+        action="store_true",
+        help="measure transfers on the direct link only",
+    )
+    parser.add_argument(
         "--sdk-sweep",
         type=parse_sweep,
         default=[1, 4, 16],
@@ -118,6 +143,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = {
         "size": parse_size("64M"),
+        "shaped_size": parse_size("16M"),
         "files": 500,
         "small_files": 200,
         "jobs": 40,
@@ -125,6 +151,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     }
     full = {
         "size": parse_size("1G"),
+        "shaped_size": parse_size("256M"),
         "files": 10_000,
         "small_files": 2_000,
         "jobs": 1_000,
@@ -136,8 +163,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("files", "small_files", "jobs", "complete_jobs", "pod_slots"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.size < 1024**2:
-        parser.error("--size must be at least 1M")
+    if args.size < 1024**2 or args.shaped_size < 1024**2:
+        parser.error("--size and --shaped-size must be at least 1M")
+    try:
+        args.link = LinkModel(args.link_mbps * 1e6, args.link_rtt_ms / 1000)
+    except ValueError as error:
+        parser.error(f"--link-mbps/--link-rtt-ms: {error}")
     return args
 
 
@@ -181,11 +212,39 @@ def run_storage(args: argparse.Namespace, scratch: Path, results: Results) -> No
         transfer_figures(
             bench, direct, args.size, args.sdk_sweep, args.small_files, results, problems
         )
+        if not args.no_shaped_link:
+            shaped_transfers(args, bench, sides_at, azurite.account_name, results, problems)
     finally:
         proxy.stop()
         azurite.stop()
     results.problems += [f"{name}: {text}" for name, text in problems.items()]
     targets.storage_targets(results)
+
+
+def shaped_transfers(
+    args: argparse.Namespace,
+    bench: StorageBench,
+    sides_at: Callable[[str], dict[str, storage_sides.StorageSide | None]],
+    account_name: str,
+    results: Results,
+    problems: dict[str, str],
+) -> None:
+    """The transfer figures again, every side going through a link with a per-connection
+    bandwidth and a round trip (see linkshape.py): what parallel connections buy."""
+    log(f"transfers over the shaped link: {args.link.describe()}")
+    results.details["shaped_link"] = args.link.describe()
+    with ShapedLink(bench.proxy.upstream_port, args.link) as link:
+        url = f"http://127.0.0.1:{link.port}/{account_name}"
+        transfer_figures(
+            dataclasses.replace(bench, account_url=url),
+            sides_at(url),
+            args.shaped_size,
+            args.sdk_sweep,
+            args.small_files,
+            results,
+            problems,
+            link="the shaped link",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(
         machine=machine.describe(),
         command=command,
-        parameters={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        parameters={
+            k: (str(v) if isinstance(v, Path | LinkModel) else v) for k, v in vars(args).items()
+        },
     )
     scratch = Path(tempfile.mkdtemp(prefix="snakemake-bench-"))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -351,12 +351,19 @@ def transfer_figures(
     small_count: int,
     results: Results,
     problems: dict[str, str],
+    *,
+    link: str = "",
 ) -> None:
+    """Rows for one large file and one directory of small files, up and down. ``link``
+    names a shaped link the sides go through ("" for the direct one); it is appended to
+    the figure names and the detail keys, and the RSS check runs on the direct link only."""
+    suffix = f" over {link}" if link else ""
+    key_suffix = "_shaped" if link else ""
     large = bench.scratch / "large.bin"
-    bench.log(f"transfers: writing a {size / MIB:.0f} MiB test file")
+    bench.log(f"transfers{suffix}: writing a {size / MIB:.0f} MiB test file")
     make_large_file(large, size)
-    details: dict[str, Any] = {"size_bytes": size}
-    results.details["transfer_large"] = details
+    details: dict[str, Any] = {"size_bytes": size} | ({"link": link} if link else {})
+    results.details[f"transfer_large{key_suffix}"] = details
 
     sdk_up, c_up, sdk_down, c_down = sdk_best(bench, large, "sdk/large.bin", sweep, details)
     ours_up, ours_down = measure_side(
@@ -373,7 +380,7 @@ def transfer_figures(
         mbs = ours_t and round(ours_t.mb_per_s, 1)
         results.add(
             Row(
-                f"{size_label} {direction}",
+                f"{size_label} {direction}{suffix}",
                 "MB/s",
                 mbs,
                 round(sdk_t.mb_per_s, 1),
@@ -382,7 +389,7 @@ def transfer_figures(
         )
         results.add(
             Row(
-                f"{size_label} {direction}",
+                f"{size_label} {direction}{suffix}",
                 "MB/s",
                 mbs,
                 az_t and round(az_t.mb_per_s, 1),
@@ -391,7 +398,7 @@ def transfer_figures(
         )
         results.add(
             Row(
-                f"{size_label} {direction} peak RSS",
+                f"{size_label} {direction}{suffix} peak RSS",
                 "MiB",
                 ours_t and ours_t.peak_rss_mib,
                 az_t and az_t.peak_rss_mib,
@@ -400,7 +407,7 @@ def transfer_figures(
         )
 
     # Peak RSS flat in file size: ours again with an eighth of the size.
-    if sides["ours"] is not None:
+    if sides["ours"] is not None and not link:
         smaller = bench.scratch / "smaller.bin"
         make_large_file(smaller, max(size // 8, MIB))
         small_details: dict[str, Any] = {"size_bytes": smaller.stat().st_size}
@@ -412,10 +419,10 @@ def transfer_figures(
     large.unlink()
 
     folder = bench.scratch / "many"
-    bench.log(f"transfers: writing {small_count} small files")
+    bench.log(f"transfers{suffix}: writing {small_count} small files")
     make_small_files(folder, small_count)
     many: dict[str, Any] = {"files": small_count}
-    results.details["transfer_many"] = many
+    results.details[f"transfer_many{key_suffix}"] = many
     sdk_up, c_up, sdk_down, c_down = sdk_best(bench, folder, "sdk/many", [1, 16], many)
     ours_up, ours_down = measure_side(
         bench, "ours", sides["ours"], folder, "ours/many", many, problems
@@ -427,7 +434,7 @@ def transfer_figures(
         ("upload", ours_up, sdk_up, c_up, az_up),
         ("download", ours_down, sdk_down, c_down, az_down),
     ):
-        label = f"{small_count} x 4 KiB directory {direction}"
+        label = f"{small_count} x 4 KiB directory {direction}{suffix}"
         ours_s = ours_t and round(ours_t.seconds, 2)
         results.add(
             Row(label, "s", ours_s, round(sdk_t.seconds, 2), f"raw SDK best, {conc} threads")

@@ -152,6 +152,7 @@ def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
         tmp_path,
         "--only", "storage", "--skip-baselines", "--files", "30", "--small-files", "6",
         "--size", "3M", "--sdk-sweep", "1,2",
+        "--shaped-size", "2M", "--link-mbps", "50", "--link-rtt-ms", "4",
     )  # fmt: skip
     assert results["problems"] == []
     rows = {(r["figure"], r["baseline_name"]): r for r in results["rows"]}
@@ -169,8 +170,18 @@ def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
             assert large[side][direction]["peak_rss_mib"] > 0
     many = results["details"]["transfer_many"]
     assert many["ours"]["down"]["nbytes"] == 6 * 4096
+    shaped = results["details"]["transfer_large_shaped"]
+    assert shaped["link"] == "the shaped link"
+    assert results["details"]["shaped_link"] == "50 MB/s per connection, 4 ms round trip"
+    for side in ("sdk_c1", "sdk_c2", "ours"):
+        assert shaped[side]["down"]["nbytes"] == 2 * MIB
+    assert results["details"]["transfer_many_shaped"]["ours"]["up"]["nbytes"] == 6 * 4096
     verdicts = {t["name"]: t["verdict"] for t in results["targets"]}
     assert verdicts["large upload >= 3x azure plugin"] == "N/A"
+    assert verdicts["large download over the shaped link >= 90% of raw SDK best"] in (
+        "PASS",
+        "MISS",
+    )
     assert results["machine"]["nproc"] >= 1
 
 
