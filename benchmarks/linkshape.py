@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from dataclasses import dataclass
+
+from background_server import BackgroundServer
 
 CHUNK = 64 * 1024
 
@@ -86,62 +87,24 @@ async def _shaped_pipe(
         writer.close()
 
 
-class ShapedLink:
+class ShapedLink(BackgroundServer):
     """Forward 127.0.0.1:<port> to 127.0.0.1:<upstream_port> through ``link``."""
 
     def __init__(self, upstream_port: int, link: LinkModel) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.link = link
-        self.port = 0
         self.connections = 0
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._handlers: set[asyncio.Task] = set()
 
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
-        task = asyncio.current_task()
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+    async def relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(self.link.round_trip)  # the handshake
-            try:
-                upstream_r, upstream_w = await asyncio.open_connection(
-                    "127.0.0.1", self.upstream_port
-                )
-            except OSError:
-                client_w.close()
-                return
-            await asyncio.gather(
-                _shaped_pipe(client_r, upstream_w, self.link),
-                _shaped_pipe(upstream_r, client_w, self.link),
-                return_exceptions=True,
-            )
-
-    async def _start_server(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def start(self) -> ShapedLink:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start_server(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-            for task in list(self._handlers):
-                task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> ShapedLink:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        await asyncio.sleep(self.link.round_trip)  # the handshake
+        try:
+            upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            client_w.close()
+            return
+        await asyncio.gather(
+            _shaped_pipe(client_r, upstream_w, self.link),
+            _shaped_pipe(upstream_r, client_w, self.link),
+            return_exceptions=True,
+        )

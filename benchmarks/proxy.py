@@ -9,11 +9,12 @@ sends them. It runs its own event loop in a daemon thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
+
+from background_server import BackgroundServer
 
 RELAY_CHUNK = 256 * 1024
 
@@ -117,58 +118,21 @@ async def _relay_requests(
         writer.close()
 
 
-class CountingProxy:
+class CountingProxy(BackgroundServer):
     """Forward 127.0.0.1:<port> to 127.0.0.1:<upstream_port>, counting requests."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.log = RequestLog()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._connections: set[asyncio.Task] = set()
 
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
-        task = asyncio.current_task()
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
+    async def relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             client_w.close()
             return
-        # Cancelled by stop(): end quietly, the relays close their writers.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(
-                _relay_requests(client_r, upstream_w, self.log),
-                _relay_bytes(upstream_r, client_w),
-                return_exceptions=True,
-            )
-
-    async def _start_server(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def start(self) -> CountingProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start_server(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> CountingProxy:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        await asyncio.gather(
+            _relay_requests(client_r, upstream_w, self.log),
+            _relay_bytes(upstream_r, client_w),
+            return_exceptions=True,
+        )

@@ -18,7 +18,7 @@ from azure.storage.blob import BlobServiceClient
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
-from snakemake_storage_plugin_azblob.directories import MEMBER_FANOUT
+from snakemake_storage_plugin_azblob.directories import member_threads
 from snakemake_storage_plugin_azblob.requestlog import RequestLog
 from snakemake_storage_plugin_azblob.settings import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -124,9 +124,9 @@ class ClientPool:
     def _create(self, auth: ResolvedAuth) -> BlobServiceClient:
         o = self.options
         session = requests.Session()
-        # Directory transfers run up to MEMBER_FANOUT * max_concurrency small files at once;
-        # keep a connection for each.
-        pool_size = max(10, MEMBER_FANOUT * o.max_concurrency + 2)
+        # Directory transfers run up to member_threads() small files at once; keep a
+        # connection for each.
+        pool_size = max(10, member_threads(o.max_concurrency) + 2)
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -40,6 +40,7 @@ def member_budget(block_size: int | None, max_concurrency: int) -> ByteBudget:
 
 
 def member_threads(max_concurrency: int) -> int:
+    """Member transfers run at once at most (small members; the budget limits large ones)."""
     return MEMBER_FANOUT * max_concurrency
 
 
