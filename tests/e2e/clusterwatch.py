@@ -2,6 +2,8 @@
 
 Polls the API while Snakemake runs (objects may live only seconds), so that tests can scan
 what existed at any point: for leaked secrets, for paths of the submitting folder, for counts.
+Pods and Jobs are also watched: a failed pod's terminated state may last less than one poll
+before the executor deletes its Job, and a watch delivers every version in order.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 RUN_LABEL = "snakemake.io/run-id"
 WATCHED_KINDS = ("pods", "jobs", "secrets", "configmaps", "events")
+STREAMED_KINDS = ("pods", "jobs")
+WATCH_WINDOW_SECONDS = 2  # how long stop() may wait for a watch to notice
 
 
 @dataclass
@@ -54,16 +58,19 @@ class Recording:
             yield f"log of pod {pod}", text
 
 
-def _list(api: client.ApiClient, kind: str, namespace: str) -> list[Any]:
+def _lister(api: client.ApiClient, kind: str) -> Any:
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-    listers = {
+    return {
         "pods": core.list_namespaced_pod,
         "jobs": batch.list_namespaced_job,
         "secrets": core.list_namespaced_secret,
         "configmaps": core.list_namespaced_config_map,
         "events": core.list_namespaced_event,
-    }
-    return listers[kind](namespace, _request_timeout=10).items
+    }[kind]
+
+
+def _list(api: client.ApiClient, kind: str, namespace: str) -> list[Any]:
+    return _lister(api, kind)(namespace, _request_timeout=10).items
 
 
 class ClusterRecorder:
@@ -74,17 +81,55 @@ class ClusterRecorder:
         self.recording = Recording()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cluster-recorder", daemon=True)
+        self._streams = [
+            threading.Thread(target=self._stream, args=(kind,), name=f"watch-{kind}", daemon=True)
+            for kind in STREAMED_KINDS
+        ]
+        self._lock = threading.Lock()
         self.errors: list[str] = []
+
+    def _record(self, kind: str, data: dict[str, Any]) -> None:
+        meta = data.get("metadata", {})
+        key = (kind, meta.get("name", ""), meta.get("resourceVersion", ""))
+        with self._lock:
+            self.recording.objects[key] = data
 
     def _poll(self) -> None:
         for kind in WATCHED_KINDS:
             for item in _list(self.api, kind, self.namespace):
                 data = self.api.sanitize_for_serialization(item)
-                meta = data.get("metadata", {})
-                key = (kind, meta.get("name", ""), meta.get("resourceVersion", ""))
-                self.recording.objects[key] = data
+                self._record(kind, data)
                 if kind == "pods":
                     self._capture_log(data)
+
+    def _stream(self, kind: str) -> None:
+        """List, then watch from the list's version; start over when the version expired."""
+        lister = _lister(self.api, kind)
+        while not self._stop.is_set():
+            try:
+                listed = lister(self.namespace, _request_timeout=10)
+                for item in listed.items:
+                    self._record(kind, self.api.sanitize_for_serialization(item))
+                version = listed.metadata.resource_version
+                while not self._stop.is_set():
+                    stream = watch.Watch().stream(
+                        lister,
+                        self.namespace,
+                        resource_version=version,
+                        timeout_seconds=WATCH_WINDOW_SECONDS,
+                        _request_timeout=WATCH_WINDOW_SECONDS + 10,
+                    )
+                    for event in stream:
+                        data = event["raw_object"]
+                        self._record(kind, data)
+                        version = data.get("metadata", {}).get("resourceVersion", version)
+            except client.ApiException as error:
+                if error.status != 410:
+                    self.errors.append(repr(error))
+                    self._stop.wait(self.interval)
+            except Exception as error:  # keep recording; the test reports errors if it cares
+                self.errors.append(repr(error))
+                self._stop.wait(self.interval)
 
     def _capture_log(self, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
@@ -113,10 +158,13 @@ class ClusterRecorder:
 
     def start(self) -> None:
         self._thread.start()
+        for stream in self._streams:
+            stream.start()
 
     def stop(self) -> Recording:
         self._stop.set()
-        self._thread.join(timeout=30)
+        for thread in (self._thread, *self._streams):
+            thread.join(timeout=30)
         self._poll()
         return self.recording
 
