@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
+
+from support.azurite import Azurite
 
 
 @pytest.fixture
@@ -14,3 +19,12 @@ def local_pods(local_cluster):
             "(run the scenario on Azure as docs/aks.md describes)"
         )
     return local_cluster
+
+
+@pytest.fixture
+def blob_container(azurite: Azurite) -> Iterator[str]:
+    """A fresh container, removed with everything in it afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:12]}"
+    azurite.service_client().create_container(name)
+    yield name
+    azurite.service_client().delete_container(name)

@@ -3,56 +3,18 @@ storage. Both must say what went wrong in the user's terms and leave nothing beh
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e.clusterwatch import existing_run_ids, recording, wait_for_no_leftovers
 from e2e.tutorial_run import SMALL_SIMULATION, prepare
+from e2e.workflow_run import WORKFLOWS, run_snakemake
 
 from support.azurite import Azurite
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-WORKFLOWS = Path(__file__).resolve().parent / "workflows"
-
-
-@pytest.fixture
-def blob_container(azurite: Azurite) -> Iterator[str]:
-    name = f"fail-{uuid.uuid4().hex[:12]}"
-    azurite.service_client().create_container(name)
-    yield name
-    azurite.service_client().delete_container(name)
-
-
-def run_snakemake(
-    workdir: Path, container: str, azurite: Azurite, kubeconfig: Path, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--executor", "kubernetes",
-        "--default-storage-provider", "azblob",
-        "--default-storage-prefix", f"az://{container}",
-        "--jobs", "2",
-        "--container-image", "snakemake-k8s-azblob:latest",
-        "--seconds-between-status-checks", "2",
-        *extra,
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE_STORAGE_AZBLOB_")}
-    env |= {
-        "KUBECONFIG": str(kubeconfig),
-        "SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL": azurite.blob_endpoint,
-        "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": azurite.account_key,
-    }
-    return subprocess.run(
-        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 def error_block(output: str, rule: str) -> str:
