@@ -27,6 +27,16 @@ class BackgroundServer:
     async def relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
+    async def open_upstream(
+        self, client_w: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the upstream port, or None (and the client closed) if refused."""
+        try:
+            return await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            client_w.close()
+            return None
+
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
         task = asyncio.current_task()
         self._connections.add(task)

@@ -98,11 +98,9 @@ class ShapedLink(BackgroundServer):
     async def relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
         await asyncio.sleep(self.link.round_trip)  # the handshake
-        try:
-            upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            client_w.close()
+        if (upstream := await self.open_upstream(client_w)) is None:
             return
+        upstream_r, upstream_w = upstream
         await asyncio.gather(
             _shaped_pipe(client_r, upstream_w, self.link),
             _shaped_pipe(upstream_r, client_w, self.link),

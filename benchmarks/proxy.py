@@ -126,11 +126,9 @@ class CountingProxy(BackgroundServer):
         self.log = RequestLog()
 
     async def relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            client_w.close()
+        if (upstream := await self.open_upstream(client_w)) is None:
             return
+        upstream_r, upstream_w = upstream
         await asyncio.gather(
             _relay_requests(client_r, upstream_w, self.log),
             _relay_bytes(upstream_r, client_w),

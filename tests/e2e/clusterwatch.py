@@ -20,8 +20,9 @@ from typing import Any
 from kubernetes import client, watch
 
 RUN_LABEL = "snakemake.io/run-id"
-WATCHED_KINDS = ("pods", "jobs", "secrets", "configmaps", "events")
 STREAMED_KINDS = ("pods", "jobs")
+# Pods are also listed by the poll, which needs the current pods to read their logs.
+POLLED_KINDS = ("pods", "secrets", "configmaps", "events")
 WATCH_WINDOW_SECONDS = 2  # how long stop() may wait for a watch to notice
 
 
@@ -95,7 +96,7 @@ class ClusterRecorder:
             self.recording.objects[key] = data
 
     def _poll(self) -> None:
-        for kind in WATCHED_KINDS:
+        for kind in POLLED_KINDS:
             for item in _list(self.api, kind, self.namespace):
                 data = self.api.sanitize_for_serialization(item)
                 self._record(kind, data)

@@ -2,9 +2,9 @@
 
 Each member moves over one connection. Small members are bound by round trips, not
 bandwidth, so up to ``MEMBER_FANOUT * max_concurrency`` of them move at once; what they
-hold in memory is kept within the budget of ``max_concurrency`` large members (see
-``member_budget``), so a directory of large files moves ``max_concurrency`` at a time
-and uses no more memory than before.
+hold in memory is kept within what ``max_concurrency`` large member uploads hold (see
+``member_budget``). Large uploads (two blocks each) therefore move ``max_concurrency`` at
+a time, large downloads (one block each) twice as many, in the same memory.
 """
 
 from __future__ import annotations

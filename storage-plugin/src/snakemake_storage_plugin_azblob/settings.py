@@ -72,8 +72,8 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         default=None,
         metadata={
             "help": "Parallel connections per file transfer (default "
-            f"{DEFAULT_MAX_CONCURRENCY}); directory transfers move as many large files, or "
-            "up to 4 times as many small ones, at once.",
+            f"{DEFAULT_MAX_CONCURRENCY}); directory transfers move as many large files "
+            "(twice as many on download), or up to 4 times as many small ones, at once.",
             "env_var": False,
             "required": False,
             "type": int,
