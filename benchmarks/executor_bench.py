@@ -22,6 +22,7 @@ from typing import Any
 
 from cluster_watch import PodCompletions, RequestCollector
 from report import Results, Row
+from timed_snakemake import REPORT_TIMES_VARIABLE
 from venvs import KUBERNETES_EXECUTOR, ensure
 
 NAMESPACE = "default"
@@ -54,7 +55,13 @@ def cluster_nodes(slots: int) -> list[dict[str, str]]:
     return [{"name": f"bench-node-{i}", **NODE_SLOT} for i in range(slots)]
 
 
-RUN_TIMEOUT = 3600
+TIMED_SNAKEMAKE = Path(__file__).resolve().parent / "timed_snakemake.py"
+
+
+def run_timeout(jobs: int) -> float:
+    """An hour, or more for runs to completion of many jobs (0.5.1 takes about 3.4 s
+    per trivial job here), so a slow but healthy run is not cut short."""
+    return max(3600.0, jobs * 8.0)
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class RunMeasure:
     started: float
     finished: float
     last_completion: float | None
+    last_report: float | None
     failed_pods: int
     pod_seconds: list[float]
     overflowed: bool
@@ -164,6 +172,11 @@ def derive(run: RunMeasure, interval: float, active: int | None = None) -> dict[
         "steady_seconds": round(steady_end - last_create, 2),
         "status_rounds": round(rounds, 2),
         "requests_per_round": round(len(steady) / rounds, 2),
+        "completion_report_s": (
+            round(run.last_report - run.last_completion, 2)
+            if run.last_completion and run.last_report
+            else None
+        ),
         "completion_notice_s": (
             round(run.finished - run.last_completion, 2) if run.last_completion else None
         ),
@@ -194,7 +207,7 @@ class ExecutorBench:
 
     @staticmethod
     def _wait(process, collector, jobs: int, observe_after_submit: float | None) -> int:
-        deadline = time.monotonic() + RUN_TIMEOUT
+        deadline = time.monotonic() + run_timeout(jobs)
         all_created_at: float | None = None
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -225,8 +238,7 @@ class ExecutorBench:
     def command(self, side: ExecutorSide, jobs: int, prefix: str) -> list[str]:
         return [
             str(side.python),
-            "-m",
-            "snakemake",
+            str(TIMED_SNAKEMAKE),
             "--executor",
             "kubernetes",
             "--kubernetes-namespace",
@@ -257,12 +269,13 @@ class ExecutorBench:
         observer = PodCompletions(self.cluster.kubeconfig, NAMESPACE).start()
         collector = RequestCollector(self.cluster.control).start()
         log_path = workdir / "snakemake.log"
+        report_times = workdir / "report-times.txt"
         started = time.time()
         with log_path.open("w") as log_file:
             process = subprocess.Popen(
                 self.command(side, jobs, workdir.name),
                 cwd=workdir,
-                env=self.environment() | side.env,
+                env=self.environment() | side.env | {REPORT_TIMES_VARIABLE: str(report_times)},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -281,12 +294,21 @@ class ExecutorBench:
             started=started,
             finished=finished,
             last_completion=observer.last_completion(),
+            last_report=last_report_time(report_times),
             failed_pods=len(observer.failed),
             pod_seconds=observer.run_seconds(),
             overflowed=collector.overflowed,
             workdir=workdir,
             output_tail=output[-3000:],
         )
+
+
+def last_report_time(report_times: Path) -> float | None:
+    """When the executor last reported a job's success (see timed_snakemake.py)."""
+    if not report_times.exists():
+        return None
+    times = [float(line) for line in report_times.read_text().split()]
+    return max(times, default=None)
 
 
 def first_pod_log(workdir: Path | None) -> str:
@@ -437,6 +459,12 @@ def add_rows(
             f"{complete_jobs} jobs run to completion: API requests per status round",
             "requests",
             "requests_per_round",
+        ),
+        (
+            complete,
+            f"{complete_jobs} jobs run to completion: last pod completion to its report",
+            "s",
+            "completion_report_s",
         ),
         (
             complete,

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from executor_bench import RunMeasure, derive, shape  # noqa: E402
 from proxy import CountingProxy, classify  # noqa: E402
 from report import Results, Row  # noqa: E402
+from timed_snakemake import install_report_timer  # noqa: E402
 
 MIB = 1024**2
 
@@ -112,6 +114,7 @@ def test_derive_separates_submission_status_rounds_and_cleanup() -> None:
         started=t0,
         finished=t0 + 10,
         last_completion=t0 + 8,
+        last_report=t0 + 8.5,
         failed_pods=0,
         pod_seconds=[1.0, 3.0],
         overflowed=False,
@@ -123,6 +126,7 @@ def test_derive_separates_submission_status_rounds_and_cleanup() -> None:
     assert figures["submission_seconds"] == 2.0
     assert figures["status_rounds"] == 2.0
     assert figures["requests_per_round"] == 4.0
+    assert figures["completion_report_s"] == 0.5
     assert figures["completion_notice_s"] == 2.0
     assert figures["pod_running_seconds_median"] == 2.0
     assert figures["by_kind"]["GET /apis/batch/v1/namespaces/default/jobs/{name}/status"] == 4
@@ -185,6 +189,28 @@ def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
     assert results["machine"]["nproc"] >= 1
 
 
+def test_report_timer_writes_the_time_then_reports(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
+
+    # setattr with the current method makes monkeypatch restore it after the test.
+    monkeypatch.setattr(AbstractExecutor, "report_job_success", AbstractExecutor.report_job_success)
+    times = tmp_path / "times.txt"
+    install_report_timer(str(times))
+    finished: list[str] = []
+    executor = SimpleNamespace(
+        workflow=SimpleNamespace(scheduler=SimpleNamespace(finish_callback=finished.append))
+    )
+    before = time.time()
+    AbstractExecutor.report_job_success(executor, SimpleNamespace(job="job-1"))
+    AbstractExecutor.report_job_success(executor, SimpleNamespace(job="job-2"))
+    assert finished == ["job-1", "job-2"]
+    written = [float(line) for line in times.read_text().split()]
+    assert len(written) == 2
+    assert before <= written[0] <= written[1] <= time.time()
+
+
 @pytest.mark.slow
 def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
@@ -199,5 +225,8 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     assert scale["submission_requests"] >= 3
     assert complete["job_creates"] == 1
     assert complete["failed_pods"] == 0
-    assert complete["completion_notice_s"] is not None and complete["completion_notice_s"] >= 0
+    # The executor's report of the last job comes after its pod finished and before exit.
+    report, notice = complete["completion_report_s"], complete["completion_notice_s"]
+    assert report is not None and notice is not None
+    assert 0 <= report <= notice
     assert set(executor["requests_per_round_by_active_jobs"]) == {"1", "3"}
