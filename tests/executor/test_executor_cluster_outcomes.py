@@ -69,6 +69,43 @@ def test_success_runs_every_job_as_a_pod_and_leaves_nothing(
     assert places_with_secret(run, secrets) == []
 
 
+CHAIN_SNAKEFILE = """
+rule all:
+    input:
+        "second.txt",
+
+rule first:
+    output:
+        "first.txt",
+    shell:
+        "echo one > {output}"
+
+rule second:
+    input:
+        "first.txt",
+    output:
+        "second.txt",
+    shell:
+        "echo stopping-here; exit 3"
+"""
+
+
+def test_endings_are_reported_without_waiting_for_the_status_interval(
+    k8s_workflow, azurite, container
+):
+    # An hour between status rounds: the run can end within the harness's timeout
+    # (minutes) only if each job's end, success or failure, wakes a round early.
+    run = k8s_workflow.run(
+        CHAIN_SNAKEFILE, jobs=2, extra_args=("--seconds-between-status-checks", "3600")
+    )
+
+    assert run.returncode != 0
+    blobs = azurite.service_client().get_container_client(container)
+    assert blobs.download_blob("first.txt").readall() == b"one\n"
+    assert paragraphs_mentioning(run.output, "second", "exit code 3"), run.output
+    assert run.leftovers == set()
+
+
 FAILURES_SNAKEFILE = """
 rule all:
     input:

@@ -173,3 +173,42 @@ def test_a_relist_keeps_objects_newer_than_the_list():
     assert cache.job("old") is None
     assert cache.job("listed") is not None
     assert cache.job("just-created") is not None
+
+
+def test_the_cache_flags_changes_that_may_end_a_job():
+    def version(name: str, status: dict, owner: str = "j") -> dict:
+        meta = {"name": name, "ownerReferences": [{"kind": "Job", "name": owner}]}
+        return {"metadata": meta, "status": status}
+
+    quiet = [
+        ("jobs", version("j", {"active": 1})),
+        ("jobs", version("j", {"conditions": [{"type": "Complete", "status": "False"}]})),
+        ("pods", version("p", {"phase": "Pending"})),
+        ("pods", version("p", {"phase": "Running"})),
+    ]
+    endings = [
+        ("jobs", version("j", {"conditions": [{"type": "Complete", "status": "True"}]})),
+        ("jobs", version("j", {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]})),
+        ("jobs", version("j", {"conditions": [{"type": "FailureTarget", "status": "True"}]})),
+        ("jobs", version("j", {"conditions": [{"type": "Failed", "status": "True"}]})),
+        ("pods", version("p", {"phase": "Failed"})),
+        ("pods", version("p", {"phase": "Succeeded"})),
+    ]
+    cache = RunCache()
+    for kind, obj in quiet:
+        cache.put(kind, obj)
+        assert not cache.endings.is_set(), (kind, obj)
+    for kind, obj in endings:
+        cache.endings.clear()
+        cache.put(kind, obj)
+        assert cache.endings.is_set(), (kind, obj)
+
+    # Deletions: a running pod lost (its Job must account for it) and a Job removed.
+    cache.endings.clear()
+    cache.remove("pods", version("p", {"phase": "Running"}))
+    assert cache.endings.is_set() and cache.gone_pods("j")
+    cache.endings.clear()
+    cache.remove("pods", version("q", {"phase": "Succeeded"}))
+    assert not cache.endings.is_set(), "a finished pod's deletion changes no verdict"
+    cache.remove("jobs", version("j", {}))
+    assert cache.endings.is_set()

@@ -254,6 +254,35 @@ def test_status_rounds_cost_no_requests_with_many_active_jobs(server, make_execu
     assert api.count("PATCH", "/secrets/") == 1
 
 
+def test_a_job_ending_wakes_the_next_status_round_early(server, make_executor):
+    api = server.api
+    executor = make_executor()  # an hour between status rounds
+    for jobid in (1, 2):
+        executor.run_job(FakeJob("step", jobid))
+    first, second = api.names("jobs")
+    status_round(executor)  # a round at the interval: it adds the owners
+    patches = api.count("PATCH", "/secrets/")
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(asyncio.wait_for(executor.sleep(), 1.5))
+    assert not executor.woken_early, "nothing ended, yet the wait was cut short"
+
+    executor.run_job(FakeJob("step", 3))  # a new owner for the Secret
+    (third,) = set(api.names("jobs")) - {first, second}
+    api.put("pods", {**pod_for(api.get("jobs", first)), "status": {"phase": "Succeeded"}})
+    set_status(api, "jobs", first, conditions=[{"type": "Complete", "status": "True"}])
+    wait_until(lambda: executor.watcher.cache.endings.is_set(), "the ending seen")
+    asyncio.run(asyncio.wait_for(executor.sleep(), 30))
+    assert executor.woken_early
+
+    assert sorted(status_round(executor)) == sorted([second, third])
+    assert executor.workflow.scheduler.finished == ["step"]
+    assert api.count("PATCH", "/secrets/") == patches, "an early round patched the Secret"
+    status_round(executor)  # the next round at the interval brings the owners up to date
+    assert api.count("PATCH", "/secrets/") == patches + 1
+    executor.shutdown()
+
+
 def test_failure_reports_reason_exit_code_log_tail_and_hints(server, make_executor):
     api = server.api
     executor = make_executor(log_tail_lines=2)

@@ -31,6 +31,21 @@ def _rv(obj: dict[str, Any]) -> int:
         return 0
 
 
+JOB_END_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
+POD_END_PHASES = ("Succeeded", "Failed")
+
+
+def shows_an_ending(kind: str, obj: dict[str, Any]) -> bool:
+    """Whether this version of a Job or pod may end a Snakemake job's run."""
+    status = obj.get("status") or {}
+    if kind == "pods":
+        return status.get("phase") in POD_END_PHASES
+    return any(
+        c.get("type") in JOB_END_CONDITIONS and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
 def owning_job(pod: dict[str, Any]) -> str | None:
     meta = pod.get("metadata", {})
     for ref in meta.get("ownerReferences") or []:
@@ -55,6 +70,9 @@ class RunCache:
         self._gone: dict[str, dict[str, dict[str, Any]]] = {}
         self._synced = {"jobs": False, "pods": False}
         self.relists = {"jobs": 0, "pods": 0}
+        # Set when a watched change may end a job (a Job's end condition, a pod's end
+        # phase, a deletion), so the executor's next status round need not wait.
+        self.endings = threading.Event()
 
     def _store(self, kind: str) -> dict[str, dict[str, Any]]:
         return self._jobs if kind == "jobs" else self._pods
@@ -66,15 +84,20 @@ class RunCache:
             if only_if_newer and known is not None and _rv(known) >= _rv(obj):
                 return
             store[_name(obj)] = obj
+        if shows_an_ending(kind, obj):
+            self.endings.set()
 
     def remove(self, kind: str, obj: dict[str, Any]) -> None:
         with self._lock:
             self._store(kind).pop(_name(obj), None)
             phase = (obj.get("status") or {}).get("phase")
-            if kind == "pods" and phase not in ("Succeeded", "Failed"):
+            if kind == "pods" and phase not in POD_END_PHASES:
                 job = owning_job(obj)
                 if job:
                     self._gone.setdefault(job, {})[_name(obj)] = obj
+                    self.endings.set()
+            elif kind == "jobs":
+                self.endings.set()
 
     def gone_pods(self, job_name: str) -> list[dict[str, Any]]:
         with self._lock:
