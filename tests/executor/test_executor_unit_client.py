@@ -212,3 +212,12 @@ def test_the_cache_flags_changes_that_may_end_a_job():
     assert not cache.endings.is_set(), "a finished pod's deletion changes no verdict"
     cache.remove("jobs", version("j", {}))
     assert cache.endings.is_set()
+
+    # A relist that brings an ending the watch missed flags it; one already known does not.
+    done = version("k", {"conditions": [{"type": "Complete", "status": "True"}]})
+    cache.endings.clear()
+    cache.replace("jobs", [done])
+    assert cache.endings.is_set()
+    cache.endings.clear()
+    cache.replace("jobs", [done])
+    assert not cache.endings.is_set()

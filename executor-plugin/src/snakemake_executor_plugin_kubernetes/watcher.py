@@ -115,11 +115,19 @@ class RunCache:
             newer = {}
             if list_rv and list_rv.isdigit():
                 newer = {n: o for n, o in store.items() if _rv(o) > int(list_rv)}
+            ended_now = [
+                o
+                for o in items
+                if shows_an_ending(kind, o) and not shows_an_ending(kind, store.get(_name(o)) or {})
+            ]
             store.clear()
             store.update(newer)
             store.update({_name(o): o for o in items})
             self._synced[kind] = True
             self.relists[kind] += 1
+        # An ending the watch missed and the list brought counts like one the watch sent.
+        if ended_now:
+            self.endings.set()
 
     def synced(self) -> bool:
         with self._lock:
