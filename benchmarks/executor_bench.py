@@ -22,7 +22,7 @@ from typing import Any
 
 from cluster_watch import PodCompletions, RequestCollector
 from report import Results, Row
-from timed_snakemake import REPORT_TIMES_VARIABLE
+from timed_snakemake import REPORT_TIMES_VARIABLE, last_plugin_report
 from venvs import KUBERNETES_EXECUTOR, ensure
 
 NAMESPACE = "default"
@@ -304,11 +304,10 @@ class ExecutorBench:
 
 
 def last_report_time(report_times: Path) -> float | None:
-    """When the executor last reported a job's success (see timed_snakemake.py)."""
+    """When the executor under test last reported a job's success (see timed_snakemake.py)."""
     if not report_times.exists():
         return None
-    times = [float(line) for line in report_times.read_text().split()]
-    return max(times, default=None)
+    return last_plugin_report(report_times.read_text())
 
 
 def first_pod_log(workdir: Path | None) -> str:
@@ -422,10 +421,19 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
         }
     ours_scale, ours_complete = scale.get("ours"), complete.get("ours")
     if ours_scale and ours_complete:
-        details["requests_per_round_by_active_jobs"] = {
-            args.complete_jobs: ours_complete.derived["requests_per_round"],
-            args.jobs: ours_scale.derived["requests_per_round"],
-        }
+        # A list, not a mapping by job count: both phases may run the same number of jobs.
+        details["requests_per_round_by_active_jobs"] = [
+            {
+                "phase": "complete",
+                "active_jobs": args.complete_jobs,
+                "requests_per_round": ours_complete.derived["requests_per_round"],
+            },
+            {
+                "phase": "scale",
+                "active_jobs": args.jobs,
+                "requests_per_round": ours_scale.derived["requests_per_round"],
+            },
+        ]
     add_rows(results, scale, complete, args.jobs, args.complete_jobs)
 
 

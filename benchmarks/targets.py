@@ -85,8 +85,10 @@ def executor_targets(results: Results) -> None:
     rounds = details.get("requests_per_round_by_active_jobs")
     name = "executor requests per status round constant in active jobs"
     if rounds and len(rounds) >= 2:
-        values = list(rounds.values())
-        measured = ", ".join(f"{k} active: {v}" for k, v in rounds.items())
+        values = [phase["requests_per_round"] for phase in rounds]
+        measured = ", ".join(
+            f"{p['active_jobs']} active ({p['phase']}): {p['requests_per_round']}" for p in rounds
+        )
         results.target(name, measured, max(values) <= min(values) + 1)
     else:
         results.target(name, "not measured", None)

@@ -21,8 +21,9 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from executor_bench import RunMeasure, derive, shape  # noqa: E402
 from proxy import CountingProxy, classify  # noqa: E402
-from report import Results, Row  # noqa: E402
-from timed_snakemake import install_report_timer  # noqa: E402
+from report import Results, Row, Target  # noqa: E402
+from targets import executor_targets  # noqa: E402
+from timed_snakemake import install_report_timer, last_plugin_report  # noqa: E402
 
 MIB = 1024**2
 
@@ -151,6 +152,24 @@ def test_report_ratios_and_markdown_name_missing_values() -> None:
     assert "| share | 0.01x | PASS |" in text and "| other | not measured | N/A |" in text
 
 
+def test_requests_per_round_target_judges_both_phases_at_the_same_job_count() -> None:
+    def verdict(scale_rate: float) -> Target:
+        results = Results(machine={}, command="x", parameters={})
+        results.details["executor"] = {
+            "requests_per_round_by_active_jobs": [
+                {"phase": "complete", "active_jobs": 1000, "requests_per_round": 0.2},
+                {"phase": "scale", "active_jobs": 1000, "requests_per_round": scale_rate},
+            ]
+        }
+        executor_targets(results)
+        return next(t for t in results.targets if "constant in active jobs" in t.name)
+
+    steady = verdict(0.4)
+    assert steady.verdict == "PASS"
+    assert steady.measured == "1000 active (complete): 0.2, 1000 active (scale): 0.4"
+    assert verdict(2000.0).verdict == "MISS"
+
+
 def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
         tmp_path,
@@ -206,9 +225,24 @@ def test_report_timer_writes_the_time_then_reports(tmp_path: Path, monkeypatch) 
     AbstractExecutor.report_job_success(executor, SimpleNamespace(job="job-1"))
     AbstractExecutor.report_job_success(executor, SimpleNamespace(job="job-2"))
     assert finished == ["job-1", "job-2"]
-    written = [float(line) for line in times.read_text().split()]
-    assert len(written) == 2
+    lines = times.read_text().splitlines()
+    assert len(lines) == 2
+    written = [float(line.split()[0]) for line in lines]
     assert before <= written[0] <= written[1] <= time.time()
+    assert all(line.split()[1] == "types" for line in lines)  # SimpleNamespace's module
+
+
+def test_the_last_report_counted_is_the_plugins_not_snakemakes_local_rule() -> None:
+    # A run ends with the local `all` rule, reported by Snakemake's own local executor
+    # after it checked every output in storage: that is not the executor's notice.
+    report_times = (
+        "100.5 snakemake_executor_plugin_kubernetes.executor\n"
+        "103.25 snakemake_executor_plugin_kubernetes\n"
+        "111.0 snakemake.executors.local\n"
+    )
+    assert last_plugin_report(report_times) == 103.25
+    assert last_plugin_report("111.0 snakemake.executors.local\n") is None
+    assert last_plugin_report("") is None
 
 
 @pytest.mark.slow
@@ -229,4 +263,8 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     report, notice = complete["completion_report_s"], complete["completion_notice_s"]
     assert report is not None and notice is not None
     assert 0 <= report <= notice
-    assert set(executor["requests_per_round_by_active_jobs"]) == {"1", "3"}
+    phases = executor["requests_per_round_by_active_jobs"]
+    assert [(p["phase"], p["active_jobs"]) for p in phases] == [
+        ("complete", 1),
+        ("scale", 3),
+    ]
