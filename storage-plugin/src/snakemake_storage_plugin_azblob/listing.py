@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from azure.storage.blob import BlobPrefix, BlobProperties, ContainerClient
@@ -78,6 +78,38 @@ def list_folder(container: ContainerClient, prefix: str) -> FolderListing:
             return FolderListing()
         raise
     return FolderListing(tuple(blobs), tuple(dict.fromkeys(subfolders)))
+
+
+@dataclass(frozen=True)
+class FolderPage:
+    """One page of a folder's listing, in name order. Subfolders and folder placeholders
+    count toward ``last_name`` but are not in ``blobs``."""
+
+    blobs: tuple[BlobEntry, ...]
+    last_name: str | None
+    more: bool
+
+
+def folder_pages(container: ContainerClient, prefix: str, page_size: int) -> Iterator[FolderPage]:
+    """One level below ``prefix``, a page (one request) at a time, read lazily."""
+    pages = container.walk_blobs(
+        name_starts_with=prefix or None,
+        include=["metadata"],
+        delimiter="/",
+        results_per_page=page_size,
+    ).by_page()
+    try:
+        for page in pages:
+            blobs: list[BlobEntry] = []
+            last_name = None
+            for item in page:
+                last_name = item.name
+                if not isinstance(item, BlobPrefix) and not is_folder_placeholder(item):
+                    blobs.append(BlobEntry.from_properties(item))
+            yield FolderPage(tuple(blobs), last_name, more=pages.continuation_token is not None)
+    except Exception as e:
+        if not is_not_found(e):
+            raise
 
 
 def list_tree(container: ContainerClient, prefix: str) -> list[BlobEntry]:

@@ -31,6 +31,7 @@ from snakemake_storage_plugin_azblob.query import (
     validate_query,
 )
 from snakemake_storage_plugin_azblob.requestlog import RequestLog
+from snakemake_storage_plugin_azblob.siblings import SiblingListings
 
 # Snakemake imports the provider's module to find the object class.
 from snakemake_storage_plugin_azblob.storage_object import StorageObject
@@ -46,6 +47,7 @@ class StorageProvider(StorageProviderBase):
         self.request_log.write_at_exit_if_requested()
         self.clients = ClientPool(self.options, self.request_log)
         self.listings = ListingMemo()
+        self.siblings = SiblingListings()
         self._auth_by_account: dict[tuple, ResolvedAuth] = {}
         self._auth_lock = threading.Lock()
 

@@ -4,14 +4,15 @@ Metadata of a single object costs one request: the answer of ``get_blob_properti
 (or, for a directory, of listing its members) is kept on the object for a few seconds
 and serves exists, mtime, size and checksum; writes by this object drop it. Answers
 that the object is missing are never kept, so Snakemake's wait for job outputs always
-asks the service.
+asks the service. When many blobs of one folder are asked about at once, a listing of
+the folder answers for the blobs it shows (siblings.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ from snakemake_storage_plugin_azblob.errors import (
 from snakemake_storage_plugin_azblob.listing import (
     BlobEntry,
     FolderListing,
+    FolderPage,
+    folder_pages,
     is_folder_placeholder,
     list_folder,
     list_tree,
@@ -124,6 +127,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         """Drop what we know after writing: our snapshot and the container's listings."""
         self._snapshot = None
         self.provider.listings.invalidate(self._listing_key())
+        self.provider.siblings.invalidate(self._listing_key())
 
     # --- naming --------------------------------------------------------------
 
@@ -156,8 +160,25 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         snapshot = self._snapshot
         if snapshot is not None and time.monotonic() - snapshot.taken_at <= SNAPSHOT_MAX_AGE:
             return snapshot
-        self._snapshot = snapshot = self._fetch_snapshot()
+        self._snapshot = snapshot = self._sibling_snapshot() or self._fetch_snapshot()
         return snapshot
+
+    def _sibling_snapshot(self) -> Snapshot | None:
+        """The blob as a listing of its folder shows it, when its siblings are being asked
+        about too (see siblings.py); None means ask the service about this blob alone."""
+        parent = self._parent_blob()
+        prefix = f"{parent}/" if parent else ""
+        container = self.container_client
+
+        def open_pages(page_size: int) -> Iterator[FolderPage]:
+            return folder_pages(container, prefix, page_size)
+
+        answer = self.provider.siblings.lookup(
+            (*self._listing_key(), prefix), self.parsed.blob, open_pages
+        )
+        if answer is None:
+            return None
+        return Snapshot(answer.listed_at, file=answer.entry)
 
     def _fetch_snapshot(self) -> Snapshot | None:
         with self._errors("reading properties of"):
