@@ -279,3 +279,17 @@ def test_invalidation_drops_only_the_matching_containers(clock: list[float]) -> 
     siblings.lookup(("acct", "two", "f/"), "f/a", two.open_pages)
 
     assert (one.opened, two.opened) == (2, 1)
+
+
+def test_starting_a_listing_lets_go_of_other_folders_expired_ones(clock: list[float]) -> None:
+    siblings = SiblingListings(trigger=1, lifetime=2.0)
+    big = FakeFolder([f"big/{i}" for i in range(100)])
+    small = FakeFolder(["small/a"])
+    assert siblings.lookup(("k", "big/"), "big/1", big.open_pages) is not None
+    clock[0] += 3.0
+
+    siblings.lookup(("k", "small/"), "small/a", small.open_pages)
+
+    # Nobody asked about big/ again, yet its 100 entries are no longer held.
+    assert siblings._bursts[("k", "big/")].entries == {}
+    assert siblings._bursts[("k", "small/")].entries.keys() == {"small/a"}

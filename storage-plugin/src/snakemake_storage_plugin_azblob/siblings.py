@@ -123,6 +123,8 @@ class SiblingListings:
                     return None
                 if len(burst.asked_at) < self.trigger * (burst.pages_read + 1):
                     return None
+                if burst.pages is None:
+                    self._release_expired_listings(now)
                 try:
                     burst.read_next_page(open_pages, self.page_size, now)
                 except Exception:
@@ -131,6 +133,19 @@ class SiblingListings:
                     burst.drop_listing()
                     burst.unlistable = True
                     return None
+
+    def _release_expired_listings(self, now: float) -> None:
+        """Let go of other folders' expired listings (a large folder's entries are many)."""
+        with self._guard:
+            bursts = list(self._bursts.values())
+        for burst in bursts:
+            if burst.pages is None or now - burst.listed_at <= self.lifetime:
+                continue
+            if burst.lock.acquire(blocking=False):  # busy ones are being refreshed anyway
+                try:
+                    burst.drop_listing()
+                finally:
+                    burst.lock.release()
 
     def invalidate(self, key_prefix: tuple) -> None:
         """Forget the listings of every folder whose key starts with ``key_prefix``."""
