@@ -8,6 +8,7 @@ process sent (the benchmark's own pod watch is told apart by its user agent).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -283,14 +284,17 @@ class ExecutorBench:
             returncode = self._wait(process, collector, jobs, observe_after_submit)
         finished = time.time()
         time.sleep(1)  # let late watch events and log records land
-        records = collector.stop()
+        records = [r for r in collector.stop() if r["time"] >= started]
         observer.stop()
+        # Kept beside the run's log (with --keep-scratch) to study its requests afterwards.
+        with (workdir / "requests.jsonl").open("w") as kept:
+            kept.writelines(json.dumps(r) + "\n" for r in records)
         output = log_path.read_text(errors="replace")
         return RunMeasure(
             jobs=jobs,
             seconds=round(finished - started, 2),
             returncode=returncode,
-            records=[r for r in records if r["time"] >= started],
+            records=records,
             started=started,
             finished=finished,
             last_completion=observer.last_completion(),
