@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from localcluster.nodeagent.predicates import (
     tolerates,
     unschedulable_message,
 )
+from localcluster.nodeagent.processes import memory_by_process_group
 from localcluster.nodes import NodeSpec
 
 
@@ -109,3 +114,37 @@ def test_image_key_follows_plugin_sources_and_deps_key_only_requirements(tmp_pat
 
     (tmp_path / "storage-plugin" / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     assert catalog._deps_key("base") != deps_key
+
+
+FORKING_PARENT = """
+import os, sys, time
+held = bytearray(150 * 2**20)
+for i in range(0, len(held), 4096):
+    held[i] = 1
+pid = os.fork()
+if pid == 0:
+    time.sleep(30)
+    os._exit(0)
+sys.stdout.write("forked\\n")
+sys.stdout.flush()
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_child_is_charged_once_until_it_execs() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", FORKING_PARENT], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == b"forked\n"
+        group = memory_by_process_group([parent.pid])[parent.pid]
+        with open(f"/proc/{parent.pid}/stat", "rb") as stat:
+            raw = stat.read()
+        parent_rss = int(raw[raw.rindex(b")") + 2 :].split()[21]) * os.sysconf("SC_PAGE_SIZE")
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+    # The group holds the 150 MiB once (a cgroup charges shared pages once), not twice.
+    assert parent_rss > 150 * 2**20
+    assert group < 1.3 * parent_rss, (group, parent_rss)

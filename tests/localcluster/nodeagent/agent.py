@@ -18,7 +18,7 @@ from localcluster.nodeagent import routes
 from localcluster.nodeagent.images import ImageCatalog
 from localcluster.nodeagent.kubelet import KubeletContext, KubeletTiming, PodRunner, Termination
 from localcluster.nodeagent.nodeobjects import node_object, ready_condition
-from localcluster.nodeagent.processes import rss_by_process_group
+from localcluster.nodeagent.processes import memory_by_process_group
 from localcluster.nodeagent.scheduler import TERMINAL_PHASES, Scheduler
 from localcluster.nodes import DEFAULT_NODES, NodeSpec
 
@@ -232,7 +232,7 @@ class NodeAgent:
             watch = self.context.memory_watch
             if not watch:
                 continue
-            usage = await asyncio.to_thread(rss_by_process_group)
+            usage = await asyncio.to_thread(memory_by_process_group, list(watch))
             for pid, (process, limit) in list(watch.items()):
                 if usage.get(pid, 0) > limit:
                     process.killed_for_memory = True

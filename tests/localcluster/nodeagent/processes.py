@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -68,9 +69,17 @@ class ContainerProcess:
         self.signal_group(signal.SIGKILL)
 
 
-def rss_by_process_group() -> dict[int, int]:
-    """Resident bytes summed per process group, from one pass over /proc."""
-    totals: dict[int, int] = defaultdict(int)
+def memory_by_process_group(groups: Collection[int]) -> dict[int, int]:
+    """Bytes each of ``groups`` holds, counted the way a memory cgroup charges them.
+
+    A cgroup charges a page once, however many of its processes map it. Summing resident
+    sets would count a forked child's copy-on-write pages twice, so a tool's launch (fork,
+    then exec) could look like an out-of-memory kill for a moment. Each process counts its
+    proportional share (Pss) instead, and a vfork child, which reports its parent's very
+    address space until it execs, is not counted at all.
+    """
+    wanted = set(groups)
+    members: dict[int, tuple[int, int, bytes]] = {}  # pid: (ppid, pgrp, vsize and rss)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -79,7 +88,28 @@ def rss_by_process_group() -> dict[int, int]:
                 raw = stat.read()
         except OSError:
             continue
-        # Fields after the parenthesised command name: state ppid pgrp ... rss is field 24.
+        # Fields after the parenthesised command name (proc(5) numbering minus 3):
+        # ppid 1, pgrp 2, vsize 20, rss 21.
         fields = raw[raw.rindex(b")") + 2 :].split()
-        totals[int(fields[2])] += int(fields[21]) * _PAGE_SIZE
+        pgrp = int(fields[2])
+        if pgrp in wanted:
+            members[int(entry.name)] = (int(fields[1]), pgrp, fields[20] + b" " + fields[21])
+    totals: dict[int, int] = defaultdict(int)
+    for pid, (ppid, pgrp, sizes) in members.items():
+        parent = members.get(ppid)
+        if parent is not None and parent[2] == sizes:
+            continue  # not exec'd yet: the parent's address space, counted with the parent
+        totals[pgrp] += _proportional_bytes(pid)
     return totals
+
+
+def _proportional_bytes(pid: int) -> int:
+    """The process's Pss: its private pages plus its share of pages it shares."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
