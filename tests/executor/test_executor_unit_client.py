@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
 
+from snakemake_executor_plugin_kubernetes import watcher as watcher_module
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher
 
@@ -163,6 +164,31 @@ def test_periodic_relist_catches_changes_a_watch_never_delivered(server, tmp_pat
         watcher.stop()
         api.end_watches()
     assert 2 <= watcher.cache.relists["jobs"] <= 12
+
+
+def test_a_relist_reads_the_run_in_pages(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(watcher_module, "LIST_PAGE_SIZE", 2)
+    client, _ = make_client(server, tmp_path)
+    api = server.api
+    for index in range(5):
+        api.put("jobs", _job(f"job-{index}"))
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1")
+    watcher.start()
+    try:
+        assert watcher.wait_synced(10)
+    finally:
+        watcher.stop()
+        api.end_watches()
+    assert all(watcher.cache.job(f"job-{index}") is not None for index in range(5))
+    job_lists = [
+        r for r in api.requests
+        if r.method == "GET" and r.path.endswith("/jobs") and r.query.get("watch") != "true"
+    ]  # fmt: skip
+    assert [(r.query["limit"], r.query.get("continue")) for r in job_lists] == [
+        ("2", None),
+        ("2", "2"),
+        ("2", "4"),
+    ]
 
 
 def test_a_relist_keeps_objects_newer_than_the_list():

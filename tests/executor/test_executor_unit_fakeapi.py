@@ -184,7 +184,13 @@ class FakeApi:
                         query.get("labelSelector"), o["metadata"].get("labels") or {}
                     )
                 ]
-                meta = {"resourceVersion": str(self.rv)}
+                meta: dict[str, Any] = {"resourceVersion": str(self.rv)}
+            if "limit" in query:  # pages in name order; the token is the next offset
+                items.sort(key=lambda o: o["metadata"]["name"])
+                start, limit = int(query.get("continue") or 0), int(query["limit"])
+                if start + limit < len(items):
+                    meta["continue"] = str(start + limit)
+                items = items[start : start + limit]
             return self._json(handler, 200, {"items": items, "metadata": meta})
         if method == "GET":
             obj = self.get(plural, name)
