@@ -59,16 +59,25 @@ def snakemake_files(provider: StorageProvider, queries: list[str], cache: IOCach
     return files
 
 
-@pytest.fixture(scope="module")
-def folder_container(azurite: Azurite) -> Iterator[str]:
-    """A container holding FOLDER_SIZE blobs in reads/, shared by this module's tests."""
+@contextlib.contextmanager
+def container_holding(azurite: Azurite, names: list[str]) -> Iterator[str]:
+    """A fresh container with one blob per name (its content is its name), then removed."""
     name = f"t-{uuid.uuid4().hex[:20]}"
     service = azurite.service_client()
     service.create_container(name)
+    upload_many(azurite, name, names)
+    try:
+        yield name
+    finally:
+        service.delete_container(name)
+
+
+@pytest.fixture(scope="module")
+def folder_container(azurite: Azurite) -> Iterator[str]:
+    """A container holding FOLDER_SIZE blobs in reads/, shared by this module's tests."""
     names = [f"reads/sample{i:04d}.fq" for i in range(FOLDER_SIZE)]
-    upload_many(azurite, name, [*names, "elsewhere/other.txt"])
-    yield name
-    service.delete_container(name)
+    with container_holding(azurite, [*names, "elsewhere/other.txt"]) as name:
+        yield name
 
 
 @pytest.fixture

@@ -27,20 +27,16 @@ from support.azurite import Azurite
 
 from .conftest import ProviderFactory
 from .test_storage_auth import container_sas
-from .test_storage_requests import snakemake_files, upload_many
+from .test_storage_requests import container_holding, snakemake_files, upload_many
 
 FOLDER_SIZE = 1000
 
 
 @pytest.fixture(scope="module")
 def samples_container(azurite: Azurite) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:20]}"
-    service = azurite.service_client()
-    service.create_container(name)
     names = [f"results/sample{i:04d}.txt" for i in range(FOLDER_SIZE)]
-    upload_many(azurite, name, [*names, "results/nested/deeper.txt"])
-    yield name
-    service.delete_container(name)
+    with container_holding(azurite, [*names, "results/nested/deeper.txt"]) as name:
+        yield name
 
 
 def sample_queries(container: str, count: int = FOLDER_SIZE) -> list[str]:
