@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import mimetypes
 import os
 import uuid
 from collections import deque
@@ -22,6 +21,7 @@ from pathlib import Path
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_storage_plugin_azblob.content_types import content_type_for
 from snakemake_storage_plugin_azblob.hashing import HashingWriter
 
 MIB = 1024 * 1024
@@ -52,8 +52,7 @@ def choose_block_size(size: int, configured: int | None) -> int:
 
 
 def content_settings_for(path: Path, md5: bytes) -> ContentSettings:
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return ContentSettings(content_type=content_type, content_md5=bytearray(md5))
+    return ContentSettings(content_type=content_type_for(path.name), content_md5=bytearray(md5))
 
 
 def upload_file(
