@@ -101,7 +101,6 @@ def fake_workflow(settings: ExecutorSettings) -> SimpleNamespace:
         executor_settings=settings,
         remote_execution_settings=SimpleNamespace(
             max_status_checks_per_second=100,
-            # status rounds are driven by the tests, not by the base class's loop
             seconds_between_status_checks=3600,
             jobname="snakejob.{rulename}.{jobid}.sh",
             jobscript=None,
@@ -129,8 +128,17 @@ def server() -> Iterator[FakeApiServer]:
     server.stop()
 
 
+async def idle_status_loop(self: Executor) -> None:
+    """Stands in for the base class's status loop, which would otherwise run rounds of
+    its own on every job ending and race the tests' rounds for the same jobs. Real
+    Snakemake runs on the local cluster exercise the real loop."""
+    while self.wait:
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 def make_executor(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(Executor, "_wait_for_jobs", idle_status_loop)
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".snakemake").mkdir()
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
