@@ -10,6 +10,7 @@ machine's.
 from __future__ import annotations
 
 import mimetypes
+from pathlib import PurePosixPath
 
 OCTET_STREAM = "application/octet-stream"
 TEXT = "text/plain"
@@ -80,29 +81,22 @@ OTHER_TYPES = {
     ".yml": "application/yaml",
 }
 
+KNOWN_TYPES = {
+    **COMPRESSION_TYPES,
+    **dict.fromkeys(TEXT_SUFFIXES, TEXT),
+    **dict.fromkeys(BINARY_SUFFIXES, OCTET_STREAM),
+    **OTHER_TYPES,
+}
+
 _builtin_table = mimetypes.MimeTypes(filenames=())
 
 
 def content_type_for(name: str) -> str:
     """The Content-Type for a file called ``name`` (a base name or a path)."""
-    suffix = _last_suffix(name)
-    if suffix in COMPRESSION_TYPES:
-        return COMPRESSION_TYPES[suffix]
-    if suffix in TEXT_SUFFIXES:
-        return TEXT
-    if suffix in BINARY_SUFFIXES:
-        return OCTET_STREAM
-    if suffix in OTHER_TYPES:
-        return OTHER_TYPES[suffix]
+    known = KNOWN_TYPES.get(PurePosixPath(name).suffix.lower())
+    if known is not None:
+        return known
     guessed, encoding = _builtin_table.guess_type(name, strict=False)
     if encoding is not None or guessed is None:
         return OCTET_STREAM
     return guessed
-
-
-def _last_suffix(name: str) -> str:
-    base = name.rsplit("/", 1)[-1]
-    dot = base.rfind(".")
-    if dot <= 0:
-        return ""
-    return base[dot:].lower()
