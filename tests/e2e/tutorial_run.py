@@ -11,14 +11,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DIR = REPO_ROOT / "examples" / "variant-calling"
-REFERENCE_DIR = Path(
-    os.environ.get("TUTORIAL_DATA", str(REPO_ROOT.parent / "shared" / "data" / "tutorial"))
-)
 if str(EXAMPLE_DIR) not in sys.path:
     sys.path.insert(0, str(EXAMPLE_DIR))
 
 from vcdemo.blobs import service_client, upload_files  # noqa: E402
 from vcdemo.command import snakemake_command, snakemake_environment  # noqa: E402
+from vcdemo.reference import prepare_reference  # noqa: E402
 from vcdemo.simulate import SimulationSettings  # noqa: E402
 from vcdemo.workspace import install_workflow, simulate_once, upload_plan  # noqa: E402
 
@@ -74,13 +72,14 @@ def prepare(
     settings: SimulationSettings = SMALL_SIMULATION,
 ) -> TutorialSetup:
     """Simulate reads, upload them with the reference, and lay out the submitting folder."""
-    inputs_dir, submit_dir = base / "inputs", base / "submit"
-    truth = simulate_once(REFERENCE_DIR / "genome.fa", inputs_dir, settings)
+    inputs_dir, submit_dir, reference_dir = base / "inputs", base / "submit", base / "reference"
+    prepare_reference(reference_dir)
+    truth = simulate_once(reference_dir / "genome.fa", inputs_dir, settings)
     service = service_client(endpoint_url, account_key)
     container_client = service.get_container_client(container)
     if not container_client.exists():
         container_client.create_container()
-    upload_files(container_client, upload_plan(REFERENCE_DIR, inputs_dir, settings))
+    upload_files(container_client, upload_plan(reference_dir, inputs_dir, settings))
     install_workflow(submit_dir)
     return TutorialSetup(
         submit_dir, inputs_dir, truth, container, endpoint_url, account_key, kubeconfig
