@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e.tutorial_run import COMMITTED_GENOME, EXAMPLE_DIR
+from e2e.tutorial_run import EXAMPLE_DIR
 from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment, parse_env_file
 from vcdemo.recall import compare, non_reference_calls
-from vcdemo.reference import prepare_reference
+from vcdemo.reference import COMMITTED_GENOME, prepare_reference
 from vcdemo.simulate import (
     SimulationSettings,
     TruthRecord,
