@@ -18,6 +18,7 @@ from snakemake_executor_plugin_kubernetes.naming import (
 from snakemake_executor_plugin_kubernetes.resources import plan_resources
 from snakemake_executor_plugin_kubernetes.scheduling import plan_scheduling
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME, apply_pod_template
+from snakemake_executor_plugin_kubernetes.volumes import pod_volumes, volume_mounts
 
 WORKDIR = "/workdir"
 WORKDIR_VOLUME = "workdir"
@@ -41,7 +42,10 @@ def run_labels(run_id: str) -> dict[str, str]:
 
 def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[str, Any]:
     resources = plan_resources(
-        facts, cpu_scalar=config.cpu_scalar, memory_limit_scalar=config.memory_limit_scalar
+        facts,
+        cpu_scalar=config.cpu_scalar,
+        memory_limit_scalar=config.memory_limit_scalar,
+        default_mem_mb=config.default_mem_mb,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
     name = job_name(given.run_id, facts.rule, facts.jobid, facts.attempt)
@@ -60,7 +64,10 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         "command": ["/bin/sh", "-c"],
         "args": [given.command],
         "workingDir": WORKDIR,
-        "volumeMounts": [{"name": WORKDIR_VOLUME, "mountPath": WORKDIR}],
+        "volumeMounts": [
+            {"name": WORKDIR_VOLUME, "mountPath": WORKDIR},
+            *volume_mounts(list(config.persistent_volumes)),
+        ],
         "resources": {"requests": resources.requests},
         "env": _env(given),
         "securityContext": _security_context(sched.privileged),
@@ -75,7 +82,10 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": WORKDIR_VOLUME, "emptyDir": {}}],
+        "volumes": [
+            {"name": WORKDIR_VOLUME, "emptyDir": {}},
+            *pod_volumes(list(config.persistent_volumes)),
+        ],
         "automountServiceAccountToken": sched.service_account is not None,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
     }
