@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -16,6 +18,7 @@ from packaging.version import Version
 from snakemake_executor_plugin_kubernetes import ExecutorSettings
 from snakemake_storage_plugin_azblob import StorageProviderSettings
 
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
     "snakemake-executor-plugin-kubernetes": ("--kubernetes-", ExecutorSettings),
     "snakemake-storage-plugin-azblob": ("--storage-azblob-", StorageProviderSettings),
@@ -65,3 +68,17 @@ def test_help_shows_every_setting_with_its_help_text(distribution: str, snakemak
         assert " ".join(first_words) in " ".join(block.split()), (
             f"{flag}: its help text is not shown"
         )
+
+
+def test_documented_one_liner_says_this_plugin_is_loaded():
+    """docs/executor/intro.md's check of which plugin Snakemake loads, run as written."""
+    intro = (ROOT / "docs" / "executor" / "intro.md").read_text()
+    (line,) = [x for x in intro.splitlines() if x.startswith('python -c "import importlib')]
+    code = shlex.split(line)[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    version, module, path = result.stdout.split()
+    assert Version(version) >= Version("1.0.0")
+    assert module == "snakemake_executor_plugin_kubernetes.executor"
+    assert path.endswith("snakemake_executor_plugin_kubernetes/__init__.py")
