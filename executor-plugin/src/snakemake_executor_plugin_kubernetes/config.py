@@ -32,6 +32,7 @@ class RunConfig:
 
     namespace: str
     cpu_scalar: float
+    cpu_limit_scalar: float
     memory_limit_scalar: float
     default_mem_mb: int
     node_selector: dict[str, str]
@@ -70,12 +71,14 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
         raise WorkflowError(
             f"Invalid value {settings.cpu_scalar!r} for {_flag('cpu_scalar')}: must be > 0."
         )
+    for name in ("cpu_limit_scalar", "memory_limit_scalar"):
+        value = getattr(settings, name)
+        if value != 0 and value < 1:
+            raise WorkflowError(
+                f"Invalid value {value!r} for {_flag(name)}: must be 0 (no limit) or >= 1 "
+                "(a limit below the request is rejected by Kubernetes)."
+            )
     scalar = settings.memory_limit_scalar
-    if scalar != 0 and scalar < 1:
-        raise WorkflowError(
-            f"Invalid value {scalar!r} for {_flag('memory_limit_scalar')}: must be 0 (no "
-            "limit) or >= 1 (a limit below the request is rejected by Kubernetes)."
-        )
     if settings.default_mem_mb is None or settings.default_mem_mb <= 0:
         raise WorkflowError(
             f"Invalid value {settings.default_mem_mb!r} for {_flag('default_mem_mb')}: "
@@ -85,6 +88,7 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
     return RunConfig(
         namespace=check_namespace(settings.namespace),
         cpu_scalar=settings.cpu_scalar,
+        cpu_limit_scalar=settings.cpu_limit_scalar,
         memory_limit_scalar=scalar,
         default_mem_mb=settings.default_mem_mb,
         node_selector=node_selector,

@@ -28,6 +28,7 @@ from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
+from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
 from snakemake_executor_plugin_kubernetes.version import plugin_banner
@@ -59,6 +60,8 @@ class Executor(RemoteExecutor):
         self.logger.info(plugin_banner())
         self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
         self.config: RunConfig = build_run_config(self.settings)
+        # Bad per-rule k8s_* resources stop the run before its first submission.
+        check_rules(getattr(self.workflow, "rules", ()), self.config)
         self.namespace = self.config.namespace
         self.image = self.workflow.remote_execution_settings.container_image
         if not self.image:

@@ -46,6 +46,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         cpu_scalar=config.cpu_scalar,
         memory_limit_scalar=config.memory_limit_scalar,
         default_mem_mb=config.default_mem_mb,
+        cpu_limit_scalar=config.cpu_limit_scalar,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
     name = job_name(given.run_id, facts.rule, facts.jobid, facts.attempt)
@@ -60,7 +61,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
 
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": given.image,
+        "image": sched.image or given.image,
         "command": ["/bin/sh", "-c"],
         "args": [given.command],
         "workingDir": WORKDIR,
@@ -110,9 +111,13 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
     if sched.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in sched.image_pull_secrets]
 
+    # Rendered fields win over the rule's template, which wins over the run's.
     pod_template = apply_pod_template(
         config.pod_template,
-        {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        apply_pod_template(
+            sched.pod_template,
+            {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        ),
     )
     job_spec: dict[str, Any] = {
         # Application failures are final (Snakemake owns --retries); disruptions are

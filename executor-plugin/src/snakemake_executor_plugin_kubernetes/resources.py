@@ -80,7 +80,12 @@ def limits_equal_requests(facts: JobFacts) -> bool:
 
 
 def plan_resources(
-    facts: JobFacts, *, cpu_scalar: float, memory_limit_scalar: float, default_mem_mb: int
+    facts: JobFacts,
+    *,
+    cpu_scalar: float,
+    memory_limit_scalar: float,
+    default_mem_mb: int,
+    cpu_limit_scalar: float = 0.0,
 ) -> ResourcePlan:
     plan = ResourcePlan()
     fixed = limits_equal_requests(facts)
@@ -93,6 +98,9 @@ def plan_resources(
     if fixed:
         # As 0.5.1: the limit is the threads, unscaled, so the request fits under it.
         plan.limits["cpu"] = _checked(f"{max(1, int(cores * 1000))}m", facts, "_cores")
+    elif cpu_limit_scalar > 0:
+        limit = max(millicores, int(millicores * cpu_limit_scalar))
+        plan.limits["cpu"] = _checked(f"{limit}m", facts, "_cores")
 
     mem_mb = rule_mem_mb(facts) or default_mem_mb
     plan.requests["memory"] = _checked(f"{mem_mb}M", facts, "mem_mb")

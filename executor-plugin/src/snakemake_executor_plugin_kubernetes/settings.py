@@ -50,6 +50,15 @@ class ExecutorSettings(ExecutorSettingsBase):
             float,
         ),
     )
+    cpu_limit_scalar: float = field(
+        default=0.0,
+        metadata=_meta(
+            "CPU limit = CPU request x this factor (>= 1), for namespaces whose LimitRange "
+            "or policy demands CPU limits; 0 (the default) sets no CPU limit, so jobs may "
+            "use idle cores instead of being throttled.",
+            float,
+        ),
+    )
     memory_limit_scalar: float = field(
         default=1.0,
         metadata=_meta(
