@@ -1,8 +1,8 @@
 # Job image for `snakemake --executor kubernetes`: Snakemake 9 plus both plugins of this
 # repository (snakemake-storage-plugin-azblob, snakemake-executor-plugin-kubernetes).
 #
-#   docker build -t snakemake-k8s-azblob:0.1.0 .
-#   docker build --target bio -t snakemake-k8s-azblob-bio:0.1.0 .   # + pybwa, pysam, matplotlib
+#   docker build -t snakemake-k8s-azblob:1.0.0 .
+#   docker build --target bio -t snakemake-k8s-azblob-bio:1.0.0 .   # + pybwa, pysam, matplotlib
 #
 # No credential is baked in: pods receive storage credentials at run time through the
 # Secret the executor creates for each run (or through workload identity).

@@ -154,6 +154,12 @@ def test_every_job_ran_in_its_own_pod(tutorial: TutorialOutcome) -> None:
     )
     images = {c["image"] for p in pods.values() for c in p["spec"]["containers"]}
     assert images == {"snakemake-k8s-azblob-bio:latest"}
+    # No pod without a memory request and limit (issue 15, section 4).
+    for name, pod in pods.items():
+        for box in pod["spec"]["containers"]:
+            resources = box.get("resources") or {}
+            assert "memory" in (resources.get("requests") or {}), name
+            assert "memory" in (resources.get("limits") or {}), name
 
 
 def test_no_pod_saw_the_submitting_folder(tutorial: TutorialOutcome, azurite: Azurite) -> None:

@@ -120,7 +120,11 @@ def test_minimal_job_has_secure_defaults_and_disruption_policy():
     assert box["workingDir"] == "/workdir"
     assert box["volumeMounts"] == [{"name": "workdir", "mountPath": "/workdir"}]
     assert pod["volumes"] == [{"name": "workdir", "emptyDir": {}}]
-    assert box["resources"] == {"requests": {"cpu": "950m"}}
+    # No mem_mb: --kubernetes-default-mem-mb (1000) gives request and limit.
+    assert box["resources"] == {
+        "requests": {"cpu": "950m", "memory": "1000M"},
+        "limits": {"memory": "1000M"},
+    }
     labels = manifest["metadata"]["labels"]
     assert labels["snakemake.io/run-id"] == RUN_ID
     assert labels["snakemake.io/rule"] == "align"
@@ -141,15 +145,15 @@ def test_minimal_job_has_secure_defaults_and_disruption_policy():
         ),
         (
             {"_cores": 1, "runtime": 90, "machine_type": "Standard_D4s_v5"},
-            {"cpu": "950m"},
-            None,
+            {"cpu": "950m", "memory": "1000M"},
+            {"memory": "1000M"},
             {"node.kubernetes.io/instance-type": "Standard_D4s_v5"},
             5400,
         ),
         (
             {"_cores": 2, "gpu": 2, "gpu_model": "NVIDIA-A100-SXM4-80GB"},
-            {"cpu": "1900m", "nvidia.com/gpu": "2"},
-            {"nvidia.com/gpu": "2"},
+            {"cpu": "1900m", "nvidia.com/gpu": "2", "memory": "1000M"},
+            {"nvidia.com/gpu": "2", "memory": "1000M"},
             {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
             None,
         ),
@@ -160,7 +164,13 @@ def test_minimal_job_has_secure_defaults_and_disruption_policy():
             {},
             None,
         ),
-        ({"_cores": 0.001, "runtime": 0.5}, {"cpu": "1m"}, None, {}, 30),
+        (
+            {"_cores": 0.001, "runtime": 0.5},
+            {"cpu": "1m", "memory": "1000M"},
+            {"memory": "1000M"},
+            {},
+            30,
+        ),
     ],
 )
 def test_resources_map_to_requests_limits_selectors_and_deadline(
@@ -419,6 +429,7 @@ def _error(excinfo: pytest.ExceptionInfo[WorkflowError]) -> str:
     ("resources", "culprits"),
     [
         ({"mem_mb": -1}, ["mem_mb", "-1", "align"]),
+        ({"scale": "sometimes"}, ["scale", "sometimes", "align"]),
         ({"gpu": "abc"}, ["gpu", "abc", "align"]),
         ({"gpu": 1, "gpu_manufacturer": "intel"}, ["gpu_manufacturer", "intel"]),
         ({"disk_mb": 1.5}, ["disk_mb", "1.5"]),
@@ -455,6 +466,19 @@ def test_bad_resources_name_the_rule_and_resource(resources, culprits):
         ({"image_pull_secrets": "ok,NOT OK"}, ["--kubernetes-image-pull-secrets", "NOT OK"]),
         ({"memory_limit_scalar": 0.5}, ["--kubernetes-memory-limit-scalar", "0.5"]),
         ({"cpu_scalar": 0}, ["--kubernetes-cpu-scalar", "0"]),
+        ({"default_mem_mb": 0}, ["--kubernetes-default-mem-mb", "0"]),
+        (
+            {"service_account": "a", "service_account_name": "b"},
+            ["--kubernetes-service-account", "--kubernetes-service-account-name"],
+        ),
+        ({"persistent_volumes": ["data"]}, ["--kubernetes-persistent-volumes", "name:path"]),
+        ({"persistent_volumes": ["data:rel"]}, ["--kubernetes-persistent-volumes", "absolute"]),
+        ({"persistent_volumes": ["Data_X:/data"]}, ["--kubernetes-persistent-volumes", "Data_X"]),
+        ({"persistent_volumes": ["d:/workdir"]}, ["--kubernetes-persistent-volumes", "/workdir"]),
+        (
+            {"persistent_volumes": ["a:/data", "b:/data/"]},
+            ["--kubernetes-persistent-volumes", "more than one volume at /data"],
+        ),
         ({"disruption_retries": -1}, ["--kubernetes-disruption-retries", "-1"]),
         ({"priority_class": "two,names"}, ["--kubernetes-priority-class", "two,names"]),
     ],

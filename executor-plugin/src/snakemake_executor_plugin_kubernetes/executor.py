@@ -23,12 +23,15 @@ from snakemake_executor_plugin_kubernetes.logs import (
     save_log,
     tail,
 )
+from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
+from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+from snakemake_executor_plugin_kubernetes.version import plugin_banner
 from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
 
 CLEANUP_COMMAND = (
@@ -53,8 +56,12 @@ class Executor(RemoteExecutor):
     owners_synced_at = 0.0
 
     def __post_init__(self) -> None:
+        # Says which of two plugins of this name Snakemake loaded (see docs/executor/intro.md).
+        self.logger.info(plugin_banner())
         self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
         self.config: RunConfig = build_run_config(self.settings)
+        # Bad per-rule k8s_* resources stop the run before its first submission.
+        check_rules(getattr(self.workflow, "rules", ()), self.config)
         self.namespace = self.config.namespace
         self.image = self.workflow.remote_execution_settings.container_image
         if not self.image:
@@ -74,6 +81,7 @@ class Executor(RemoteExecutor):
             image_pull_grace=self.config.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
+        self.memory_log = MemoryLog()
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
@@ -100,6 +108,10 @@ class Executor(RemoteExecutor):
 
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)
+        # No pod without a memory request: see memory.py for the order of sources.
+        facts, choice = with_memory(facts, job, self.workflow, self.config.default_mem_mb)
+        if choice and (message := self.memory_log.message(facts.rule, choice)):
+            self.logger.info(message)
         given = RenderInput(
             run_id=self.run_id,
             image=self.image,

@@ -18,6 +18,7 @@ from snakemake_executor_plugin_kubernetes.naming import (
 from snakemake_executor_plugin_kubernetes.resources import plan_resources
 from snakemake_executor_plugin_kubernetes.scheduling import plan_scheduling
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME, apply_pod_template
+from snakemake_executor_plugin_kubernetes.volumes import pod_volumes, volume_mounts
 
 WORKDIR = "/workdir"
 WORKDIR_VOLUME = "workdir"
@@ -41,7 +42,11 @@ def run_labels(run_id: str) -> dict[str, str]:
 
 def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[str, Any]:
     resources = plan_resources(
-        facts, cpu_scalar=config.cpu_scalar, memory_limit_scalar=config.memory_limit_scalar
+        facts,
+        cpu_scalar=config.cpu_scalar,
+        memory_limit_scalar=config.memory_limit_scalar,
+        default_mem_mb=config.default_mem_mb,
+        cpu_limit_scalar=config.cpu_limit_scalar,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
     name = job_name(given.run_id, facts.rule, facts.jobid, facts.attempt)
@@ -56,11 +61,14 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
 
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": given.image,
+        "image": sched.image or given.image,
         "command": ["/bin/sh", "-c"],
         "args": [given.command],
         "workingDir": WORKDIR,
-        "volumeMounts": [{"name": WORKDIR_VOLUME, "mountPath": WORKDIR}],
+        "volumeMounts": [
+            {"name": WORKDIR_VOLUME, "mountPath": WORKDIR},
+            *volume_mounts(list(config.persistent_volumes)),
+        ],
         "resources": {"requests": resources.requests},
         "env": _env(given),
         "securityContext": _security_context(sched.privileged),
@@ -75,7 +83,10 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": WORKDIR_VOLUME, "emptyDir": {}}],
+        "volumes": [
+            {"name": WORKDIR_VOLUME, "emptyDir": {}},
+            *pod_volumes(list(config.persistent_volumes)),
+        ],
         "automountServiceAccountToken": sched.service_account is not None,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
     }
@@ -100,9 +111,13 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
     if sched.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in sched.image_pull_secrets]
 
+    # Rendered fields win over the rule's template, which wins over the run's.
     pod_template = apply_pod_template(
         config.pod_template,
-        {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        apply_pod_template(
+            sched.pod_template,
+            {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        ),
     )
     job_spec: dict[str, Any] = {
         # Application failures are final (Snakemake owns --retries); disruptions are

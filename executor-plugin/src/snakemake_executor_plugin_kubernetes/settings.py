@@ -9,6 +9,14 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
+from snakemake_executor_plugin_kubernetes.volumes import (
+    PersistentVolume,
+    parse_persistent_volumes,
+    unparse_persistent_volumes,
+)
+
+# Snakemake's own lower bound of its default mem_mb for remote jobs.
+DEFAULT_MEM_MB = 1000
 DEFAULT_SPOT_TOLERATION = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
 
 
@@ -42,10 +50,27 @@ class ExecutorSettings(ExecutorSettingsBase):
             float,
         ),
     )
+    cpu_limit_scalar: float = field(
+        default=0.0,
+        metadata=_meta(
+            "CPU limit = CPU request x this factor (>= 1), for namespaces whose LimitRange "
+            "or policy demands CPU limits; 0 (the default) sets no CPU limit, so jobs may "
+            "use idle cores instead of being throttled.",
+            float,
+        ),
+    )
     memory_limit_scalar: float = field(
         default=1.0,
         metadata=_meta(
             "Memory limit = mem_mb x this factor (>= 1); 0 sets no memory limit.", float
+        ),
+    )
+    default_mem_mb: int = field(
+        default=DEFAULT_MEM_MB,
+        metadata=_meta(
+            "Memory (MB) of a job whose rule sets no mem_mb and for which Snakemake's "
+            "default resources give none either: every pod gets a memory request and limit.",
+            int,
         ),
     )
     node_selector: str | None = field(
@@ -71,6 +96,23 @@ class ExecutorSettings(ExecutorSettingsBase):
             "mounted only when this is set.",
             str,
         ),
+    )
+    service_account_name: str | None = field(
+        default=None,
+        metadata=_meta(
+            "The upstream 0.5.1 name of --kubernetes-service-account; same meaning.", str
+        ),
+    )
+    persistent_volumes: list[PersistentVolume] = field(
+        default_factory=list,
+        metadata={
+            "help": "PersistentVolumeClaims to mount in every job container, as "
+            "name:path (claim name, absolute path); several separated by spaces.",
+            "parse_func": parse_persistent_volumes,
+            "unparse_func": unparse_persistent_volumes,
+            "nargs": "+",
+            "metavar": "NAME:PATH",
+        },
     )
     image_pull_secrets: str | None = field(
         default=None, metadata=_meta("Comma-separated names of image pull secrets.", str)
@@ -135,7 +177,17 @@ class ExecutorSettings(ExecutorSettingsBase):
     )
     keep_jobs: bool = field(
         default=False,
-        metadata=_meta("Keep successful Jobs instead of deleting them as they finish."),
+        metadata=_meta(
+            "Delete no Job of the run, neither as it finishes nor when the run ends "
+            "(ttlSecondsAfterFinished still applies)."
+        ),
+    )
+    omit_job_cleanup: bool = field(
+        default=False,
+        metadata=_meta(
+            "The upstream 0.5.1 name of --kubernetes-keep-jobs: delete no Job, neither "
+            "finished nor failed."
+        ),
     )
     ttl_seconds_after_finished: int | None = field(
         default=86400,
