@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from snakemake_storage_plugin_azblob.budget import ByteBudget
-from snakemake_storage_plugin_azblob.errors import is_not_found
 from snakemake_storage_plugin_azblob.listing import BlobEntry
 from snakemake_storage_plugin_azblob.transfer import (
     choose_block_size,
@@ -132,10 +133,7 @@ def download_directory(
 
 def delete_blobs(container: ContainerClient, names: list[str], max_concurrency: int) -> None:
     def delete(name: str) -> None:
-        try:
+        with suppress(ResourceNotFoundError):  # already gone: what removing it was for
             container.delete_blob(name, delete_snapshots="include")
-        except Exception as e:
-            if not is_not_found(e):
-                raise
 
     run_bounded(names, delete, max_concurrency)

@@ -6,14 +6,11 @@ ceil(N / 5000) requests. A missing container lists as empty.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobPrefix, BlobProperties, ContainerClient
-
-from snakemake_storage_plugin_azblob.errors import is_not_found
 
 PAGE_SIZE = 5000
 # Accounts with a hierarchical namespace list their directories as empty placeholder blobs.
@@ -73,10 +70,8 @@ def list_folder(container: ContainerClient, prefix: str) -> FolderListing:
                 subfolders.append(item.name)
             else:
                 blobs.append(BlobEntry.from_properties(item))
-    except Exception as e:
-        if is_not_found(e):
-            return FolderListing()
-        raise
+    except ResourceNotFoundError:
+        return FolderListing()
     return FolderListing(tuple(blobs), tuple(dict.fromkeys(subfolders)))
 
 
@@ -107,9 +102,8 @@ def folder_pages(container: ContainerClient, prefix: str, page_size: int) -> Ite
                 if not isinstance(item, BlobPrefix) and not is_folder_placeholder(item):
                     blobs.append(BlobEntry.from_properties(item))
             yield FolderPage(tuple(blobs), last_name, more=pages.continuation_token is not None)
-    except Exception as e:
-        if not is_not_found(e):
-            raise
+    except ResourceNotFoundError:
+        return
 
 
 def list_tree(container: ContainerClient, prefix: str) -> list[BlobEntry]:
@@ -123,39 +117,5 @@ def list_tree(container: ContainerClient, prefix: str) -> list[BlobEntry]:
             )
             if not is_folder_placeholder(item)
         ]
-    except Exception as e:
-        if is_not_found(e):
-            return []
-        raise
-
-
-@dataclass
-class ListingMemo:
-    """Folder listings shared by all objects of a provider.
-
-    Concurrent inventories of files in one folder wait for a single listing. Entries are
-    dropped when this process writes into the container, and after ``max_age`` seconds
-    (inventories are only consulted while Snakemake builds its DAG).
-    """
-
-    max_age: float = 300.0
-    _entries: dict[tuple, tuple[float, FolderListing]] = field(default_factory=dict)
-    _locks: dict[tuple, threading.Lock] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self, key: tuple, load: Callable[[], FolderListing]) -> FolderListing:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            cached = self._entries.get(key)
-            if cached is not None and time.monotonic() - cached[0] <= self.max_age:
-                return cached[1]
-            listing = load()
-            self._entries[key] = (time.monotonic(), listing)
-            return listing
-
-    def invalidate(self, key_prefix: tuple) -> None:
-        """Drop every entry whose key starts with ``key_prefix``."""
-        with self._guard:
-            for key in [k for k in self._entries if k[: len(key_prefix)] == key_prefix]:
-                del self._entries[key]
+    except ResourceNotFoundError:
+        return []
