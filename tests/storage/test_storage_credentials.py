@@ -125,6 +125,35 @@ ROWS = [
         id="sas-in-endpoint-beats-az-blob-credential",
     ),
     pytest.param(
+        {"account_name": "acct"}, {"AZURE_STORAGE_SAS_TOKEN": f"?{SAS}"},
+        CredentialMode.SAS, "acct", PUBLIC, (S("account_name"), E("AZURE_STORAGE_SAS_TOKEN")),
+        id="azure-storage-sas-token",
+    ),
+    pytest.param(
+        {"account_name": "acct", "sas_token": SAS}, {"AZURE_STORAGE_SAS_TOKEN": OTHER_SAS},
+        CredentialMode.SAS, "acct", PUBLIC, (S("account_name"), S("sas_token")),
+        id="sas-setting-beats-azure-storage-sas-token",
+    ),
+    pytest.param(
+        {"endpoint_url": f"{PUBLIC}?{SAS}"}, {"AZURE_STORAGE_SAS_TOKEN": OTHER_SAS},
+        CredentialMode.SAS, "acct", PUBLIC, (S("endpoint_url"),),
+        id="sas-in-endpoint-beats-azure-storage-sas-token",
+    ),
+    pytest.param(
+        {}, {"AZ_BLOB_ACCOUNT_URL": PUBLIC, "AZURE_STORAGE_SAS_TOKEN": SAS,
+             "AZ_BLOB_CREDENTIAL": OTHER_SAS},
+        CredentialMode.SAS, "acct", PUBLIC,
+        (E("AZ_BLOB_ACCOUNT_URL"), E("AZURE_STORAGE_SAS_TOKEN")),
+        id="azure-storage-sas-token-beats-az-blob-credential",
+    ),
+    pytest.param(
+        {}, {"AZURE_STORAGE_ACCOUNT": "envacct", "AZURE_STORAGE_KEY": KEY,
+             "AZURE_STORAGE_SAS_TOKEN": SAS},
+        CredentialMode.KEY, "envacct", "https://envacct.blob.core.windows.net",
+        (E("AZURE_STORAGE_ACCOUNT"), E("AZURE_STORAGE_KEY")),
+        id="auto-azure-storage-key-beats-azure-storage-sas-token",
+    ),
+    pytest.param(
         {"connection_string": CONN},
         {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"},
         CredentialMode.CONNECTION_STRING, "connacct", "https://connacct.blob.core.windows.net",

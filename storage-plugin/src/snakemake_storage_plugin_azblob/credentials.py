@@ -1,8 +1,10 @@
 """Work out which account and credential a query uses.
 
-Sources, per value, in order: the plugin's settings, then the legacy environment
-variables ``AZ_BLOB_ACCOUNT_URL`` (may carry a SAS), ``AZ_BLOB_CREDENTIAL`` (key or SAS),
-``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT`` and ``AZURE_STORAGE_KEY``.
+Sources, per value, in order: the plugin's settings, then the environment variables of
+the Azure CLI (``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT``,
+``AZURE_STORAGE_KEY``, ``AZURE_STORAGE_SAS_TOKEN``), then those of Snakemake 7
+(``AZ_BLOB_ACCOUNT_URL``, which may carry a SAS, and ``AZ_BLOB_CREDENTIAL``, a key or a
+SAS). A SAS inside the configured account URL comes before ``AZURE_STORAGE_SAS_TOKEN``.
 ``credential_mode=auto`` picks an account key, then a SAS, then a connection string, then
 a managed/workload identity. Secret values never appear in messages; only the names of
 the settings or variables they came from do.
@@ -162,6 +164,10 @@ def load_account_config(
         sas = Sourced(settings.sas_token.lstrip("?"), setting_source("sas_token"))
     elif endpoint is not None and endpoint.sas is not None:
         sas = endpoint.sas
+    elif env.get("AZURE_STORAGE_SAS_TOKEN"):
+        sas = Sourced(
+            env["AZURE_STORAGE_SAS_TOKEN"].lstrip("?"), env_source("AZURE_STORAGE_SAS_TOKEN")
+        )
     elif legacy_is_sas:
         sas = Sourced(legacy_credential.lstrip("?"), env_source("AZ_BLOB_CREDENTIAL"))
 
@@ -393,8 +399,8 @@ def _sas_credential_parts(config: AccountConfig, name: str) -> CredentialParts:
     if config.sas is None:
         raise WorkflowError(
             "azblob credential_mode 'sas' needs a SAS: set sas_token "
-            "(--storage-azblob-sas-token or SNAKEMAKE_STORAGE_AZBLOB_SAS_TOKEN) or put "
-            "it in endpoint_url"
+            "(--storage-azblob-sas-token or SNAKEMAKE_STORAGE_AZBLOB_SAS_TOKEN) or "
+            "AZURE_STORAGE_SAS_TOKEN, or put it in endpoint_url"
         )
     return _sas_credential(config.sas.value), [config.sas.source], sas_notes(config.sas.value)
 
