@@ -137,3 +137,13 @@ def delete_blobs(container: ContainerClient, names: list[str], max_concurrency: 
             container.delete_blob(name, delete_snapshots="include")
 
     run_bounded(names, delete, max_concurrency)
+
+
+def delete_folders(container: ContainerClient, names: list[str], max_concurrency: int) -> None:
+    """Delete the directory entries of a hierarchical-namespace account, deepest first:
+    Delete Blob removes a directory there only once it is empty."""
+    by_depth: dict[int, list[str]] = {}
+    for name in names:
+        by_depth.setdefault(name.count("/"), []).append(name)
+    for depth in sorted(by_depth, reverse=True):
+        delete_blobs(container, by_depth[depth], max_concurrency)

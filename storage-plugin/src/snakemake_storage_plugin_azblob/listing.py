@@ -106,16 +106,33 @@ def folder_pages(container: ContainerClient, prefix: str, page_size: int) -> Ite
         return
 
 
+@dataclass(frozen=True)
+class Subtree:
+    """Every blob below a prefix, and the directory entries of a hierarchical-namespace
+    account among them (which a listing without a delimiter includes)."""
+
+    files: tuple[BlobEntry, ...] = ()
+    folders: tuple[str, ...] = ()
+
+
+def list_subtree(container: ContainerClient, prefix: str) -> Subtree:
+    """Every blob whose name starts with ``prefix``; empty if the container is missing."""
+    files: list[BlobEntry] = []
+    folders: list[str] = []
+    try:
+        for item in container.list_blobs(
+            name_starts_with=prefix or None, include=["metadata"], results_per_page=PAGE_SIZE
+        ):
+            if is_folder_placeholder(item):
+                folders.append(item.name)
+            else:
+                files.append(BlobEntry.from_properties(item))
+    except ResourceNotFoundError:
+        return Subtree()
+    return Subtree(tuple(files), tuple(folders))
+
+
 def list_tree(container: ContainerClient, prefix: str) -> list[BlobEntry]:
     """Every blob whose name starts with ``prefix`` (folder placeholders left out);
     empty if the container is missing."""
-    try:
-        return [
-            BlobEntry.from_properties(item)
-            for item in container.list_blobs(
-                name_starts_with=prefix or None, include=["metadata"], results_per_page=PAGE_SIZE
-            )
-            if not is_folder_placeholder(item)
-        ]
-    except ResourceNotFoundError:
-        return []
+    return list(list_subtree(container, prefix).files)

@@ -44,6 +44,8 @@ class Snapshot:
     taken_at: float
     file: BlobEntry | None = None
     members: tuple[BlobEntry, ...] = ()
+    # The name itself is a directory entry of a hierarchical-namespace account.
+    folder_entry: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -95,11 +97,10 @@ class MetadataCache:
             return None
         return snapshot
 
-    def known_as_directory(self, scope: Scope, name: str) -> bool:
-        """Whether the last snapshot of ``name``, however old, showed a directory."""
+    def last_known(self, scope: Scope, name: str) -> Snapshot | None:
+        """The last snapshot of ``name``, however old (e.g. to tell a directory)."""
         with self._guard:
-            snapshot = self._snapshots.get(scope, {}).get(name)
-        return snapshot is not None and snapshot.is_dir
+            return self._snapshots.get(scope, {}).get(name)
 
     def remember(self, scope: Scope, name: str, snapshot: Snapshot | None) -> None:
         """Keep ``snapshot`` of ``name``; None (the object is missing) is not kept."""

@@ -49,6 +49,13 @@ class StorageProvider(StorageProviderBase):
                 type=QueryType.ANY,
             ),
             ExampleQuery(
+                query="abfss://my-container@myaccount.dfs.core.windows.net/data/reads.fq.gz",
+                description="The Data Lake (Spark/Databricks) form of the same blob as "
+                "https://myaccount.blob.core.windows.net/my-container/data/reads.fq.gz; "
+                "abfs:// is accepted too.",
+                type=QueryType.ANY,
+            ),
+            ExampleQuery(
                 query="http://127.0.0.1:10000/devstoreaccount1/my-container/data/x.txt",
                 description="A blob on a local emulator such as Azurite (path-style URL).",
                 type=QueryType.ANY,

@@ -34,6 +34,7 @@ from snakemake_storage_plugin_azblob.context import HasStorageContext, StorageCo
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
 from snakemake_storage_plugin_azblob.directories import (
     delete_blobs,
+    delete_folders,
     download_directory,
     run_bounded,
     upload_directory,
@@ -50,6 +51,7 @@ from snakemake_storage_plugin_azblob.listing import (
     folder_pages,
     is_folder_placeholder,
     list_folder,
+    list_subtree,
     list_tree,
 )
 from snakemake_storage_plugin_azblob.metadata import Scope, Snapshot
@@ -160,16 +162,16 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                     return None
                 return self._directory_snapshot()
         if is_folder_placeholder(properties):
-            return self._directory_snapshot()
+            return self._directory_snapshot(folder_entry=True)
         properties.name = self.parsed.blob
         return Snapshot(time.monotonic(), file=BlobEntry.from_properties(properties))
 
-    def _directory_snapshot(self) -> Snapshot | None:
+    def _directory_snapshot(self, folder_entry: bool = False) -> Snapshot | None:
         with self._errors("listing"):
             members = list_tree(self.container_client, self._dir_prefix)
         if not members:
             return None
-        return Snapshot(time.monotonic(), members=tuple(members))
+        return Snapshot(time.monotonic(), members=tuple(members), folder_entry=folder_entry)
 
     def _existing(self) -> Snapshot:
         snapshot = self._stat()
@@ -321,8 +323,10 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         self.context.logger.info(f"Created container {self.parsed.container}")
 
     def remove(self) -> None:
+        known = self.context.metadata.last_known(self._scope, self.parsed.blob)
+        is_folder_entry = known is not None and known.folder_entry
         try:
-            if not self.context.metadata.known_as_directory(self._scope, self.parsed.blob):
+            if known is None or not known.is_dir:
                 with self._errors("removing"):
                     try:
                         self.blob_client.delete_blob(delete_snapshots="include")
@@ -330,9 +334,18 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                     except ResourceNotFoundError as e:
                         if is_container_missing(e):
                             return
+                    except ResourceExistsError:
+                        # A hierarchical-namespace account refuses to delete a directory
+                        # that is not empty (409): remove its members first.
+                        is_folder_entry = True
+            concurrency = self.context.options.max_concurrency
             with self._errors("removing directory"):
-                names = [m.name for m in list_tree(self.container_client, self._dir_prefix)]
-                delete_blobs(self.container_client, names, self.context.options.max_concurrency)
+                tree = list_subtree(self.container_client, self._dir_prefix)
+                delete_blobs(self.container_client, [m.name for m in tree.files], concurrency)
+                folders = list(tree.folders)
+                if is_folder_entry or folders:
+                    folders.append(self.parsed.blob)
+                delete_folders(self.container_client, folders, concurrency)
         finally:
             self._forget()
 
