@@ -23,7 +23,7 @@ import requests
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import HTTPPolicy, RetryPolicy
 from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
@@ -40,6 +40,7 @@ from snakemake_storage_plugin_azblob.settings import (
 
 MIB = 1024 * 1024
 RESPONSE_READ_SIZE = 256 * 1024
+UPLOAD_TIERS = (StandardBlobTier.HOT, StandardBlobTier.COOL, StandardBlobTier.COLD)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TransferOptions:
     retry_backoff: float
     connect_timeout: float
     read_timeout: float
+    access_tier: StandardBlobTier | None = None
 
     @classmethod
     def from_settings(cls, settings: StorageProviderSettings | None) -> TransferOptions:
@@ -80,7 +82,29 @@ class TransferOptions:
             retry_backoff=float(pick("retry_backoff", DEFAULT_RETRY_BACKOFF, 0)),
             connect_timeout=float(pick("connect_timeout", DEFAULT_CONNECT_TIMEOUT, 0.001)),
             read_timeout=float(pick("read_timeout", DEFAULT_READ_TIMEOUT, 0.001)),
+            access_tier=upload_tier(s.access_tier),
         )
+
+
+def upload_tier(value: str | None) -> StandardBlobTier | None:
+    """The access_tier setting as the SDK's tier, any case; None keeps the account's."""
+    if value is None or not value.strip():
+        return None
+    by_name = {tier.value.lower(): tier for tier in UPLOAD_TIERS}
+    tier = by_name.get(value.strip().lower())
+    if tier is None:
+        archive = value.strip().lower() == StandardBlobTier.ARCHIVE.value.lower()
+        reason = (
+            ": blobs in the Archive tier cannot be read until rehydrated, so jobs could not "
+            "read their inputs"
+            if archive
+            else ""
+        )
+        raise WorkflowError(
+            f"azblob setting access_tier has invalid value '{value}'{reason}; choose one of "
+            f"{', '.join(tier.value for tier in UPLOAD_TIERS)}"
+        )
+    return tier
 
 
 class RequestCountingPolicy(HTTPPolicy):

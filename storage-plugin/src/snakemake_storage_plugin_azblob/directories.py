@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import ContainerClient, StandardBlobTier
 
 from snakemake_storage_plugin_azblob.budget import ByteBudget
 from snakemake_storage_plugin_azblob.listing import BlobEntry
@@ -78,6 +78,7 @@ def upload_directory(
     *,
     block_size: int | None,
     max_concurrency: int,
+    tier: StandardBlobTier | None = None,
 ) -> int:
     """Upload every file below ``directory`` to ``blob_prefix/RELATIVE``; return the count."""
     members = local_members(directory)
@@ -93,6 +94,7 @@ def upload_directory(
                 path,
                 block_size=block_size,
                 max_concurrency=1,
+                tier=tier,
             )
 
     run_bounded(members, upload, member_threads(max_concurrency))

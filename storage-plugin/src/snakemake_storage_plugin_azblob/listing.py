@@ -28,16 +28,21 @@ class BlobEntry:
     mtime: float
     md5: bytes | None = None
     metadata: dict[str, str] | None = None
+    tier: str | None = None  # access tier: Hot, Cool, Cold, Archive
+    archive_status: str | None = None  # e.g. rehydrate-pending-to-hot
 
     @classmethod
     def from_properties(cls, properties: BlobProperties) -> BlobEntry:
         md5 = properties.content_settings.content_md5
+        tier = properties.blob_tier
         return cls(
             name=properties.name,
             size=int(properties.size or 0),
             mtime=properties.last_modified.timestamp(),
             md5=bytes(md5) if md5 else None,
             metadata=dict(properties.metadata) if properties.metadata is not None else None,
+            tier=str(getattr(tier, "value", tier)) if tier else None,
+            archive_status=properties.archive_status or None,
         )
 
 

@@ -81,6 +81,15 @@ class StorageProviderSettings(StorageProviderSettingsBase):
             "required": False,
         },
     )
+    access_tier: str | None = field(
+        default=None,
+        metadata={
+            "help": "Access tier of uploaded blobs: Hot, Cool or Cold (default: the "
+            "account's default tier). Archive is refused: jobs could not read their inputs.",
+            "env_var": False,
+            "required": False,
+        },
+    )
     max_concurrency: int | None = field(
         default=None,
         metadata={

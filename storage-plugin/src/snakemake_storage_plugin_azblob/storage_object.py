@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from glob import escape as glob_escape
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_storage_plugins.io import (
@@ -30,6 +30,11 @@ from snakemake_interface_storage_plugins.storage_object import (
     StorageObjectWrite,
 )
 
+from snakemake_storage_plugin_azblob.archive import (
+    ARCHIVED_ERROR_CODE,
+    archived_error,
+    check_readable,
+)
 from snakemake_storage_plugin_azblob.context import HasStorageContext, StorageContext
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
 from snakemake_storage_plugin_azblob.directories import (
@@ -42,6 +47,7 @@ from snakemake_storage_plugin_azblob.directories import (
 from snakemake_storage_plugin_azblob.errors import (
     AuthenticationFailed,
     azure_errors,
+    error_code_of,
     is_container_missing,
 )
 from snakemake_storage_plugin_azblob.listing import (
@@ -247,9 +253,12 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         snapshot = self._existing()
         local = self.local_path()
         options = self.context.options
+        files = [snapshot.file] if snapshot.file is not None else list(snapshot.members)
+        # An archived blob is offline: say so at once rather than start a download.
+        check_readable(self.print_query, self.auth.account_name, self.parsed.container, files)
         if snapshot.file is not None:
             try:
-                with self._errors("downloading"):
+                with self._errors("downloading"), self._archived_as_workflow_error():
                     download_file(
                         self.blob_client,
                         local,
@@ -260,7 +269,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                 self._forget()
                 raise WorkflowError(f"{self.print_query} was deleted while downloading") from None
             return
-        with self._errors("downloading directory"):
+        with self._errors("downloading directory"), self._archived_as_workflow_error():
             download_directory(
                 self.container_client,
                 list(snapshot.members),
@@ -270,6 +279,20 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                 label=self.print_query,
                 block_size=options.block_size,
             )
+
+    @contextmanager
+    def _archived_as_workflow_error(self) -> Iterator[None]:
+        """The service refusing to read an archived blob (409 BlobArchived, e.g. archived
+        after our snapshot was taken), told as check_readable tells it."""
+        try:
+            yield
+        except HttpResponseError as e:
+            if error_code_of(e) != ARCHIVED_ERROR_CODE:
+                raise
+            self._forget()
+            raise archived_error(
+                self.print_query, self.auth.account_name, self.parsed.container, [self.parsed.blob]
+            ) from None
 
     def store_object(self) -> None:
         local = self.local_path()
@@ -285,6 +308,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                         self.parsed.blob,
                         block_size=options.block_size,
                         max_concurrency=options.max_concurrency,
+                        tier=options.access_tier,
                     )
                 )
             else:
@@ -294,6 +318,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                         local,
                         block_size=options.block_size,
                         max_concurrency=options.max_concurrency,
+                        tier=options.access_tier,
                     )
                 )
         finally:
