@@ -10,10 +10,12 @@ shows (siblings.py). What is kept, for how long, and how writes drop it: metadat
 from __future__ import annotations
 
 import asyncio
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from glob import escape as glob_escape
+from pathlib import Path
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
@@ -298,6 +300,15 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         local = self.local_path()
         if not local.exists():
             raise WorkflowError(f"cannot store {self.print_query}: {local} does not exist")
+        if not local.is_dir() and not local.is_file():
+            # Opening a FIFO (a pipe() output) to read it blocks until a writer appears,
+            # which, after the group's jobs have finished, is never.
+            self.context.logger.warning(
+                f"Not storing {self.print_query}: {local} is not a regular file or directory "
+                f"(it is a {file_kind(local)}); pipe() outputs stream between the jobs of "
+                "one group and are not kept in storage"
+            )
+            return
         options = self.context.options
         try:
             if local.is_dir():
@@ -407,3 +418,17 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         with self._errors("listing candidates for"):
             entries = list_tree(self.container_client, prefix)
         return [self.parsed.with_blob(entry.name).to_query() for entry in entries]
+
+
+def file_kind(path: Path) -> str:
+    """What a non-regular file is, for messages (stat only: never opens it)."""
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
