@@ -118,3 +118,20 @@ def test_a_failed_listing_is_tried_again_later_not_never(clock: list[float]) -> 
 
     assert answer is not None and answer.entry.name == "f/a"
     assert attempts == [1000.0, 1061.0]
+
+
+def test_long_expired_snapshots_are_let_go_as_more_are_kept(clock: list[float]) -> None:
+    from snakemake_storage_plugin_azblob.metadata import PRUNE_AFTER, PRUNE_EVERY
+
+    cache = MetadataCache()
+    cache.remember(SCOPE, "old.txt", file_snapshot("old.txt", taken_at=clock[0]))
+    clock[0] += PRUNE_AFTER + 1
+    for i in range(PRUNE_EVERY - 2):
+        cache.remember(SCOPE, f"new{i}", file_snapshot(f"new{i}", taken_at=clock[0]))
+    assert cache.last_known(SCOPE, "old.txt") is not None  # not yet: no prune so far
+
+    cache.remember(SCOPE, "last", file_snapshot("last", taken_at=clock[0]))
+
+    assert cache.last_known(SCOPE, "old.txt") is None
+    assert cache.last_known(SCOPE, "last") is not None
+    assert cache.last_known(SCOPE, "new0") is not None

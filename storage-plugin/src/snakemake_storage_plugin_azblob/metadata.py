@@ -32,6 +32,11 @@ from snakemake_storage_plugin_azblob.siblings import PageOpener, SiblingAnswer, 
 SNAPSHOT_MAX_AGE = 10.0
 # Inventories are consulted only while Snakemake builds its DAG.
 LISTING_MAX_AGE = 300.0
+# Every this many snapshots kept, those long expired are let go, so a run over many
+# files holds only recent ones. "Long": remove() still uses a recent one to tell a
+# directory, whatever its age.
+PRUNE_EVERY = 4096
+PRUNE_AFTER = 60.0
 
 # (client key, container): the namespace one set of blob names lives in.
 Scope = tuple
@@ -86,6 +91,7 @@ class MetadataCache:
         self._listings: dict[tuple, tuple[float, FolderListing]] = {}
         self._listing_locks: dict[tuple, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._kept_since_prune = 0
 
     # --- snapshots -------------------------------------------------------------------
 
@@ -108,8 +114,18 @@ class MetadataCache:
             by_name = self._snapshots.setdefault(scope, {})
             if snapshot is None:
                 by_name.pop(name, None)
-            else:
-                by_name[name] = snapshot
+                return
+            by_name[name] = snapshot
+            self._kept_since_prune += 1
+            if self._kept_since_prune >= PRUNE_EVERY:
+                self._kept_since_prune = 0
+                self._prune(time.monotonic() - PRUNE_AFTER)
+
+    def _prune(self, older_than: float) -> None:
+        """Drop snapshots taken before ``older_than``; the caller holds the guard."""
+        for by_name in self._snapshots.values():
+            for name in [n for n, snap in by_name.items() if snap.taken_at < older_than]:
+                del by_name[name]
 
     # --- folder listings -------------------------------------------------------------
 
