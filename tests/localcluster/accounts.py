@@ -19,12 +19,12 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 TOKEN_SECONDS = 7 * 24 * 3600
 
 
-def executor_role(namespace: str) -> dict[str, Any]:
+def executor_role(namespace: str, rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "Role",
         "metadata": {"name": ROLE_NAME, "namespace": namespace},
-        "rules": copy.deepcopy(ROLE_RULES),
+        "rules": copy.deepcopy(ROLE_RULES if rules is None else rules),
     }
 
 
@@ -39,8 +39,14 @@ def _apply(create: Any, replace: Any, body: dict[str, Any]) -> None:
         replace(body)
 
 
-def provision_executor_account(api_client: Any, namespace: str, name: str = ACCOUNT_NAME) -> str:
-    """Create (or update) the namespace, ServiceAccount, Role and RoleBinding; return a token."""
+def provision_executor_account(
+    api_client: Any,
+    namespace: str,
+    name: str = ACCOUNT_NAME,
+    rules: list[dict[str, Any]] | None = None,
+) -> str:
+    """Create (or update) the namespace, ServiceAccount, Role and RoleBinding; return a token.
+    `rules` replaces the documented Role's rules (tests of a missing permission)."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -56,7 +62,7 @@ def provision_executor_account(api_client: Any, namespace: str, name: str = ACCO
         lambda b: None,
         {"metadata": {"name": name}},
     )
-    role = executor_role(namespace)
+    role = executor_role(namespace, rules)
     _apply(
         lambda b: rbac.create_namespaced_role(namespace, b),
         lambda b: rbac.replace_namespaced_role(ROLE_NAME, namespace, b),
@@ -79,14 +85,18 @@ def provision_executor_account(api_client: Any, namespace: str, name: str = ACCO
 
 
 def write_executor_kubeconfig(
-    admin_kubeconfig: Path, target: Path, namespace: str, name: str = ACCOUNT_NAME
+    admin_kubeconfig: Path,
+    target: Path,
+    namespace: str,
+    name: str = ACCOUNT_NAME,
+    rules: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Provision the account through the admin kubeconfig and write one for the account."""
     from kubernetes import config
 
     api = config.new_client_from_config(config_file=str(admin_kubeconfig))
     try:
-        token = provision_executor_account(api, namespace, name)
+        token = provision_executor_account(api, namespace, name, rules)
     finally:
         api.close()
     admin = json.loads(Path(admin_kubeconfig).read_text())
