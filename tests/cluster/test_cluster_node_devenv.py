@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from azure.storage.blob import BlobServiceClient
 from kubernetes import client, config
 
@@ -55,10 +56,18 @@ def test_up_writes_a_usable_env_reuses_running_services_and_down_removes_them(
         assert "--kubernetes-namespace" in plugins.stdout
         assert "--storage-azblob-endpoint-url" in plugins.stdout
 
-        api = config.new_client_from_config(config_file=env["KUBECONFIG"])
-        nodes = [n.metadata.name for n in client.CoreV1Api(api).list_node().items]
-        api.close()
+        admin = config.new_client_from_config(config_file=env["LOCALCLUSTER_ADMIN_KUBECONFIG"])
+        nodes = [n.metadata.name for n in client.CoreV1Api(admin).list_node().items]
+        admin.close()
         assert nodes == ["node-1", "node-2"]
+        # KUBECONFIG is the executor's least-privilege account: its namespace, nothing more.
+        executor = config.new_client_from_config(config_file=env["KUBECONFIG"])
+        core = client.CoreV1Api(executor)
+        assert core.list_namespaced_pod("default").kind == "PodList"
+        with pytest.raises(client.ApiException) as refused:
+            core.list_node()
+        executor.close()
+        assert refused.value.status == 403
         endpoint = env["SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL"]
         assert endpoint.startswith("http://127.0.0.1:")
         blob = BlobServiceClient(

@@ -19,10 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from localcluster.controllers import GarbageCollector, JobController
+from localcluster.admission import Admission
+from localcluster.controllers import GarbageCollector, JobController, QuotaController
 from localcluster.kubeconfig import new_token, write_kubeconfig
 from localcluster.nodes import DEFAULT_NODES, NodeSpec, load_nodes
 from localcluster.paths import cluster_info_path, kubeconfig_path
+from localcluster.rbac import seed as seed_rbac
 from localcluster.server import ClusterServer
 from localcluster.store import Store
 from localcluster.tls import make_server_tls
@@ -83,11 +85,15 @@ async def serve(args: argparse.Namespace) -> None:
     agent = None if args.no_agent else _make_agent(store, nodes, state_dir)
     token = new_token()
     server = ClusterServer(store, token, state_dir, args.bookmark_interval, agent)
+    store.admission = Admission(store, service_account_tokens=server.rbac)
+    seed_rbac(store)
     jobs = JobController(store, args.job_backoff_seconds, args.job_backoff_cap)
     garbage = GarbageCollector(store)
+    quotas = QuotaController(store)
     runner = web.AppRunner(server.build_app(), handle_signals=False, access_log=None)
     await runner.setup()
     tls = make_server_tls(state_dir / "tls")
+    server.rbac.ca_file = tls.ca_file
     site = web.TCPSite(
         runner, args.host, args.port, shutdown_timeout=1.0, ssl_context=tls.server_context()
     )
@@ -96,6 +102,7 @@ async def serve(args: argparse.Namespace) -> None:
     server.url = f"https://{args.host}:{port}"
     await jobs.start()
     await garbage.start()
+    await quotas.start()
     if agent is not None:
         await agent.start()
     server.extra_info["nodes"] = [node.name for node in nodes]
@@ -117,6 +124,7 @@ async def serve(args: argparse.Namespace) -> None:
         if agent is not None:
             await agent.stop()  # kills pod processes: must happen even if others fail
     finally:
+        await quotas.stop()
         await garbage.stop()
         await jobs.stop()
         await runner.cleanup()

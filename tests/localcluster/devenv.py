@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcluster.accounts import ACCOUNT_NAME, write_executor_kubeconfig
 from localcluster.control import ClusterControl
 from localcluster.nodeagent.images import ImageCatalog
-from localcluster.paths import cluster_info_path, kubeconfig_path
+from localcluster.paths import cluster_info_path, executor_kubeconfig_path, kubeconfig_path
+from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME
 from support.azurite import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,
@@ -210,7 +212,10 @@ def write_env(paths: DevPaths, azurite: dict[str, Any], image_bin: Path) -> None
     )
     endpoint = f"http://127.0.0.1:{azurite['port']}/{DEV_ACCOUNT_NAME}"
     exports = {
-        "KUBECONFIG": str(kubeconfig_path(paths.cluster)),
+        # Snakemake, kubectl and the demo run as the executor's least-privilege account;
+        # the admin kubeconfig stays available for cluster-wide looks (nodes, other namespaces).
+        "KUBECONFIG": str(executor_kubeconfig_path(paths.cluster)),
+        "LOCALCLUSTER_ADMIN_KUBECONFIG": str(kubeconfig_path(paths.cluster)),
         "SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL": endpoint,
         "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": DEV_ACCOUNT_KEY,
     }
@@ -242,6 +247,14 @@ def up(paths: DevPaths, nodes_file: Path | None, flavours: list[str]) -> dict[st
         _stop(cluster.get("pid"), "localcluster")
         cluster = start_cluster(paths, nodes_file)
         print(f"devenv: started the local cluster at {cluster['url']}", flush=True)
+    account = write_executor_kubeconfig(
+        kubeconfig_path(paths.cluster), executor_kubeconfig_path(paths.cluster), "default"
+    )
+    print(
+        f"devenv: {account.name}: ServiceAccount default/{ACCOUNT_NAME} bound to Role "
+        f"{ROLE_NAME} (the executor's documented least privilege)",
+        flush=True,
+    )
     state = {"azurite": azurite, "cluster": cluster}
     _write_atomically(paths.state, json.dumps(state, indent=2) + "\n")
     write_env(paths, azurite, images[flavours[0]].bin_dir)

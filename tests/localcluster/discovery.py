@@ -37,8 +37,14 @@ _SUBRESOURCE_VERBS = {
     "log": ["get"],
     "eviction": ["create"],
     "binding": ["create"],
+    "token": ["create"],
 }
-_SUBRESOURCE_KINDS = {"log": "Pod", "eviction": "Eviction", "binding": "Binding"}
+_SUBRESOURCE_KINDS = {
+    "log": "Pod",
+    "eviction": "Eviction",
+    "binding": "Binding",
+    "token": "TokenRequest",
+}
 
 
 def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
@@ -47,7 +53,7 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
         "singularName": kind.singular,
         "namespaced": kind.namespaced,
         "kind": kind.kind,
-        "verbs": _VERBS_BY_SCOPE,
+        "verbs": list(kind.verbs) or _VERBS_BY_SCOPE,
     }
     if kind.short_names:
         entry["shortNames"] = list(kind.short_names)
@@ -64,6 +70,9 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
         }
         if sub == "eviction":
             sub_entry["group"] = "policy"
+            sub_entry["version"] = "v1"
+        if sub == "token":
+            sub_entry["group"] = "authentication.k8s.io"
             sub_entry["version"] = "v1"
         entries.append(sub_entry)
     return entries

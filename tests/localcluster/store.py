@@ -63,6 +63,8 @@ class Store:
         self._dependents_of: dict[str, set[tuple[str, Key]]] = {}
         self._owners_of: dict[tuple[str, Key], set[str]] = {}
         self._name_counter = itertools.count()
+        # Mutating and validating admission of creates (localcluster.admission.Admission).
+        self.admission: Any = None
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create("namespaces", None, {"metadata": {"name": namespace}})
 
@@ -108,7 +110,14 @@ class Store:
         return copy.deepcopy(self._objects[location[0]][location[1]])
 
     # ----- writing -----------------------------------------------------------------------
-    def create(self, resource: str, namespace: str | None, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self,
+        resource: str,
+        namespace: str | None,
+        obj: dict[str, Any],
+        warnings: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Create an object through admission (when set); its warnings go to `warnings`."""
         kind = kind_for(resource)
         obj = copy.deepcopy(obj)
         metadata = obj.setdefault("metadata", {})
@@ -140,7 +149,13 @@ class Store:
         obj["apiVersion"] = kind.api_version
         obj["kind"] = kind.kind
         defaults.apply(resource, obj)
+        if self.admission is not None:
+            self.admission.mutate(resource, namespace, obj)
         validation.validate(resource, obj)
+        if self.admission is not None:
+            found = self.admission.validate(resource, namespace, obj)
+            if warnings is not None:
+                warnings.extend(found)
         key = self._key(resource, namespace, metadata["name"])
         if key in self._table(resource):
             raise already_exists(kind.group, resource, metadata["name"])

@@ -13,7 +13,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, DeploymentMethod
 
 from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
-from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
+from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.facts import job_facts
 from snakemake_executor_plugin_kubernetes.logs import (
@@ -27,6 +27,17 @@ from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
+from snakemake_executor_plugin_kubernetes.permissions import (
+    Access,
+    explain,
+    is_permanent,
+    permission_error,
+)
+from snakemake_executor_plugin_kubernetes.podsecurity import (
+    privilege_refusal,
+    read_namespace_labels,
+)
+from snakemake_executor_plugin_kubernetes.refusals import RefusalScanner, judge_refusal
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
@@ -85,6 +96,10 @@ class Executor(RemoteExecutor):
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
+        # None when the identity may not read its namespace: a refusal is then quoted from
+        # the Job's FailedCreate event instead of being foreseen.
+        self.namespace_labels = read_namespace_labels(self.client, self.namespace)
+        self.refusals = RefusalScanner(self.client, self.namespace, self.logger.warning)
         self.secret = RunSecret(
             self.client, self.namespace, self.run_id, self.envvars(), run_labels(self.run_id)
         )
@@ -125,6 +140,14 @@ class Executor(RemoteExecutor):
     def run_job(self, job: JobExecutorInterface) -> None:
         manifest = self.render(job)
         name = manifest["metadata"]["name"]
+        refusal = privilege_refusal(manifest, self.namespace, self.namespace_labels)
+        if refusal is not None:
+            # Before anything is submitted: the API server would refuse every pod.
+            self.report_job_error(
+                SubmittedJobInfo(job=job, external_jobid=name),
+                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}",
+            )
+            return
         created = self._create(manifest)
         self.watcher.cache.put("jobs", created, only_if_newer=True)
         self.secret.add_owner(created)
@@ -143,6 +166,9 @@ class Executor(RemoteExecutor):
                     return self.client.request("GET", job_path(self.namespace, name))
                 except ApiError as e2:
                     e = e2
+            if is_permanent(e, self.namespace):
+                access = Access("create", "jobs", "batch")
+                raise permission_error(e, access, self.namespace) from None
             raise WorkflowError(
                 f"Cannot create Kubernetes Job {name} in namespace {self.namespace}: {e}"
             ) from None
@@ -164,6 +190,13 @@ class Executor(RemoteExecutor):
             self._sync_secret_owners()
             self.owners_synced_at = started
         self.woken_early = False
+        fatal = self.watcher.fatal
+        if fatal is not None:
+            # A permanent 401/403: no status will ever come, so every job fails now.
+            for job_info in active_jobs:
+                self._forget(job_info.external_jobid)
+                self.report_job_error(job_info, msg=f"{self._describe(job_info)}: {fatal}")
+            return
         if not self.watcher.cache.synced():
             for job_info in active_jobs:
                 yield job_info
@@ -171,6 +204,9 @@ class Executor(RemoteExecutor):
         now = time.monotonic()
         pods_by_job = self.watcher.cache.pods_by_job()
         self.occupancy.observe((pod for pods in pods_by_job.values() for pod in pods), now)
+        refused = self.refusals.refusals(
+            j.external_jobid for j in active_jobs if not pods_by_job.get(j.external_jobid)
+        )
         for job_info in active_jobs:
             name = job_info.external_jobid
             job = self.watcher.cache.job(name)
@@ -187,6 +223,8 @@ class Executor(RemoteExecutor):
                 gone=self.watcher.cache.gone_pods(name),
                 last_occupied=self.occupancy.last_occupied,
             )
+            if name in refused and verdict.state == "running" and not pods_by_job.get(name):
+                verdict = judge_refusal(name, refused[name], self.limits, tracker, now) or verdict
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
             if verdict.state == "running":
@@ -239,7 +277,21 @@ class Executor(RemoteExecutor):
         kind = "group" if job.is_group() else "rule"
         return f"{kind} {job.name} (jobid {job.jobid}, Kubernetes Job {job_info.external_jobid})"
 
+    def _end_pod(self, verdict: Verdict) -> None:
+        """Delete a pod that a classic sidecar keeps running after the job container ended."""
+        if not verdict.end_pod or not verdict.pod:
+            return
+        try:
+            self.client.request("DELETE", core_path(self.namespace, "pods", verdict.pod))
+        except ApiError as e:
+            if e.status == 404:
+                return
+            access = Access("delete", "pods")
+            detail = explain(e, access, self.namespace) if is_permanent(e, self.namespace) else e
+            self.logger.warning(f"Cannot end pod {verdict.pod}: {detail}")
+
     def _forget(self, name: str) -> None:
+        self.refusals.forget(name)
         self.trackers.pop(name, None)
         self.watcher.cache.forget_job(name)
         self.secret.drop_owner(name)
@@ -250,6 +302,8 @@ class Executor(RemoteExecutor):
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 save_log(name, text)
+        self._end_pod(verdict)
+        self.refusals.forget(name)
         self.trackers.pop(name, None)
         self.watcher.cache.forget_job(name)
         if self.config.keep_jobs:
@@ -286,6 +340,7 @@ class Executor(RemoteExecutor):
                 code = command_exit_code(text)
                 if code is not None:
                     reason += f"; the rule's command exited with exit code {code}"
+        self._end_pod(verdict)
         if verdict.delete_job:
             try:
                 delete_job(self.client, self.namespace, name)

@@ -25,6 +25,9 @@ class Verdict:
     message: str = ""
     pod: str | None = None  # the pod whose logs explain the outcome
     delete_job: bool = False  # the executor ends the Job itself (Kubernetes would not)
+    # The job container ended but a classic sidecar keeps the pod running: the executor
+    # deletes the pod once it has read the log.
+    end_pod: bool = False
     notices: list[str] = field(default_factory=list)  # to log once, e.g. a retried eviction
 
 
@@ -207,6 +210,11 @@ def judge(
 
     live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
     for pod in live:
+        ended = ended_beside_sidecar(job, pod)
+        if ended is not None:
+            ended.notices = notices
+            return ended
+    for pod in live:
         stall = _stall(pod, limits, tracker, now, last_occupied)
         if stall is not None:
             stall.notices = notices
@@ -256,3 +264,28 @@ def _stall(
             delete_job=True,
         )
     return None
+
+
+def ended_beside_sidecar(job: dict[str, Any], pod: dict[str, Any]) -> Verdict | None:
+    """The job container terminated while another container (a classic sidecar such as an
+    Istio or Linkerd proxy) keeps the pod Running: the job's outcome is its container's exit
+    code. A native sidecar (an init container with restartPolicy Always) never gets here:
+    Kubernetes stops it and ends the pod itself."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return None
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    mine = next((s for s in statuses if s.get("name") == CONTAINER_NAME), None)
+    terminated = ((mine or {}).get("state") or {}).get("terminated")
+    if terminated is None or len(statuses) < 2:
+        return None
+    others = sorted(s.get("name", "?") for s in statuses if s.get("name") != CONTAINER_NAME)
+    if terminated.get("exitCode") == 0:
+        return Verdict("succeeded", pod=_name(pod), end_pod=True)
+    return Verdict(
+        "failed",
+        f"Kubernetes Job {_name(job)}: the job container failed ({describe_failure(job, pod)}) "
+        f"while container(s) {', '.join(others)} kept pod {_name(pod)} running; the executor "
+        "ended the pod",
+        pod=_name(pod),
+        end_pod=True,
+    )

@@ -23,6 +23,9 @@ from snakemake_executor_plugin_kubernetes.volumes import pod_volumes, volume_mou
 WORKDIR = "/workdir"
 WORKDIR_VOLUME = "workdir"
 RULE_ANNOTATION = "snakemake.io/rule-name"
+# The job image's user and group (Dockerfile: USER 1000:1000).
+JOB_USER_ID = 1000
+JOB_GROUP_ID = 1000
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
             *pod_volumes(list(config.persistent_volumes)),
         ],
         "automountServiceAccountToken": sched.service_account is not None,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": _pod_security_context(sched.privileged),
     }
     node_selector = {**sched.node_selector, **resources.node_selector}
     if node_selector:
@@ -170,6 +173,21 @@ def _env(given: RenderInput) -> list[dict[str, Any]]:
             for var in given.secret_env
         ]
     return env
+
+
+def _pod_security_context(privileged: bool) -> dict[str, Any]:
+    """Pod Security "restricted" by default: a non-root numeric user, the Dockerfile's
+    (USER 1000:1000), so that the kubelet can verify runAsNonRoot without reading the image;
+    fsGroup makes the emptyDir working directory writable for it."""
+    if privileged:
+        return {"seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": JOB_USER_ID,
+        "runAsGroup": JOB_GROUP_ID,
+        "fsGroup": JOB_GROUP_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _security_context(privileged: bool) -> dict[str, Any]:

@@ -256,6 +256,10 @@ class WorkflowRunner:
     local: bool = False
     # Seconds between the observer's lists; each lists every Job, Pod and Secret of the run.
     observe_interval: float = 0.3
+    # Snakemake's own kubeconfig: the executor's least-privilege ServiceAccount (the observer
+    # keeps `kubeconfig`, an admin, to see everything); None: Snakemake uses `kubeconfig`.
+    executor_kubeconfig: Path | None = None
+    namespace: str = NAMESPACE
 
     def command(self, jobs: int, image: str, extra_args: tuple[str, ...]) -> list[str]:
         return [
@@ -273,7 +277,7 @@ class WorkflowRunner:
             "--container-image",
             image,
             "--kubernetes-namespace",
-            NAMESPACE,
+            self.namespace,
             "--jobs",
             str(jobs),
             "--seconds-between-status-checks",
@@ -290,7 +294,7 @@ class WorkflowRunner:
             if not key.startswith(("SNAKEMAKE_", "AZURE_", "AZ_BLOB_"))
         }
         env.update(self.secret_env)
-        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["KUBECONFIG"] = str(self.executor_kubeconfig or self.kubeconfig)
         env["SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY"] = self.azurite.account_key
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -309,7 +313,7 @@ class WorkflowRunner:
         workdir.mkdir()
         (workdir / "Snakefile").write_text(textwrap.dedent(snakefile))
         observer = ClusterObserver(
-            self.kubeconfig, NAMESPACE, self.local, interval=self.observe_interval
+            self.kubeconfig, self.namespace, self.local, interval=self.observe_interval
         ).start()
         log_file = workdir.parent / f"{workdir.name}.log"
         with log_file.open("w") as log:

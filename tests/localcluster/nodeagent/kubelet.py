@@ -92,6 +92,11 @@ class KubeletContext:
     memory_watch: dict[int, tuple[ContainerProcess, int]] = field(default_factory=dict)
 
 
+def is_sidecar(container: dict[str, Any]) -> bool:
+    """An init container with restartPolicy Always is a native sidecar (1.29+ default)."""
+    return container.get("restartPolicy") == "Always"
+
+
 class PodRunner:
     """Lifecycle of one pod on one node, from ContainerCreating to a terminal phase."""
 
@@ -115,6 +120,11 @@ class PodRunner:
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.deadline_task: asyncio.Future[None] | None = None
+        # Native sidecars (init containers with restartPolicy Always, Kubernetes 1.29+):
+        # started in init order, kept running, stopped once the regular containers ended.
+        self.sidecar_tasks: list[tuple[str, asyncio.Task[int | None]]] = []
+        self.sidecar_started: dict[str, asyncio.Event] = {}
+        self.stopping_sidecars = False
 
     # ----- paths ---------------------------------------------------------------------------
     @property
@@ -279,15 +289,34 @@ class PodRunner:
             if await self._mount_volumes():
                 self.sandbox_ready = True
                 self._write_status()
-                if await self._run_init_containers():
-                    self.initialized = True
-                    await asyncio.gather(
-                        *(self._run_container(c) for c in self.spec.get("containers") or [])
-                    )
+                try:
+                    if await self._run_init_containers():
+                        self.initialized = True
+                        await asyncio.gather(
+                            *(self._run_container(c) for c in self.spec.get("containers") or [])
+                        )
+                finally:
+                    await self._stop_sidecars()
         finally:
             if deadline is not None:
                 deadline.cancel()
         self._finish()
+
+    async def _stop_sidecars(self) -> None:
+        """After the regular containers: SIGTERM the sidecars in reverse order of their start
+        (KEP-753), each with the pod's grace period, as the kubelet does."""
+        self.stopping_sidecars = True
+        grace = min(
+            float(self.spec.get("terminationGracePeriodSeconds", 30)),
+            self.context.timing.grace_cap_seconds,
+        )
+        for name, task in reversed(self.sidecar_tasks):
+            process = self.processes.get(name)
+            if process is not None:
+                self._event("Killing", f"Stopping container {name}")
+                await process.terminate(grace)
+            with contextlib.suppress(asyncio.CancelledError, PodGone):
+                await task
 
     def _finish(self) -> None:
         self.sandbox_ready = False
@@ -380,17 +409,36 @@ class PodRunner:
     # ----- containers --------------------------------------------------------------------
     async def _run_init_containers(self) -> bool:
         for container in self.spec.get("initContainers") or []:
+            if is_sidecar(container):
+                if not await self._start_sidecar(container):
+                    return False
+                continue
             code = await self._run_container(container, init=True)
             if code != 0:
                 return False
         return True
+
+    async def _start_sidecar(self, container: dict[str, Any]) -> bool:
+        """Start a native sidecar and go on to the next init container once it runs."""
+        name = container["name"]
+        started = self.sidecar_started[name] = asyncio.Event()
+        task = asyncio.create_task(self._run_container(container, init=True))
+        self.sidecar_tasks.append((name, task))
+        stopped = asyncio.create_task(self.stop_event.wait())
+        waiting = asyncio.create_task(started.wait())
+        await asyncio.wait([stopped, waiting, task], return_when=asyncio.FIRST_COMPLETED)
+        for helper in (stopped, waiting):
+            helper.cancel()
+        return started.is_set() and not self.stop_event.is_set()
 
     def _set_state(self, container: dict[str, Any], init: bool, **changes: Any) -> None:
         statuses = self.init_statuses if init else self.statuses
         status = statuses[container["name"]]
         status.update(changes)
         state = status["state"]
-        status["ready"] = status["started"] = "running" in state and not init
+        status["ready"] = status["started"] = "running" in state and (
+            not init or is_sidecar(container)
+        )
         if init and "terminated" in state and state["terminated"]["exitCode"] == 0:
             status["ready"] = True
 
@@ -411,10 +459,14 @@ class PodRunner:
             if code is None:
                 return None
             # Init containers only ever rerun after a failure, whatever the pod's policy.
-            restart = not self.stop_event.is_set() and (
-                (self.restart_policy == "Always" and not init)
-                or (self.restart_policy != "Never" and code != 0)
-            )
+            if is_sidecar(container):
+                # A native sidecar restarts whatever it exits with, until the pod ends.
+                restart = not self.stop_event.is_set() and not self.stopping_sidecars
+            else:
+                restart = not self.stop_event.is_set() and (
+                    (self.restart_policy == "Always" and not init)
+                    or (self.restart_policy != "Never" and code != 0)
+                )
             if not restart:
                 return code
             restarts += 1
@@ -572,6 +624,8 @@ class PodRunner:
             self.started = True
             self.phase = "Running"
         self._write_status()
+        if name in self.sidecar_started:
+            self.sidecar_started[name].set()
         try:
             code = await process.wait()
         finally:
