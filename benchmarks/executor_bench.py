@@ -369,7 +369,7 @@ def start_cluster_with(scratch: Path, name: str, nodes: list[dict[str, str]]):
 
 
 def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
-    from support.azurite import start_azurite
+    from localcluster.azurite import start_azurite
 
     problems: list[str] = []
     azurite = start_azurite(scratch / "exec-azurite")

@@ -42,7 +42,7 @@ from proxy import CountingProxy  # noqa: E402
 from report import Results  # noqa: E402
 from storage_bench import StorageBench, metadata_figures, transfer_figures  # noqa: E402
 
-from support.azurite import start_azurite  # noqa: E402
+from localcluster.azurite import start_azurite  # noqa: E402
 
 UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
 

@@ -400,7 +400,8 @@ def test_secret_and_config_map_volumes_are_files_in_the_pod(node_cluster) -> Non
 
 
 def test_bio_image_has_the_workflow_tools_and_both_plugins(node_cluster) -> None:
-    ImageCatalog().build("bio")  # cached across sessions; building is not what this test times
+    # Cached across sessions; building is not what this test times.
+    ImageCatalog.from_environment().build("bio")
     core = testkit.core_api(node_cluster)
     namespace = testkit.new_namespace(core)
     probe = (

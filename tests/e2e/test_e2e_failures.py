@@ -11,7 +11,7 @@ from e2e.clusterwatch import existing_run_ids, recording, wait_for_no_leftovers
 from e2e.tutorial_run import SMALL_SIMULATION, prepare
 from e2e.workflow_run import WORKFLOWS, run_snakemake
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from e2e.workflow_run import WORKFLOWS, run_snakemake
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -21,7 +21,7 @@ from e2e.clusterwatch import (
 )
 from e2e.tutorial_run import RunResult, TutorialSetup, prepare
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -74,7 +74,7 @@ def tutorial(
     # Build the job image up front (cached across sessions) so the run measures the run.
     from localcluster.nodeagent.images import ImageCatalog
 
-    ImageCatalog().build("bio")
+    ImageCatalog.from_environment().build("bio")
     container = f"tutorial-{uuid.uuid4().hex[:12]}"
     setup = prepare(
         tmp_path_factory.mktemp("tutorial"),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 

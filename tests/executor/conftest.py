@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from executor.workflows.cluster_harness import WorkflowRunner
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from snakemake.common.tests import TestWorkflowsBase
 from snakemake.settings import types as settings
 from snakemake_interface_common.plugin_registry.plugin import TaggedSettings
 
+from localcluster.azurite import Azurite
 from snakemake_executor_plugin_kubernetes import ExecutorSettings
 from snakemake_storage_plugin_azblob import StorageProviderSettings
-from support.azurite import Azurite
 
 
 class TestWorkflowsOnCluster(TestWorkflowsBase):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
 from snakemake_storage_plugin_azblob.query import parse_query
-from support.azurite import Azurite
 
 VALID = [
     "az://my-container/path/to/file.txt",
