@@ -1,8 +1,11 @@
 """Developer entry points: `nox -s tests`, `nox -s demo`, `nox -s up`/`down`, `nox -s bench`,
 `nox -s chaos`, `nox -s lint`.
 
-Every session installs what it needs: both plugins (editable), the test tools, and
-Azurite through npm into `.cache/azurite` when it is not there yet.
+Every session installs what it needs, each local package editable like any dependency (no
+search-path settings): both plugins, `localcluster` (the local cluster, Azurite launcher and pytest
+plugin), the example's `vcdemo`, the benchmark harness `pluginbench` and the tests' shared
+helpers `support`; the test tools; and Azurite through npm into `.cache/azurite` when it is
+not there yet.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 PLUGINS = ["-e", "./storage-plugin", "-e", "./executor-plugin"]
 LOCALCLUSTER = ["-e", "./localcluster"]
+EXAMPLE = ["-e", "./examples/variant-calling"]
+BENCHMARKS = ["-e", "./benchmarks"]
+TEST_SUPPORT = ["-e", "./tests/support"]
 # What the local cluster installs into its job images.
 PLUGIN_SOURCES = [ROOT / "storage-plugin", ROOT / "executor-plugin"]
 SNAKEMAKE = ["snakemake>=9.0,<10"]
@@ -59,13 +65,21 @@ def install_azurite(session: nox.Session) -> None:
 
 
 def install_project(session: nox.Session, *extra: str) -> None:
-    session.install(*SNAKEMAKE, *PLUGINS, *LOCALCLUSTER, *TEST_TOOLS, *extra)
+    session.install(
+        *SNAKEMAKE,
+        *PLUGINS,
+        *LOCALCLUSTER,
+        *EXAMPLE,
+        *BENCHMARKS,
+        *TEST_SUPPORT,
+        *TEST_TOOLS,
+        *extra,
+    )
     install_azurite(session)
     session.env["AZURITE_BIN"] = str(AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
     session.env["LOCALCLUSTER_PLUGIN_SOURCES"] = os.pathsep.join(map(str, PLUGIN_SOURCES))
     image_cache = os.environ.get("LOCALCLUSTER_IMAGE_CACHE") or IMAGE_CACHE
     session.env["LOCALCLUSTER_IMAGE_CACHE"] = str(image_cache)
-    session.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
 
 
 def build_cluster_images(session: nox.Session) -> None:

@@ -309,8 +309,8 @@ def test_pip_inside_a_pod_installs_only_from_the_wheelhouse(node_cluster) -> Non
     namespace = testkit.new_namespace(core)
     script = (
         'echo "no_index=$PIP_NO_INDEX config=$PIP_CONFIG_FILE"; '
-        "pip install -q --target lib tomlkit && PYTHONPATH=lib python -c "
-        "'import tomlkit; print(\"imported\", tomlkit.__name__)'; "
+        "pip install -q --target lib tomlkit && cd lib && python -c "
+        "'import tomlkit; print(\"imported\", tomlkit.__name__)' && cd ..; "
         "pip install -q --target lib2 surely-not-in-the-wheelhouse-pkg; echo missing=$?"
     )
     core.create_namespaced_pod(namespace, pod("pip", shell_container(script)))

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.clusterwatch import (
+
+from localcluster.azurite import Azurite
+from support.clusterwatch import (
     Recording,
     existing_run_ids,
     local_pod_logs,
     recording,
     wait_for_no_leftovers,
 )
-from e2e.tutorial_run import RunResult, TutorialSetup, prepare
-
-from localcluster.azurite import Azurite
+from support.tutorial import RunResult, TutorialSetup, prepare
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

@@ -1,4 +1,4 @@
-"""Fixtures of the executor tests that run workflows on the cluster (see cluster_harness)."""
+"""Fixtures of the executor tests that run workflows on the cluster (see support.workflows)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor.workflows.cluster_harness import WorkflowRunner
 
 from localcluster.azurite import Azurite
+from support.workflows import WorkflowRunner
 
 
 @pytest.fixture

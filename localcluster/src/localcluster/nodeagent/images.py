@@ -7,9 +7,11 @@ layers, cached under ``LOCALCLUSTER_IMAGE_CACHE`` (default ``~/.cache/localclust
 - ``<flavour>-deps-<deps key>/venv``: Snakemake and every dependency of the plugin sources,
   installed ``--no-index`` from the wheelhouse (downloaded once). Rebuilt only when
   requirements change.
-- ``<flavour>-<source key>/site``: the plugin sources themselves, installed from their folders;
-  a pod (or ``.dev/env.sh``) sees them through wrapper scripts in ``<image>/bin``. Cheap to
-  rebuild, and keyed by a hash of the sources, so edits take effect at the next cluster start.
+- ``<flavour>-<source key>/venv``: the image's own venv (no packages of its own but the plugin
+  sources, installed from their folders) whose ``base-layer.pth`` appends the third-party
+  layer's site-packages, as a container image layers on its base. A pod (or ``.dev/env.sh``)
+  runs it through wrapper scripts in ``<image>/bin``. Cheap to rebuild, and keyed by a hash
+  of the sources, so edits take effect at the next cluster start.
 Builds take file locks, so parallel test processes build each layer once.
 """
 
@@ -34,7 +36,7 @@ CACHE_VARIABLE = "LOCALCLUSTER_IMAGE_CACHE"
 BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
-LAYOUT_VERSION = 2  # bump when the cached layout changes
+LAYOUT_VERSION = 3  # bump when the cached layout changes
 
 
 class ImageNotFound(LookupError):
@@ -73,24 +75,33 @@ def distribution_name(source: Path) -> str:
     return str(name)
 
 
+def site_packages(venv: Path) -> Path:
+    """A venv's site-packages (the venvs here all run this interpreter's version)."""
+    return venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+
 @dataclass(frozen=True)
 class Image:
-    """A built image: a venv of third-party packages, the plugins layered on top of it
-    (a site directory on PYTHONPATH), and the wheelhouse pip inside pods resolves from."""
+    """A built image: its own venv holding the plugins, layered through a .pth file on a
+    venv of third-party packages, and the wheelhouse pip inside pods resolves from."""
 
     root: Path
     venv: Path
-    site: Path
+    base_venv: Path
     wheelhouses: tuple[Path, ...]
 
     @property
+    def site(self) -> Path:
+        return site_packages(self.venv)
+
+    @property
     def bin_dir(self) -> Path:
-        """Wrappers (python, snakemake, pip) that see the plugins; first on a pod's PATH."""
+        """Wrappers (python, snakemake, pip) of the image's venv; first on a pod's PATH."""
         return self.root / "bin"
 
     @property
     def path_dirs(self) -> tuple[Path, ...]:
-        return (self.bin_dir, self.venv / "bin")
+        return (self.bin_dir, self.venv / "bin", self.base_venv / "bin")
 
 
 def flavour_of(image: str) -> str:
@@ -122,7 +133,8 @@ def _pip(python: str) -> list[str]:
 
 
 def _write_wrappers(image: Image) -> None:
-    """python/snakemake/pip that put the plugin layer on sys.path, then run the venv's."""
+    """python/snakemake/pip of the image's venv (the base layer's own scripts would run the
+    base venv's interpreter, which does not see the plugins)."""
     image.bin_dir.mkdir(parents=True, exist_ok=True)
     python = image.venv / "bin" / "python"
     commands = {
@@ -134,12 +146,7 @@ def _write_wrappers(image: Image) -> None:
     }
     for name, command in commands.items():
         wrapper = image.bin_dir / name
-        wrapper.write_text(
-            "#!/bin/sh\n"
-            f'PYTHONPATH="{image.site}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
-            "export PYTHONPATH\n"
-            f'exec {command} "$@"\n'
-        )
+        wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
         wrapper.chmod(0o755)
 
 
@@ -217,14 +224,19 @@ class ImageCatalog:
 
     def _build_image(self, flavour: str, key: str) -> Image:
         deps = self._build_wheelhouse(flavour)
-        venv = self._build_base_venv(flavour, deps)
+        base_venv = self._build_base_venv(flavour, deps)
         target = self.cache_dir / f"{flavour}-{key}"
-        image = Image(root=target, venv=venv, site=target / "site", wheelhouses=(deps,))
+        image = Image(root=target, venv=target / "venv", base_venv=base_venv, wheelhouses=(deps,))
         with _file_lock(self.cache_dir / f"{target.name}.lock"):
             if (target / COMPLETE_MARKER).exists():
                 return image
             shutil.rmtree(target, ignore_errors=True)  # an interrupted build
             target.mkdir(parents=True)
+            log = target / "build.log"
+            _run([sys.executable, "-m", "venv", "--without-pip", str(image.venv)], log)
+            # The site module appends each line of a .pth file to sys.path, after the venv's
+            # own site-packages: the plugins here win over any copy in the base layer.
+            (image.site / "base-layer.pth").write_text(f"{site_packages(base_venv)}\n")
             plugin_paths = [str(source) for source in self.plugin_sources]
             _run(
                 [
@@ -239,7 +251,7 @@ class ImageCatalog:
                     str(image.site),
                     *plugin_paths,
                 ],
-                target / "build.log",
+                log,
             )
             _write_wrappers(image)
             (target / COMPLETE_MARKER).write_text(key + "\n")
