@@ -9,7 +9,8 @@ import time
 import uuid
 
 import pytest
-from chaos.runs import (
+
+from support.chaos import (
     assert_each_job_finished_once,
     assert_outputs,
     executor_requests,

@@ -1,4 +1,4 @@
-"""`nox -s up` / `nox -s down` (python -m localcluster.devenv): start, reuse, env.sh, stop."""
+"""`nox -s up` / `nox -s down` (the `localcluster up|down` command): start, reuse, env.sh, stop."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _devenv(*args: str, dev_dir: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO)])
     env.pop("KUBECONFIG", None)
-    command = [sys.executable, "-m", "localcluster.devenv", *args]
+    env.pop("LOCALCLUSTER_PLUGIN_SOURCES", None)  # the command line names them
+    # The console script the localcluster package installs beside this interpreter.
+    command = [str(Path(sys.executable).parent / "localcluster"), *args]
     command += ["--root", str(REPO), "--dev-dir", str(dev_dir), "--images", "base"]
+    for plugin in ("storage-plugin", "executor-plugin"):
+        command += ["--plugin-source", str(REPO / plugin)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 

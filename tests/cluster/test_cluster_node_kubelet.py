@@ -309,8 +309,8 @@ def test_pip_inside_a_pod_installs_only_from_the_wheelhouse(node_cluster) -> Non
     namespace = testkit.new_namespace(core)
     script = (
         'echo "no_index=$PIP_NO_INDEX config=$PIP_CONFIG_FILE"; '
-        "pip install -q --target lib tomlkit && PYTHONPATH=lib python -c "
-        "'import tomlkit; print(\"imported\", tomlkit.__name__)'; "
+        "pip install -q --target lib tomlkit && cd lib && python -c "
+        "'import tomlkit; print(\"imported\", tomlkit.__name__)' && cd ..; "
         "pip install -q --target lib2 surely-not-in-the-wheelhouse-pkg; echo missing=$?"
     )
     core.create_namespaced_pod(namespace, pod("pip", shell_container(script)))
@@ -400,7 +400,8 @@ def test_secret_and_config_map_volumes_are_files_in_the_pod(node_cluster) -> Non
 
 
 def test_bio_image_has_the_workflow_tools_and_both_plugins(node_cluster) -> None:
-    ImageCatalog().build("bio")  # cached across sessions; building is not what this test times
+    # Cached across sessions; building is not what this test times.
+    ImageCatalog.from_environment().build("bio")
     core = testkit.core_api(node_cluster)
     namespace = testkit.new_namespace(core)
     probe = (

@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from e2e.workflow_run import WORKFLOWS, run_snakemake
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
+from support.snakemake_run import run_snakemake
+
+WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

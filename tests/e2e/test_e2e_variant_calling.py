@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.clusterwatch import (
+
+from localcluster.azurite import Azurite
+from support.clusterwatch import (
     Recording,
     existing_run_ids,
     local_pod_logs,
     recording,
     wait_for_no_leftovers,
 )
-from e2e.tutorial_run import RunResult, TutorialSetup, prepare
-
-from support.azurite import Azurite
+from support.tutorial import RunResult, TutorialSetup, prepare
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -74,7 +74,7 @@ def tutorial(
     # Build the job image up front (cached across sessions) so the run measures the run.
     from localcluster.nodeagent.images import ImageCatalog
 
-    ImageCatalog().build("bio")
+    ImageCatalog.from_environment().build("bio")
     container = f"tutorial-{uuid.uuid4().hex[:12]}"
     setup = prepare(
         tmp_path_factory.mktemp("tutorial"),

@@ -1,4 +1,4 @@
-"""Fixtures of the executor tests that run workflows on the cluster (see cluster_harness)."""
+"""Fixtures of the executor tests that run workflows on the cluster (see support.workflows)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor.workflows.cluster_harness import NAMESPACE, WorkflowRunner
 
 from localcluster.accounts import write_executor_kubeconfig
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
+from support.workflows import NAMESPACE, WorkflowRunner
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import hashlib
 import json
 
 import pytest
-from executor.workflows.cluster_harness import (
+
+from support.workflows import (
     paragraphs_mentioning,
     places_with_secret,
     secret_values_of_run,

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
 
 from snakemake_executor_plugin_kubernetes import Executor, ExecutorSettings, common_settings
+from support.fakeapi import FakeApiServer, wait_until
 
 TOKEN = "tok-7c0ffee-never-printed"
 STORAGE_KEY = "c3RvcmFnZS1rZXktbmV2ZXItcHJpbnRlZA=="

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor.workflows.cluster_harness import BASE_IMAGE, NAMESPACE, ClusterObserver
 from snakemake.common.tests import TestWorkflowsBase
 from snakemake.settings import types as settings
 from snakemake_interface_common.plugin_registry.plugin import TaggedSettings
 
+from localcluster.azurite import Azurite
 from snakemake_executor_plugin_kubernetes import ExecutorSettings
 from snakemake_storage_plugin_azblob import StorageProviderSettings
-from support.azurite import Azurite
+from support.workflows import BASE_IMAGE, NAMESPACE, ClusterObserver
 
 
 class TestWorkflowsOnCluster(TestWorkflowsBase):

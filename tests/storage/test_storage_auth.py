@@ -29,8 +29,8 @@ from azure.storage.blob import (
 )
 from snakemake_interface_common.exceptions import WorkflowError
 
+from localcluster.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite, start_azurite
 from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings, credentials
-from support.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite, start_azurite
 from support.tls import TlsFiles, make_server_tls
 from support.tokens import STORAGE_SCOPE, FakeTokenCredential, RequestRecorder
 

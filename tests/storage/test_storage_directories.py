@@ -8,8 +8,8 @@ from pathlib import Path
 
 from snakemake.io import IOCache, glob_wildcards
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
-from support.azurite import Azurite
 
 from .conftest import ProviderFactory
 

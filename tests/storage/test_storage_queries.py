@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
 from snakemake_storage_plugin_azblob.query import parse_query
-from support.azurite import Azurite
 
 VALID = [
     "az://my-container/path/to/file.txt",

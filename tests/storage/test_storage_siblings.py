@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from snakemake.io import IOCache
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
 from snakemake_storage_plugin_azblob.listing import BlobEntry, FolderPage
 from snakemake_storage_plugin_azblob.requestlog import REQUEST_LOG_ENV
 from snakemake_storage_plugin_azblob.siblings import BURST_TRIGGER, SiblingListings
-from support.azurite import Azurite
 
 from .conftest import ProviderFactory
 from .test_storage_auth import container_sas

@@ -10,6 +10,7 @@ import pytest
 from azure.storage.blob import ContentSettings
 from snakemake_interface_common.exceptions import WorkflowError
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
 from snakemake_storage_plugin_azblob.transfer import (
     MAX_BLOCKS,
@@ -18,7 +19,6 @@ from snakemake_storage_plugin_azblob.transfer import (
     choose_block_size,
     temp_path_for,
 )
-from support.azurite import Azurite
 
 from .conftest import ProviderFactory
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 SNAKEFILE = Path(__file__).parent / "workflows" / "samples" / "Snakefile"
 RAW_INPUTS = {"a": "one two\n", "b": "three four five\n", "c": "six\n"}

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_DIR = REPO_ROOT / "examples" / "variant-calling"
-if str(EXAMPLE_DIR) not in sys.path:
-    sys.path.insert(0, str(EXAMPLE_DIR))
-
-from vcdemo.blobs import service_client, upload_files  # noqa: E402
-from vcdemo.command import snakemake_command, snakemake_environment  # noqa: E402
-from vcdemo.reference import prepare_reference  # noqa: E402
-from vcdemo.simulate import SimulationSettings  # noqa: E402
-from vcdemo.workspace import install_workflow, simulate_once, upload_plan  # noqa: E402
+from vcdemo.blobs import service_client, upload_files
+from vcdemo.command import snakemake_command, snakemake_environment
+from vcdemo.reference import prepare_reference
+from vcdemo.simulate import SimulationSettings
+from vcdemo.workspace import install_workflow, simulate_once, upload_plan
 
 # Fewer reads than the demo: a 30 kb stretch of chromosome I at depth 25 still puts every
 # planted SNP under at least 20 reads on average, which is what the recall check is about.

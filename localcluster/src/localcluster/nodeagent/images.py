@@ -1,12 +1,17 @@
 """Container images emulated as Python environments built from a local wheelhouse.
 
-An image has two layers, cached under ``<repo>/.cache/localcluster/images``:
-- ``<flavour>-deps-<deps key>/venv``: Snakemake and every dependency of the plugins, installed
-  ``--no-index`` from the wheelhouse (downloaded once). Rebuilt only when requirements change.
-- ``<flavour>-<source key>/site``: both plugins, installed from their source folders; a pod
-  (or ``.dev/env.sh``) puts it on PYTHONPATH through wrapper scripts in ``<image>/bin``.
-  Cheap to rebuild, and keyed by a hash of the plugin sources, so edits take effect at the
-  next cluster start.
+What goes into the images is configuration, not this package's location: the source folders
+of the Python packages to install (``--plugin-source DIR``, repeatable, or
+``LOCALCLUSTER_PLUGIN_SOURCES``, folders separated by ``os.pathsep``). An image has two
+layers, cached under ``LOCALCLUSTER_IMAGE_CACHE`` (default ``~/.cache/localcluster/images``):
+- ``<flavour>-deps-<deps key>/venv``: Snakemake and every dependency of the plugin sources,
+  installed ``--no-index`` from the wheelhouse (downloaded once). Rebuilt only when
+  requirements change.
+- ``<flavour>-<source key>/venv``: the image's own venv (no packages of its own but the plugin
+  sources, installed from their folders) whose ``base-layer.pth`` appends the third-party
+  layer's site-packages, as a container image layers on its base. A pod (or ``.dev/env.sh``)
+  runs it through wrapper scripts in ``<image>/bin``. Cheap to rebuild, and keyed by a hash
+  of the sources, so edits take effect at the next cluster start.
 Builds take file locks, so parallel test processes build each layer once.
 """
 
@@ -20,18 +25,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-PLUGIN_DIRS = ("storage-plugin", "executor-plugin")
-PLUGIN_DISTRIBUTIONS = ("snakemake-storage-plugin-azblob", "snakemake-executor-plugin-kubernetes")
+SOURCES_VARIABLE = "LOCALCLUSTER_PLUGIN_SOURCES"
+CACHE_VARIABLE = "LOCALCLUSTER_IMAGE_CACHE"
 BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
-LAYOUT_VERSION = 2  # bump when the cached layout changes
+LAYOUT_VERSION = 3  # bump when the cached layout changes
 
 
 class ImageNotFound(LookupError):
@@ -42,24 +47,61 @@ class ImageBuildError(RuntimeError):
     pass
 
 
+class ImageConfigError(ValueError):
+    """The plugin sources to put into images are missing or not Python projects."""
+
+
+def sources_from_environment(environ: Mapping[str, str] = os.environ) -> tuple[Path, ...]:
+    """The plugin source folders named by LOCALCLUSTER_PLUGIN_SOURCES (may be none)."""
+    return tuple(Path(p) for p in environ.get(SOURCES_VARIABLE, "").split(os.pathsep) if p)
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    if environ.get(CACHE_VARIABLE):
+        return Path(environ[CACHE_VARIABLE])
+    base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "localcluster" / "images"
+
+
+def distribution_name(source: Path) -> str:
+    """The ``[project] name`` of a source folder's pyproject.toml."""
+    pyproject = source / "pyproject.toml"
+    try:
+        name = tomllib.loads(pyproject.read_text())["project"]["name"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as error:
+        raise ImageConfigError(
+            f"plugin source {source}: not a Python project ({pyproject}: {error!r})"
+        ) from None
+    return str(name)
+
+
+def site_packages(venv: Path) -> Path:
+    """A venv's site-packages (the venvs here all run this interpreter's version)."""
+    return venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+
 @dataclass(frozen=True)
 class Image:
-    """A built image: a venv of third-party packages, the plugins layered on top of it
-    (a site directory on PYTHONPATH), and the wheelhouse pip inside pods resolves from."""
+    """A built image: its own venv holding the plugins, layered through a .pth file on a
+    venv of third-party packages, and the wheelhouse pip inside pods resolves from."""
 
     root: Path
     venv: Path
-    site: Path
+    base_venv: Path
     wheelhouses: tuple[Path, ...]
 
     @property
+    def site(self) -> Path:
+        return site_packages(self.venv)
+
+    @property
     def bin_dir(self) -> Path:
-        """Wrappers (python, snakemake, pip) that see the plugins; first on a pod's PATH."""
+        """Wrappers (python, snakemake, pip) of the image's venv; first on a pod's PATH."""
         return self.root / "bin"
 
     @property
     def path_dirs(self) -> tuple[Path, ...]:
-        return (self.bin_dir, self.venv / "bin")
+        return (self.bin_dir, self.venv / "bin", self.base_venv / "bin")
 
 
 def flavour_of(image: str) -> str:
@@ -91,7 +133,8 @@ def _pip(python: str) -> list[str]:
 
 
 def _write_wrappers(image: Image) -> None:
-    """python/snakemake/pip that put the plugin layer on sys.path, then run the venv's."""
+    """python/snakemake/pip of the image's venv (the base layer's own scripts would run the
+    base venv's interpreter, which does not see the plugins)."""
     image.bin_dir.mkdir(parents=True, exist_ok=True)
     python = image.venv / "bin" / "python"
     commands = {
@@ -103,12 +146,7 @@ def _write_wrappers(image: Image) -> None:
     }
     for name, command in commands.items():
         wrapper = image.bin_dir / name
-        wrapper.write_text(
-            "#!/bin/sh\n"
-            f'PYTHONPATH="{image.site}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
-            "export PYTHONPATH\n"
-            f'exec {command} "$@"\n'
-        )
+        wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
         wrapper.chmod(0o755)
 
 
@@ -135,39 +173,48 @@ def _file_lock(path: Path) -> Iterator[None]:
 class ImageCatalog:
     """Maps image names to built venvs, building each flavour at most once."""
 
-    def __init__(self, repo_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        self.repo_root = Path(repo_root or REPO_ROOT)
-        default_cache = os.environ.get("LOCALCLUSTER_IMAGE_CACHE")
-        self.cache_dir = Path(
-            cache_dir or default_cache or self.repo_root / ".cache" / "localcluster" / "images"
-        )
+    def __init__(self, plugin_sources: Sequence[Path], cache_dir: Path | None = None) -> None:
+        if not plugin_sources:
+            raise ImageConfigError(
+                "no plugin sources for the job images: pass --plugin-source DIR (repeatable) "
+                f"or set {SOURCES_VARIABLE}"
+            )
+        self.plugin_sources = tuple(Path(source).resolve() for source in plugin_sources)
+        self.distributions = tuple(distribution_name(source) for source in self.plugin_sources)
+        self.cache_dir = Path(cache_dir or default_cache_dir())
         self.snakemake = _snakemake_requirement()
         self._builds: dict[str, asyncio.Task[Image]] = {}
         self._keys: dict[str, str] = {}
+
+    @classmethod
+    def from_environment(cls) -> ImageCatalog:
+        """The catalog that LOCALCLUSTER_PLUGIN_SOURCES and LOCALCLUSTER_IMAGE_CACHE describe."""
+        return cls(sources_from_environment(), default_cache_dir())
 
     def requirements(self, flavour: str) -> list[str]:
         extra = list(BIO_PACKAGES) if flavour == "bio" else []
         return [self.snakemake, *extra]
 
-    def _plugin_files(self) -> list[Path]:
+    def _plugin_files(self) -> list[tuple[str, Path]]:
+        """(name in the image key, file) of each file of the plugin layer, the name being the
+        source folder's own name and the path inside it (``storage-plugin/src/...py``)."""
         files = []
-        for plugin in PLUGIN_DIRS:
-            root = self.repo_root / plugin
-            files.append(root / "pyproject.toml")
-            files.extend(sorted((root / "src").rglob("*.py")))
-        return [path for path in files if path.is_file()]
+        for source in self.plugin_sources:
+            candidates = [source / "pyproject.toml", *sorted((source / "src").rglob("*.py"))]
+            files += [(f"{source.name}/{p.relative_to(source)}", p) for p in candidates]
+        return [(name, path) for name, path in files if path.is_file()]
 
     def _deps_key(self, flavour: str) -> str:
         digest = hashlib.sha256()
         digest.update(f"{sys.version_info[:2]}|{self.requirements(flavour)}".encode())
-        for plugin in PLUGIN_DIRS:
-            digest.update((self.repo_root / plugin / "pyproject.toml").read_bytes())
+        for source in self.plugin_sources:
+            digest.update((source / "pyproject.toml").read_bytes())
         return digest.hexdigest()[:16]
 
     def image_key(self, flavour: str) -> str:
         digest = hashlib.sha256(f"{LAYOUT_VERSION}|{self._deps_key(flavour)}".encode())
-        for path in self._plugin_files():
-            digest.update(str(path.relative_to(self.repo_root)).encode())
+        for name, path in self._plugin_files():
+            digest.update(name.encode())
             digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
 
@@ -177,15 +224,20 @@ class ImageCatalog:
 
     def _build_image(self, flavour: str, key: str) -> Image:
         deps = self._build_wheelhouse(flavour)
-        venv = self._build_base_venv(flavour, deps)
+        base_venv = self._build_base_venv(flavour, deps)
         target = self.cache_dir / f"{flavour}-{key}"
-        image = Image(root=target, venv=venv, site=target / "site", wheelhouses=(deps,))
+        image = Image(root=target, venv=target / "venv", base_venv=base_venv, wheelhouses=(deps,))
         with _file_lock(self.cache_dir / f"{target.name}.lock"):
             if (target / COMPLETE_MARKER).exists():
                 return image
             shutil.rmtree(target, ignore_errors=True)  # an interrupted build
             target.mkdir(parents=True)
-            plugin_paths = [str(self.repo_root / plugin) for plugin in PLUGIN_DIRS]
+            log = target / "build.log"
+            _run([sys.executable, "-m", "venv", "--without-pip", str(image.venv)], log)
+            # The site module appends each line of a .pth file to sys.path, after the venv's
+            # own site-packages: the plugins here win over any copy in the base layer.
+            (image.site / "base-layer.pth").write_text(f"{site_packages(base_venv)}\n")
+            plugin_paths = [str(source) for source in self.plugin_sources]
             _run(
                 [
                     *_pip(sys.executable),
@@ -199,7 +251,7 @@ class ImageCatalog:
                     str(image.site),
                     *plugin_paths,
                 ],
-                target / "build.log",
+                log,
             )
             _write_wrappers(image)
             (target / COMPLETE_MARKER).write_text(key + "\n")
@@ -215,7 +267,7 @@ class ImageCatalog:
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
             log = target / "build.log"
-            plugin_paths = [str(self.repo_root / plugin) for plugin in PLUGIN_DIRS]
+            plugin_paths = [str(source) for source in self.plugin_sources]
             # Build the plugins only to learn their dependencies; the layer gets the deps.
             probe = target / "plugin-wheels"
             wheel = ["wheel", "-q", "--no-deps", "--no-index", "--find-links", str(deps)]
@@ -224,9 +276,9 @@ class ImageCatalog:
             _run([sys.executable, "-m", "venv", str(venv)], log)
             offline = ["--no-index", "--find-links", str(deps), "--find-links", str(probe)]
             venv_pip = _pip(str(venv / "bin" / "python"))
-            wanted = [*PLUGIN_DISTRIBUTIONS, *self.requirements(flavour)]
+            wanted = [*self.distributions, *self.requirements(flavour)]
             _run([*venv_pip, "install", "-q", *offline, *wanted], log)
-            _run([*venv_pip, "uninstall", "-q", "-y", *PLUGIN_DISTRIBUTIONS], log)
+            _run([*venv_pip, "uninstall", "-q", "-y", *self.distributions], log)
             shutil.rmtree(probe)
             (target / COMPLETE_MARKER).write_text(self._deps_key(flavour) + "\n")
         return venv
@@ -242,7 +294,7 @@ class ImageCatalog:
             staging.mkdir(parents=True)
             log = self.cache_dir / f"{wheelhouse.name}.log"
             log.unlink(missing_ok=True)
-            plugin_paths = [str(self.repo_root / plugin) for plugin in PLUGIN_DIRS]
+            plugin_paths = [str(source) for source in self.plugin_sources]
             command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "-q"]
             _run(
                 [
@@ -259,8 +311,9 @@ class ImageCatalog:
                 log,
             )
             # The plugins' own wheels belong to each image, not to the shared wheelhouse.
-            for wheel in staging.glob("snakemake_*_plugin_*.whl"):
-                if wheel.name.startswith(("snakemake_storage_plugin_azblob", "snakemake_executor")):
+            own = tuple(f"{name.replace('-', '_')}-" for name in self.distributions)
+            for wheel in staging.glob("*.whl"):
+                if wheel.name.startswith(own):
                     wheel.unlink()
             staging.rename(wheelhouse)
         return wheelhouse

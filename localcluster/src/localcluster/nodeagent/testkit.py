@@ -51,7 +51,8 @@ def node_cluster_fixture() -> Callable[..., Iterator[RunningCluster]]:
 
     @pytest.fixture(scope="module")
     def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-        ImageCatalog().build("base")  # once per session (cached); not part of any pod's wait
+        # Once per session (cached); not part of any pod's wait.
+        ImageCatalog.from_environment().build("base")
         env = {**os.environ, LEAK_MARKER: "must-not-reach-pods"}
         cluster = start_cluster(tmp_path_factory.mktemp("nodecluster"), nodes=NODES, env=env)
         try:

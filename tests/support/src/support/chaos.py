@@ -1,7 +1,7 @@
 """Shared helpers of the executor chaos scenarios: sizes, log parsing, request counting,
 leftover and secret scans.
 
-Workflows run through the executor tests' harness (executor.workflows.cluster_harness) on a
+Workflows run through the executor tests' harness (support.workflows) on a
 local cluster of the chaos suite's own (see conftest.py), so its request log and nodes belong
 to these scenarios alone.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from executor.workflows.cluster_harness import (
+from support.workflows import (
     RUN_ID_LABEL,
     WorkflowRun,
     encodings,

@@ -1,10 +1,11 @@
-"""``python -m localcluster.devenv up|down|status --root REPO``: a local dev environment.
+"""``localcluster up|down|status [--root DIR] [--plugin-source SRC ...]``: a local dev
+environment (also ``python -m localcluster.devenv up|down|status``).
 
 ``up`` starts Azurite and the local cluster in the background (reusing them when they already
-run), builds the job images, and writes ``REPO/.dev/env.sh``. After ``. .dev/env.sh``,
-``snakemake --executor kubernetes --default-storage-provider azblob
+run), builds the job images with the given plugin sources, and writes ``DIR/.dev/env.sh``.
+After ``. .dev/env.sh``, ``snakemake --executor kubernetes --default-storage-provider azblob
 --default-storage-prefix az://CONTAINER --jobs 4`` works in any folder. ``down`` stops both
-and removes ``REPO/.dev``. Everything listens on 127.0.0.1 only.
+and removes ``DIR/.dev``. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -23,11 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.accounts import ACCOUNT_NAME, write_executor_kubeconfig
-from localcluster.control import ClusterControl
-from localcluster.nodeagent.images import ImageCatalog
-from localcluster.paths import cluster_info_path, executor_kubeconfig_path, kubeconfig_path
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME
-from support.azurite import (
+from localcluster.azurite import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,
     AzuriteNotFound,
@@ -35,16 +32,24 @@ from support.azurite import (
     free_port,
     wait_for_port,
 )
+from localcluster.control import ClusterControl
+from localcluster.nodeagent.images import (
+    SOURCES_VARIABLE,
+    ImageCatalog,
+    ImageConfigError,
+    sources_from_environment,
+)
+from localcluster.paths import cluster_info_path, executor_kubeconfig_path, kubeconfig_path
+from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME
 
-TESTS_DIR = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
 class DevPaths:
-    root: Path  # the repository: plugin sources for the images
-    dev: Path  # the environment's state (REPO/.dev unless told otherwise)
+    root: Path  # the project folder (where `.dev` goes by default)
+    dev: Path  # the environment's state (ROOT/.dev unless told otherwise)
 
     @property
     def state(self) -> Path:
@@ -152,14 +157,17 @@ def start_azurite(paths: DevPaths) -> dict[str, Any]:
     return {"pid": process.pid, "port": port}
 
 
-def start_cluster(paths: DevPaths, nodes_file: Path | None) -> dict[str, Any]:
+def start_cluster(
+    paths: DevPaths, nodes_file: Path | None, catalog: ImageCatalog
+) -> dict[str, Any]:
     info_file = cluster_info_path(paths.cluster)
     info_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "localcluster", "serve", "--state-dir", str(paths.cluster)]
+    for source in catalog.plugin_sources:
+        command += ["--plugin-source", str(source)]
     if nodes_file is not None:
         command += ["--nodes", str(nodes_file.resolve())]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("KUBECONFIG", None)
     log_file = paths.cluster / "server.log"
     process = _spawn(command, log_file, env)
@@ -219,16 +227,17 @@ def write_env(paths: DevPaths, azurite: dict[str, Any], image_bin: Path) -> None
         "SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL": endpoint,
         "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": DEV_ACCOUNT_KEY,
     }
-    lines = ["# Written by `nox -s up` (python -m localcluster.devenv); source it: . .dev/env.sh"]
+    lines = ["# Written by `localcluster up` (`nox -s up`); source it: . .dev/env.sh"]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in exports.items()]
     lines.append(f'export PATH={shlex.quote(str(paths.bin))}:"$PATH"')
     _write_atomically(paths.env_sh, "\n".join(lines) + "\n")
 
 
 # ----- commands ----------------------------------------------------------------------------
-def up(paths: DevPaths, nodes_file: Path | None, flavours: list[str]) -> dict[str, Any]:
+def up(
+    paths: DevPaths, nodes_file: Path | None, flavours: list[str], catalog: ImageCatalog
+) -> dict[str, Any]:
     paths.dev.mkdir(parents=True, exist_ok=True)
-    catalog = ImageCatalog(repo_root=paths.root)
     images = {}
     for flavour in flavours:
         print(f"devenv: image {flavour!r} (built once, cached in {catalog.cache_dir})", flush=True)
@@ -245,7 +254,7 @@ def up(paths: DevPaths, nodes_file: Path | None, flavours: list[str]) -> dict[st
         print(f"devenv: reusing the local cluster at {cluster['url']}", flush=True)
     else:
         _stop(cluster.get("pid"), "localcluster")
-        cluster = start_cluster(paths, nodes_file)
+        cluster = start_cluster(paths, nodes_file, catalog)
         print(f"devenv: started the local cluster at {cluster['url']}", flush=True)
     account = write_executor_kubeconfig(
         kubeconfig_path(paths.cluster), executor_kubeconfig_path(paths.cluster), "default"
@@ -283,37 +292,54 @@ def status(paths: DevPaths) -> int:
     return 0 if azurite_up and cluster_up else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcluster.devenv")
-    parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `up`, `down` and `status` (shared with `localcluster up|down|status`)."""
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project folder")
     parser.add_argument("--dev-dir", type=Path, help="state folder (default: ROOT/.dev)")
     parser.add_argument("--nodes", type=Path, help="JSON list of nodes for a new cluster")
+    parser.add_argument(
+        "--plugin-source",
+        type=Path,
+        action="append",
+        dest="plugin_sources",
+        metavar="DIR",
+        help=f"a Python project to install into the job images (repeatable; default: "
+        f"the folders in {SOURCES_VARIABLE})",
+    )
     parser.add_argument(
         "--images",
         default="base,bio",
         help="image flavours to build ahead (comma-separated: base, bio)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(command: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     root = args.root.resolve()
-    if not (root / "executor-plugin").is_dir() or not (root / "storage-plugin").is_dir():
-        parser.error(f"--root {root}: not the repository (no storage-plugin/ and executor-plugin/)")
     paths = DevPaths(root, (args.dev_dir or root / ".dev").resolve())
     flavours = [f.strip() for f in args.images.split(",") if f.strip()]
     unknown = sorted(set(flavours) - {"base", "bio"})
     if unknown or not flavours:
         parser.error(f"--images {args.images!r}: expected base and/or bio")
     try:
-        if args.command == "up":
-            up(paths, args.nodes, flavours)
-        elif args.command == "down":
+        if command == "up":
+            sources = args.plugin_sources or sources_from_environment()
+            up(paths, args.nodes, flavours, ImageCatalog(sources))
+        elif command == "down":
             down(paths)
         else:
             return status(paths)
-    except DevEnvError as error:
-        print(f"devenv: {error}", file=sys.stderr)
+    except (DevEnvError, ImageConfigError) as error:
+        print(f"localcluster {command}: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.devenv")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(args.command, args, parser)
 
 
 if __name__ == "__main__":

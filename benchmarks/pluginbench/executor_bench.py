@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster_watch import PodCompletions, RequestCollector
-from report import Results, Row
-from timed_snakemake import REPORT_TIMES_VARIABLE, last_plugin_report
-from venvs import KUBERNETES_EXECUTOR, ensure
+from pluginbench.cluster_watch import PodCompletions, RequestCollector
+from pluginbench.report import Results, Row
+from pluginbench.timed_snakemake import REPORT_TIMES_VARIABLE, last_plugin_report
+from pluginbench.venvs import KUBERNETES_EXECUTOR, ensure
 
 NAMESPACE = "default"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SNAKEFILE = """\
 N = int(config["jobs"])
 
@@ -365,11 +365,12 @@ MIN_OBSERVATION_S = 30
 def start_cluster_with(scratch: Path, name: str, nodes: list[dict[str, str]]):
     from localcluster.launcher import start_cluster
 
-    return start_cluster(scratch / name, nodes=nodes)
+    plugins = [REPO_ROOT / "storage-plugin", REPO_ROOT / "executor-plugin"]
+    return start_cluster(scratch / name, nodes=nodes, plugin_sources=plugins)
 
 
 def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
-    from support.azurite import start_azurite
+    from localcluster.azurite import start_azurite
 
     problems: list[str] = []
     azurite = start_azurite(scratch / "exec-azurite")

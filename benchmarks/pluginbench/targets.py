@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from report import Results, Row
+from pluginbench.report import Results, Row
 
 METADATA_SHARE = 0.01
 SDK_SHARE = 0.90

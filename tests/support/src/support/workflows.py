@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 RUN_ID_LABEL = "snakemake.io/run-id"
 RULE_LABEL = "snakemake.io/rule"

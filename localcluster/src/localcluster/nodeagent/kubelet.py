@@ -537,7 +537,6 @@ class PodRunner:
     def _base_env(self, image: Image) -> dict[str, str]:
         return {
             "PATH": ":".join([*map(str, image.path_dirs), SYSTEM_PATH]),
-            "PYTHONPATH": str(image.site),
             "HOSTNAME": self.name,
             "HOME": str(self.pod_dir / "home"),
             "TMPDIR": str(self.pod_dir / "tmp"),

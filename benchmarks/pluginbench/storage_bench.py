@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy import CountingProxy
-from report import Results, Row
-from storage_sides import StorageSide
+from pluginbench.proxy import CountingProxy
+from pluginbench.report import Results, Row
+from pluginbench.storage_sides import StorageSide
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "transfer_worker.py"

@@ -2,7 +2,7 @@
 
 Only what the executor uses: Jobs, Pods, Secrets (create/get/list/watch/patch/delete,
 deletecollection), pod logs; plus a request log and fault injection. Tests drive pod and
-Job status directly. No test in this module: `test_` prefix only to match the owned names.
+Job status directly.
 """
 
 from __future__ import annotations

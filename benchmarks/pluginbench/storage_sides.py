@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from venvs import AZURE_STORAGE
+from pluginbench.venvs import AZURE_STORAGE
 
 # Variables that could steer a plugin to another account or credential.
 _FOREIGN_PREFIXES = ("SNAKEMAKE_STORAGE_", "AZ_BLOB_", "AZURE_", "AZURITE_")

@@ -1,7 +1,10 @@
-"""``python -m localcluster serve --state-dir DIR [--port 0] [--nodes FILE.json] [--no-agent]``
+"""The ``localcluster`` command (also ``python -m localcluster``).
 
-Runs the API server, the controllers and (unless --no-agent) the node agent in one asyncio
-loop on 127.0.0.1, then writes DIR/kubeconfig and DIR/cluster.json ({"url", "pid"}).
+``localcluster serve --state-dir DIR [--port 0] [--nodes FILE.json] [--no-agent]
+[--plugin-source SRC ...]`` runs the API server, the controllers and (unless --no-agent) the
+node agent in one asyncio loop on 127.0.0.1, then writes DIR/kubeconfig and DIR/cluster.json
+({"url", "pid"}). ``localcluster up|down|status`` manage a background dev environment (Azurite
+and a cluster; see devenv.py).
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from localcluster import devenv
 from localcluster.admission import Admission
 from localcluster.controllers import GarbageCollector, JobController, QuotaController
 from localcluster.kubeconfig import new_token, write_kubeconfig
+from localcluster.nodeagent import ImageCatalog, NodeAgent
+from localcluster.nodeagent.images import SOURCES_VARIABLE, sources_from_environment
 from localcluster.nodes import DEFAULT_NODES, NodeSpec, load_nodes
 from localcluster.paths import cluster_info_path, kubeconfig_path
 from localcluster.rbac import seed as seed_rbac
@@ -39,15 +44,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m localcluster")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localcluster")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, purpose in (
+        ("up", "start Azurite and a cluster in the background; write .dev/env.sh"),
+        ("down", "stop them and remove .dev"),
+        ("status", "say whether they run (exit status 0 when both do)"),
+    ):
+        devenv.add_arguments(commands.add_parser(name, help=purpose))
     serve = commands.add_parser("serve", help="run the local cluster until SIGTERM/SIGINT")
     serve.add_argument("--state-dir", type=Path, required=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--nodes", type=Path, help="JSON list of nodes (NodeSpec fields)")
     serve.add_argument("--no-agent", action="store_true", help="API server and controllers only")
+    serve.add_argument(
+        "--plugin-source",
+        type=Path,
+        action="append",
+        dest="plugin_sources",
+        metavar="DIR",
+        help=f"a Python project to install into the job images (repeatable; default: the "
+        f"folders in {SOURCES_VARIABLE})",
+    )
     serve.add_argument(
         "--job-backoff-seconds",
         type=_positive_float,
@@ -60,21 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     serve.add_argument("--watch-history", type=int, default=10000, help="events kept for resume")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "WARNING"))
-    args = parser.parse_args(argv)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        parser.error(f"--host {args.host}: the local cluster only listens on loopback")
-    return args
+    return parser
 
 
-def _make_agent(store: Store, nodes: list[NodeSpec], state_dir: Path) -> Any:
-    try:
-        from localcluster.nodeagent import ImageCatalog, NodeAgent
-    except ImportError as error:
-        raise SystemExit(
-            f"localcluster: the node agent (localcluster.nodeagent) cannot be imported ({error}); "
-            "run with --no-agent to serve the API and controllers only"
-        ) from error
-    return NodeAgent(store, nodes, state_dir, ImageCatalog())
+def _make_agent(
+    store: Store, nodes: list[NodeSpec], state_dir: Path, sources: list[Path] | None
+) -> NodeAgent:
+    catalog = ImageCatalog(sources or sources_from_environment())
+    return NodeAgent(store, nodes, state_dir, catalog)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -82,7 +95,7 @@ async def serve(args: argparse.Namespace) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     nodes = load_nodes(args.nodes) if args.nodes else list(DEFAULT_NODES)
     store = Store(history_size=args.watch_history)
-    agent = None if args.no_agent else _make_agent(store, nodes, state_dir)
+    agent = None if args.no_agent else _make_agent(store, nodes, state_dir, args.plugin_sources)
     token = new_token()
     server = ClusterServer(store, token, state_dir, args.bookmark_interval, agent)
     store.admission = Admission(store, service_account_tokens=server.rbac)
@@ -133,11 +146,16 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command != "serve":
+        return devenv.run(args.command, args, parser)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error(f"--host {args.host}: the local cluster only listens on loopback")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         asyncio.run(serve(args))
-    except ValueError as error:
+    except ValueError as error:  # ImageConfigError among them: bad --plugin-source
         print(f"localcluster: {error}", file=sys.stderr)
         return 2
     return 0

@@ -41,7 +41,7 @@ class NodeAgent:
         store: Any,
         nodes: list[NodeSpec] | None,
         state_dir: Path,
-        images: ImageCatalog | None = None,
+        images: ImageCatalog,
         timing: KubeletTiming | None = None,
     ) -> None:
         self.store = store
@@ -50,7 +50,7 @@ class NodeAgent:
         self.context = KubeletContext(
             store=store,
             state_dir=self.state_dir,
-            images=images or ImageCatalog(),
+            images=images,
             timing=timing or KubeletTiming(),
         )
         self.scheduler = Scheduler(store)

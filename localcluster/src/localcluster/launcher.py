@@ -1,4 +1,6 @@
-"""Start ``python -m localcluster serve`` as a subprocess and wait until it answers."""
+"""Start ``python -m localcluster serve`` as a subprocess and wait until it answers.
+
+The child runs with this interpreter, so it imports the same installed ``localcluster``."""
 
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ from localcluster.control import ClusterControl
 from localcluster.nodes import NodeSpec
 from localcluster.paths import cluster_info_path, kubeconfig_path
 from localcluster.tls import client_context
-
-TESTS_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -63,8 +63,10 @@ def start_cluster(
     extra_args: Sequence[str] = (),
     startup_timeout: float = 120.0,
     env: dict[str, str] | None = None,
+    plugin_sources: Sequence[Path] = (),
 ) -> RunningCluster:
-    """Run the cluster in a subprocess; its output goes to STATE_DIR/server.log."""
+    """Run the cluster in a subprocess; its output goes to STATE_DIR/server.log. The node
+    agent's images get ``plugin_sources`` (default: LOCALCLUSTER_PLUGIN_SOURCES)."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     info_file = cluster_info_path(state_dir)
@@ -76,11 +78,10 @@ def start_cluster(
         command += ["--nodes", str(nodes_file)]
     if not agent:
         command.append("--no-agent")
+    for source in plugin_sources:
+        command += ["--plugin-source", str(source)]
     command += list(extra_args)
     child_env = dict(os.environ if env is None else env)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS_DIR), *filter(None, [child_env.get("PYTHONPATH")])]
-    )
     log_file = (state_dir / "server.log").open("ab")
     process = subprocess.Popen(
         command, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=state_dir

@@ -1,9 +1,9 @@
 """Start and stop Azurite (Microsoft's Azure Storage emulator) on 127.0.0.1.
 
-Used by the test suite, the demo and the benchmarks. Azurite is found through
-``AZURITE_BIN``, the repository's npm cache (``.cache/azurite``, filled by
-``nox``) or ``PATH``. Telemetry is always disabled: the emulator must not talk
-to anything but loopback.
+Used by the dev environment (``localcluster up``), the pytest plugin, the demo and the
+benchmarks. Azurite is found through ``AZURITE_BIN`` (``nox`` installs it from npm and sets
+it) or ``PATH``. Telemetry is always disabled: the emulator must not talk to anything but
+loopback.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-AZURITE_CACHE = REPO_ROOT / ".cache" / "azurite"
 
 # Azurite's well-known development account (public, documented by Microsoft).
 DEV_ACCOUNT_NAME = "devstoreaccount1"
@@ -32,17 +29,17 @@ class AzuriteNotFound(RuntimeError):
 
 def find_azurite_blob() -> str:
     """Return the path of the ``azurite-blob`` executable."""
-    candidates = [
-        os.environ.get("AZURITE_BIN"),
-        str(AZURITE_CACHE / "node_modules" / ".bin" / "azurite-blob"),
-        shutil.which("azurite-blob"),
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
+    configured = os.environ.get("AZURITE_BIN")
+    if configured:
+        if not Path(configured).exists():
+            raise AzuriteNotFound(f"AZURITE_BIN={configured}: no such file")
+        return configured
+    found = shutil.which("azurite-blob")
+    if found:
+        return found
     raise AzuriteNotFound(
-        "azurite-blob not found: run the tests through `nox -s tests` (which installs "
-        f"Azurite into {AZURITE_CACHE}) or set AZURITE_BIN"
+        "azurite-blob not found: run through nox (which installs Azurite from npm and sets "
+        "AZURITE_BIN), set AZURITE_BIN, or put azurite-blob on PATH (npm install -g azurite)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Run one of the small workflows under ``workflows/`` on the local cluster with Azurite."""
+"""Run a small workflow (the e2e tests' ``workflows/``) on the local cluster with Azurite."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.azurite import Azurite
-
-WORKFLOWS = Path(__file__).resolve().parent / "workflows"
+from localcluster.azurite import Azurite
 
 
 def run_snakemake(

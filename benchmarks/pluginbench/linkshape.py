@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from background_server import BackgroundServer
+from pluginbench.background_server import BackgroundServer
 
 CHUNK = 64 * 1024
 

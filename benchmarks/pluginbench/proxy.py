@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from background_server import BackgroundServer
+from pluginbench.background_server import BackgroundServer
 
 RELAY_CHUNK = 256 * 1024
 
