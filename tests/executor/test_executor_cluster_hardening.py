@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executor.test_executor_cluster_outcomes import CHAIN_SNAKEFILE, ONE_JOB_SNAKEFILE
-from executor.workflows.cluster_harness import WorkflowRunner, paragraphs_mentioning
 from kubernetes import client
 
 from localcluster.accounts import write_executor_kubeconfig
 from localcluster.admission import SIDECAR_LABEL
 from localcluster.pytest_fixtures import require_control
 from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES
+from support.snakefiles import CHAIN_SNAKEFILE, ONE_JOB_SNAKEFILE
+from support.workflows import WorkflowRunner, paragraphs_mentioning
 
 pytestmark = pytest.mark.slow
 

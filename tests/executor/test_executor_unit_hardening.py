@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
-from executor.test_executor_unit_outcomes import LIMITS, job, pod
 
 from localcluster import podsecurity
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient
@@ -24,12 +22,14 @@ from snakemake_executor_plugin_kubernetes.podsecurity import privilege_refusal
 from snakemake_executor_plugin_kubernetes.refusals import RefusalScanner, judge_refusal
 from snakemake_executor_plugin_kubernetes.render import JOB_GROUP_ID, JOB_USER_ID
 from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
+from support.fakeapi import FakeApiServer, wait_until
+from support.job_states import LIMITS, job, pod
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _rendered_pod_spec(privileged: bool = False) -> dict[str, Any]:
-    from executor.test_executor_render import FakeJob, render  # the render tests' helpers
+    from support.rendering import FakeJob, render  # the render tests' helpers
 
     return render(FakeJob(resources={"k8s_privileged": True} if privileged else {}))
 
