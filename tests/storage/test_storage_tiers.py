@@ -16,9 +16,9 @@ from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_storage_plugin_azblob.archive import BlobArchived, check_readable
 from snakemake_storage_plugin_azblob.listing import BlobEntry
 from snakemake_storage_plugin_azblob.requestlog import REQUEST_LOG_ENV
-from support.azurite import Azurite
 
-from .conftest import ProviderFactory
+# Azurite comes through conftest, the one module here that names where its launcher lives.
+from .conftest import Azurite, ProviderFactory
 
 KIB = 1024
 CREDENTIAL_ENV_PREFIXES = ("SNAKEMAKE_STORAGE_AZBLOB_", "AZ_BLOB_", "AZURE_STORAGE_")
