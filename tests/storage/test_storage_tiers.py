@@ -4,6 +4,10 @@ how to rehydrate them (Azurite implements tiers and answers reads of archived bl
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +15,13 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob.archive import BlobArchived, check_readable
 from snakemake_storage_plugin_azblob.listing import BlobEntry
-from support.azurite import Azurite
+from snakemake_storage_plugin_azblob.requestlog import REQUEST_LOG_ENV
 
-from .conftest import ProviderFactory
+# Azurite comes through conftest, the one module here that names where its launcher lives.
+from .conftest import Azurite, ProviderFactory
 
 KIB = 1024
+CREDENTIAL_ENV_PREFIXES = ("SNAKEMAKE_STORAGE_AZBLOB_", "AZ_BLOB_", "AZURE_STORAGE_")
 
 
 def stored_tier(azurite: Azurite, container: str, name: str) -> str:
@@ -139,3 +145,65 @@ def test_a_blob_being_rehydrated_says_to_wait_for_it() -> None:
 
     assert "being rehydrated from the Archive tier (rehydrate-pending-to-hot)" in str(raised.value)
     check_readable("az://c/r/y.txt", "acct", "c", [BlobEntry("r/y.txt", 1, 1.0, tier="Cool")])
+
+
+# -- through Snakemake's command line ----------------------------------------------------------
+TIERS_SNAKEFILE = Path(__file__).parent / "workflows" / "tiers" / "Snakefile"
+
+
+def run_copy(azurite: Azurite, container: str, workdir: Path, target: str, *extra: str):
+    """``snakemake TARGET`` with azblob as the default storage; returns the run and its
+    request totals (from the request log every provider writes at exit)."""
+    log = workdir / "requests.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_ENV_PREFIXES)}
+    env |= {"SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": azurite.account_key, REQUEST_LOG_ENV: str(log)}
+    command = [
+        sys.executable, "-m", "snakemake", target,
+        "--snakefile", str(TIERS_SNAKEFILE),
+        "--directory", str(workdir),
+        "--cores", "1",
+        "--nocolor",
+        "--default-storage-provider", "azblob",
+        "--default-storage-prefix", f"az://{container}",
+        "--storage-azblob-endpoint-url", azurite.blob_endpoint,
+        *extra,
+    ]  # fmt: skip
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    operations: dict[str, int] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        for operation, count in json.loads(line)["by_operation"].items():
+            operations[operation] = operations.get(operation, 0) + count
+    return run, operations
+
+
+@pytest.mark.timeout(300)
+def test_the_tier_option_on_snakemakes_command_line_places_outputs(
+    azurite: Azurite, container: str, tmp_path: Path
+) -> None:
+    blob = azurite.service_client().get_blob_client(container, "raw/hot.txt")
+    blob.upload_blob(b"hot data")
+
+    run, _ = run_copy(
+        azurite, container, tmp_path, "out/hot.txt", "--storage-azblob-access-tier", "Cool"
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert stored_tier(azurite, container, "out/hot.txt") == "Cool"
+    assert stored_tier(azurite, container, "raw/hot.txt") == "Hot"
+
+
+@pytest.mark.timeout(300)
+def test_a_workflow_over_an_archived_input_stops_at_once_with_how_to_rehydrate(
+    azurite: Azurite, container: str, tmp_path: Path
+) -> None:
+    archived_blob(azurite, container, "raw/cold.txt")
+
+    run, operations = run_copy(azurite, container, tmp_path, "out/cold.txt")
+
+    assert run.returncode != 0
+    assert f"az://{container}/raw/cold.txt" in run.stderr
+    assert "is in the Archive access tier" in run.stderr
+    assert "az storage blob set-tier" in run.stderr
+    assert operations.get("GET", 0) == 0, operations  # no download was tried
+    names = [b.name for b in azurite.service_client().get_container_client(container).list_blobs()]
+    assert names == ["raw/cold.txt"]

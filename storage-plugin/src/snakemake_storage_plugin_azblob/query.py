@@ -22,8 +22,8 @@ from urllib.parse import quote, unquote, urlsplit
 from snakemake_interface_storage_plugins.io import WILDCARD_REGEX
 
 AZ_SCHEME = "az"
-# Hadoop's ABFS driver: abfss is TLS; abfs uses TLS too unless a client turns it off,
-# so both are served over https here.
+# Hadoop's ABFS driver: abfss is TLS; abfs uses TLS too unless configured otherwise
+# (fs.azure.always.use.https), so both are served over https here.
 ABFS_SCHEMES = ("abfs", "abfss")
 EMULATOR_ACCOUNT = "devstoreaccount1"
 MAX_BLOB_NAME_LENGTH = 1024
