@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
@@ -18,15 +17,11 @@ from support.rendering import (
     SECRET_VALUE,
     FakeJob,
     Preemptible,
+    container,
     pod_spec,
     render,
     validate,
 )
-
-
-def container(manifest: dict[str, Any]) -> dict[str, Any]:
-    (only,) = [c for c in pod_spec(manifest)["containers"] if c["name"] == "snakemake"]
-    return only
 
 
 def test_schema_versions_are_distinct_and_include_1_28():

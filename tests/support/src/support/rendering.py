@@ -75,3 +75,8 @@ def validate(manifest: dict[str, Any]) -> None:
 
 def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest["spec"]["template"]["spec"]
+
+
+def container(manifest: dict[str, Any]) -> dict[str, Any]:
+    (only,) = [c for c in pod_spec(manifest)["containers"] if c["name"] == "snakemake"]
+    return only
