@@ -24,6 +24,7 @@ from typing import Any
 
 from localcluster.control import ClusterControl
 from localcluster.nodeagent.images import ImageCatalog
+from localcluster.nodepools import DEV_POOLS, pool_to_dict
 from localcluster.paths import cluster_info_path, kubeconfig_path
 from support.azurite import (
     DEV_ACCOUNT_KEY,
@@ -37,6 +38,16 @@ from support.azurite import (
 TESTS_DIR = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 15.0
+# The dev cluster's autoscaler, quicker than AKS's (nodes in 1-3 minutes, scale-down after
+# 10 idle minutes) so that the tutorial's scale-up and scale-down show within a short demo.
+DEV_AUTOSCALER_ARGS = (
+    "--autoscaler-scan-interval",
+    "2",
+    "--autoscaler-provision-seconds",
+    "15",
+    "--autoscaler-scale-down-unneeded-seconds",
+    "120",
+)
 
 
 @dataclass(frozen=True)
@@ -150,12 +161,21 @@ def start_azurite(paths: DevPaths) -> dict[str, Any]:
     return {"pid": process.pid, "port": port}
 
 
-def start_cluster(paths: DevPaths, nodes_file: Path | None) -> dict[str, Any]:
+def start_cluster(
+    paths: DevPaths, nodes_file: Path | None, pools_file: Path | None = None
+) -> dict[str, Any]:
+    """Without a nodes or pools file: the seed's AKS cluster (DEV_POOLS), autoscaled."""
     info_file = cluster_info_path(paths.cluster)
     info_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "localcluster", "serve", "--state-dir", str(paths.cluster)]
     if nodes_file is not None:
         command += ["--nodes", str(nodes_file.resolve())]
+    if pools_file is None and nodes_file is None:
+        pools_file = paths.cluster / "node-pools.json"
+        paths.cluster.mkdir(parents=True, exist_ok=True)
+        pools_file.write_text(json.dumps([pool_to_dict(p) for p in DEV_POOLS], indent=2) + "\n")
+    if pools_file is not None:
+        command += ["--node-pools", str(pools_file.resolve()), *DEV_AUTOSCALER_ARGS]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("KUBECONFIG", None)
@@ -221,7 +241,9 @@ def write_env(paths: DevPaths, azurite: dict[str, Any], image_bin: Path) -> None
 
 
 # ----- commands ----------------------------------------------------------------------------
-def up(paths: DevPaths, nodes_file: Path | None, flavours: list[str]) -> dict[str, Any]:
+def up(
+    paths: DevPaths, nodes_file: Path | None, flavours: list[str], pools_file: Path | None = None
+) -> dict[str, Any]:
     paths.dev.mkdir(parents=True, exist_ok=True)
     catalog = ImageCatalog(repo_root=paths.root)
     images = {}
@@ -240,7 +262,7 @@ def up(paths: DevPaths, nodes_file: Path | None, flavours: list[str]) -> dict[st
         print(f"devenv: reusing the local cluster at {cluster['url']}", flush=True)
     else:
         _stop(cluster.get("pid"), "localcluster")
-        cluster = start_cluster(paths, nodes_file)
+        cluster = start_cluster(paths, nodes_file, pools_file)
         print(f"devenv: started the local cluster at {cluster['url']}", flush=True)
     state = {"azurite": azurite, "cluster": cluster}
     _write_atomically(paths.state, json.dumps(state, indent=2) + "\n")
@@ -277,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-dir", type=Path, help="state folder (default: ROOT/.dev)")
     parser.add_argument("--nodes", type=Path, help="JSON list of nodes for a new cluster")
     parser.add_argument(
+        "--node-pools",
+        type=Path,
+        help="JSON list of autoscaled node pools (default without --nodes: system + nodepool1)",
+    )
+    parser.add_argument(
         "--images",
         default="base,bio",
         help="image flavours to build ahead (comma-separated: base, bio)",
@@ -292,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--images {args.images!r}: expected base and/or bio")
     try:
         if args.command == "up":
-            up(paths, args.nodes, flavours)
+            up(paths, args.nodes, flavours, args.node_pools)
         elif args.command == "down":
             down(paths)
         else:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.control import ClusterControl
+from localcluster.nodepools import NodePool, pool_to_dict
 from localcluster.nodes import NodeSpec
 from localcluster.paths import cluster_info_path, kubeconfig_path
 from localcluster.tls import client_context
@@ -63,6 +64,7 @@ def start_cluster(
     extra_args: Sequence[str] = (),
     startup_timeout: float = 120.0,
     env: dict[str, str] | None = None,
+    pools: Iterable[NodePool | dict[str, Any]] | None = None,
 ) -> RunningCluster:
     """Run the cluster in a subprocess; its output goes to STATE_DIR/server.log."""
     state_dir = Path(state_dir).resolve()
@@ -74,6 +76,12 @@ def start_cluster(
         nodes_file = state_dir / "nodes.json"
         nodes_file.write_text(json.dumps([_node_dict(n) for n in nodes]))
         command += ["--nodes", str(nodes_file)]
+    if pools is not None:
+        pools_file = state_dir / "node-pools.json"
+        pools_file.write_text(
+            json.dumps([p if isinstance(p, dict) else pool_to_dict(p) for p in pools])
+        )
+        command += ["--node-pools", str(pools_file)]
     if not agent:
         command.append("--no-agent")
     command += list(extra_args)
