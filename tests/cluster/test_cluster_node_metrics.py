@@ -3,6 +3,7 @@ CPU count as a pod's Python and Snakemake see it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,9 +28,8 @@ def test_metrics_api_is_discoverable_and_reports_a_busy_pods_cpu_and_memory(node
     api = node_cluster.api_client()
     groups = {g.name: g for g in client.ApisApi(api).get_api_versions().groups}
     assert groups["metrics.k8s.io"].preferred_version.group_version == "metrics.k8s.io/v1beta1"
-    resources = client.CustomObjectsApi(api).api_client.call_api(
-        "/apis/metrics.k8s.io/v1beta1", "GET", response_type="object", _return_http_data_only=True
-    )
+    resources = client.CustomObjectsApi(api).get_api_resources("metrics.k8s.io", "v1beta1")
+    resources = api.sanitize_for_serialization(resources)
     assert {r["name"]: r["kind"] for r in resources["resources"]} == {
         "nodes": "NodeMetrics",
         "pods": "PodMetrics",
@@ -75,7 +75,11 @@ def test_metrics_api_is_discoverable_and_reports_a_busy_pods_cpu_and_memory(node
         )
     except client.ApiException as error:
         assert error.status == 404
-        assert f'podmetrics.metrics.k8s.io "{namespace}/no-such-pod" not found' in error.body
+        status = json.loads(error.body)
+        assert (status["reason"], status["message"]) == (
+            "NotFound",
+            f'podmetrics.metrics.k8s.io "{namespace}/no-such-pod" not found',
+        )
     else:
         raise AssertionError("PodMetrics of a missing pod answered")
 
