@@ -219,6 +219,7 @@ def judge(
         stall = _stall(pod, limits, tracker, now, last_occupied, diagnoses or {}, progress)
         if stall is not None:
             stall.notices = notices
+            stall.progress = progress
             return stall
     return Verdict("running", notices=notices, progress=progress)
 

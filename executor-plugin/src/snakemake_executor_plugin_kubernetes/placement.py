@@ -267,7 +267,12 @@ def _advice(pod: dict[str, Any], nodes: list[dict[str, Any]] | None, reasons: li
                 f"{amount_text(resource, room) if room else f'no {resource}'} allocatable"
             )
         setting = SETTING_FOR_RESOURCE.get(resource, f"the {resource} request")
-        sentences.append(f"{sentence}. Lower {setting}, or add a node pool with a larger VM size")
+        remedy = (
+            "a node pool with a GPU VM size (e.g. Standard_NC6s_v3)"
+            if resource.endswith("/gpu")
+            else "a node pool with a larger VM size"
+        )
+        sentences.append(f"{sentence}. Lower {setting}, or add {remedy}")
     if any(r.startswith(AFFINITY) for r in reasons) or (
         nodes is not None and nodes and not any(selects(pod, n) for n in nodes)
     ):
