@@ -46,6 +46,7 @@ class ClusterView:
         self.facts = ClusterFacts()
         self._read_at: float | None = None
         self._forbidden_at: dict[str, float] = {}
+        self._cache: dict[str, tuple[str, Diagnosis]] = {}  # pod: (resourceVersion, diagnosis)
 
     def diagnose(self, pods: list[dict[str, Any]], now: float) -> dict[str, Diagnosis]:
         """Diagnoses of the unschedulable pods, by pod name."""
@@ -55,10 +56,21 @@ class ClusterView:
         if self._read_at is None or now - self._read_at >= REFRESH_SECONDS:
             self._read_at = now
             self._refresh(now)
-        return {
-            pod["metadata"]["name"]: diagnose(pod, self.facts, self.no_autoscaler_grace)
-            for pod in pods
-        }
+            self._cache.clear()
+        found = {}
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            version = pod["metadata"].get("resourceVersion", "")
+            cached = self._cache.get(name)
+            if cached is None or cached[0] != version:
+                # Diagnosing compares the pod with every node: once per pod change or refresh,
+                # not in every status round.
+                cached = (version, diagnose(pod, self.facts, self.no_autoscaler_grace))
+                self._cache[name] = cached
+            found[name] = cached[1]
+        for name in [n for n in self._cache if n not in found]:
+            del self._cache[name]
+        return found
 
     def _refresh(self, now: float) -> None:
         events = self._read(
