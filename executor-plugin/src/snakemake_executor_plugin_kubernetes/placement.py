@@ -341,7 +341,9 @@ def diagnose(
             never=True,
             failure=(
                 f"no node can ever hold pod {name} and the cluster has no cluster-autoscaler "
-                f"(no kube-system/cluster-autoscaler-status); {_advice(pod, nodes, reasons)}"
+                f"(no kube-system/cluster-autoscaler-status); the scheduler says "
+                f'"{_scheduled_condition(pod).get("message", "")}"; '
+                f"{_advice(pod, nodes, reasons)}"
             ),
             grace=no_autoscaler_grace,
         )
