@@ -280,6 +280,11 @@ class NodeAgent:
                 for runner in list(self.runners.values())
                 for container, process in list(runner.processes.items())
             }
+            if not owners:  # nothing runs: no need to scan /proc
+                self._usage.sample([])
+                self.pod_usage = {}
+                self.usage_sampled_at = time.time()
+                continue
             try:
                 usage = await asyncio.to_thread(self._usage.sample, list(owners))
             except OSError as error:  # /proc unreadable: keep the last figures

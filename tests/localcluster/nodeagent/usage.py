@@ -59,8 +59,8 @@ class UsageSampler:
     def sample(self, groups: Collection[int]) -> dict[int, Usage]:
         now = time.monotonic()
         wall = time.time()
-        cpu = cpu_seconds_by_process_group(groups)
-        memory = memory_by_process_group(groups)
+        cpu = cpu_seconds_by_process_group(groups) if groups else {}
+        memory = memory_by_process_group(groups) if groups else {}
         latest: dict[int, Usage] = {}
         previous: dict[int, tuple[float, float]] = {}
         for pgrp in groups:
