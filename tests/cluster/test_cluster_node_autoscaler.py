@@ -244,3 +244,16 @@ def test_spot_pool_scales_from_zero_with_aks_spot_label_and_taint(core) -> None:
     # 4 cores: 140m reserved.
     assert node.status.allocatable["cpu"] == "3860m"
     core.delete_namespace(namespace)
+
+
+def test_pool_declarations_are_checked_like_az_aks_nodepool_add() -> None:
+    with pytest.raises(ValueError, match="not in the local cluster's catalogue"):
+        NodePool("pool", "Standard_Z99", min_count=1, max_count=2)
+    with pytest.raises(ValueError, match="1-12 lowercase"):
+        NodePool("Node_Pool", "Standard_D2s_v3", min_count=1, max_count=2)
+    with pytest.raises(ValueError, match="min_count"):
+        NodePool("pool", "Standard_D2s_v3", min_count=3, max_count=2)
+    with pytest.raises(ValueError, match="fixed node count"):
+        NodePool("pool", "Standard_D2s_v3", min_count=1, max_count=2, autoscale=False)
+    with pytest.raises(ValueError, match="System pool cannot be a spot pool"):
+        NodePool("pool", "Standard_D2s_v3", min_count=1, max_count=2, mode="System", spot=True)

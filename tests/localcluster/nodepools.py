@@ -42,6 +42,9 @@ class NodePool:
     max_pods: int = DEFAULT_MAX_PODS
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    # `--enable-cluster-autoscaler`: without it the pool is no node group of the autoscaler
+    # and keeps its fixed count (min_count, which must equal max_count).
+    autoscale: bool = True
 
     def __post_init__(self) -> None:
         if not _POOL_NAME.match(self.name):
@@ -54,6 +57,11 @@ class NodePool:
             raise ValueError(
                 f"node pool {self.name}: need 0 <= min_count ({self.min_count}) <= "
                 f"max_count ({self.max_count}) and max_count >= 1"
+            )
+        if not self.autoscale and self.min_count != self.max_count:
+            raise ValueError(
+                f"node pool {self.name}: without autoscaling a pool has a fixed node count; "
+                f"set min_count = max_count (now {self.min_count} and {self.max_count})"
             )
         if self.mode not in ("System", "User"):
             raise ValueError(f"node pool {self.name}: mode {self.mode!r} is not System or User")
@@ -73,6 +81,7 @@ class NodePool:
             "max_pods",
             "labels",
             "taints",
+            "autoscale",
         }
         unknown = set(data) - known
         if unknown:
@@ -94,6 +103,7 @@ class NodePool:
                 Taint(key=t["key"], effect=t["effect"], value=t.get("value", ""))
                 for t in data.get("taints", [])
             ),
+            autoscale=bool(data.get("autoscale", True)),
         )
 
     @property
@@ -151,8 +161,9 @@ def _base36(number: int) -> str:
             return text
 
 
-# `nox -s up`: the seed tutorial's cluster. A small system pool, tainted CriticalAddonsOnly as
-# AKS recommends for a dedicated system pool, and one autoscaled user pool `nodepool1`.
+# `nox -s up`: the seed tutorial's cluster. A small system pool of one node without
+# autoscaling, tainted CriticalAddonsOnly as AKS recommends for a dedicated system pool, and
+# one autoscaled user pool `nodepool1`.
 DEV_POOLS: tuple[NodePool, ...] = (
     NodePool(
         name="system",
@@ -161,6 +172,7 @@ DEV_POOLS: tuple[NodePool, ...] = (
         max_count=1,
         mode="System",
         taints=(Taint(key="CriticalAddonsOnly", value="true", effect="NoSchedule"),),
+        autoscale=False,
     ),
     NodePool(name="nodepool1", vm_size="Standard_D3_v2", min_count=1, max_count=3),
 )
@@ -193,4 +205,5 @@ def pool_to_dict(pool: NodePool) -> dict[str, Any]:
         "max_pods": pool.max_pods,
         "labels": dict(pool.labels),
         "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in pool.taints],
+        "autoscale": pool.autoscale,
     }

@@ -103,7 +103,8 @@ class NodeAgent:
             asyncio.create_task(self._memory_loop(), name="nodeagent memory"),
             asyncio.create_task(self._usage_loop(), name="nodeagent usage"),
         ]
-        if self.autoscaler is not None:
+        if self.autoscaler is not None and self.autoscaler.groups:
+            # Without an autoscaled pool AKS runs no cluster-autoscaler (and no status map).
             self._tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
 
     async def stop(self) -> None:

@@ -116,7 +116,9 @@ class ClusterAutoscaler:
         self.agent = agent
         self.store = agent.store
         self.timing = timing
-        self.groups = {pool.name: NodeGroup(pool) for pool in pools}
+        # Pools without autoscaling only get their fixed nodes; they are no node group.
+        self.fixed_pools = [pool for pool in pools if not pool.autoscale]
+        self.groups = {pool.name: NodeGroup(pool) for pool in pools if pool.autoscale}
         self._templates = {
             pool.name: node_object(pool.node_spec(0)) for pool in pools
         }  # labels, taints and allocatable of a fresh node of each pool
@@ -127,7 +129,7 @@ class ClusterAutoscaler:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def initial_nodes(self) -> list[NodeSpec]:
-        specs = []
+        specs = [pool.node_spec(i) for pool in self.fixed_pools for i in range(pool.min_count)]
         for group in self.groups.values():
             for _ in range(group.pool.min_count):
                 spec = group.new_instance()
