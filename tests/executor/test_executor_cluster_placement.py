@@ -27,7 +27,9 @@ def aks_like_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     cluster = start_cluster(
         tmp_path_factory.mktemp("akscluster"),
         pools=DEV_POOLS,
-        extra_args=["--autoscaler-scan-interval", "0.5", "--autoscaler-provision-seconds", "1"],
+        # Nodes take longer to come than the executor's 10 s between cluster reads, so that
+        # it sees the scale-up while the pod waits.
+        extra_args=["--autoscaler-scan-interval", "0.5", "--autoscaler-provision-seconds", "12"],
         env=dict(os.environ),
     )
     try:
@@ -58,6 +60,7 @@ PLACEMENT_SNAKEFILE = """
 rule all:
     input:
         "seed.txt",
+        "seed2.txt",
         "gpu.txt",
         "wide.txt",
         "elsewhere.txt",
@@ -65,6 +68,15 @@ rule all:
 rule seed:
     output:
         "seed.txt",
+    threads: 3
+    resources:
+        machine_type="Standard_D3_v2",
+    shell:
+        "echo {threads} > {output}"
+
+rule seed2:
+    output:
+        "seed2.txt",
     threads: 3
     resources:
         machine_type="Standard_D3_v2",
@@ -101,7 +113,7 @@ def test_jobs_no_pool_can_hold_fail_fast_and_the_seed_machine_type_runs(
 ):
     run = aks_workflow.run(
         PLACEMENT_SNAKEFILE,
-        jobs=4,
+        jobs=5,
         # The timeout stays at its default: a job failing here was decided, not timed out.
         extra_args=("--keep-going",),
     )
@@ -123,6 +135,8 @@ def test_jobs_no_pool_can_hold_fail_fast_and_the_seed_machine_type_runs(
         run.output, "rule elsewhere", never, "node.kubernetes.io/instance-type=Standard_E64s_v5"
     )
     assert elsewhere and "machine_type" in elsewhere[0], run.output
-    # While waiting, the reason was reported as it changed.
-    assert "is pending: " in run.output
+    # Two 3-thread jobs need two Standard_D3_v2 nodes: the second waited for a scale-up, and
+    # the executor said so.
+    assert blobs.download_blob("seed2.txt").readall().decode().strip() == "3"
+    assert "is pending: waiting for a node: scale-up of nodepool1 1->2 triggered" in run.output
     assert run.leftovers == set()
