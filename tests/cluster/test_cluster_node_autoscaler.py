@@ -257,3 +257,36 @@ def test_pool_declarations_are_checked_like_az_aks_nodepool_add() -> None:
         NodePool("pool", "Standard_D2s_v3", min_count=1, max_count=2, autoscale=False)
     with pytest.raises(ValueError, match="System pool cannot be a spot pool"):
         NodePool("pool", "Standard_D2s_v3", min_count=1, max_count=2, mode="System", spot=True)
+
+
+def test_pods_pending_together_are_packed_onto_as_few_new_nodes_as_they_need(core) -> None:
+    namespace = testkit.new_namespace(core)
+    pool = POOLS[0]
+    wait_for(
+        lambda: len(pool_nodes(core, "nodepool1")) == 1, "nodepool1 back at its min", timeout=60
+    )
+    selector = {"kubernetes.azure.com/agentpool": "nodepool1"}
+    blocker = {"requests": {"cpu": "1500m"}}
+    core.create_namespaced_pod(
+        namespace, pending_pod("blocker", resources=blocker, nodeSelector=selector)
+    )
+    testkit.wait_pod(core, namespace, "blocker", testkit.phase_is("Running"), "running")
+    # Neither fits beside the blocker; both fit on one new node (1900m allocatable).
+    small = {"requests": {"cpu": "900m"}}
+    for name in ("left", "right"):
+        core.create_namespaced_pod(
+            namespace, pending_pod(name, resources=small, nodeSelector=selector)
+        )
+    expected = f"pod triggered scale-up: [{{{pool.scale_set} 1->2 (max: 2)}}]"
+    assert wait_event(core, namespace, "left", "TriggeredScaleUp") == expected
+    nodes = {
+        testkit.wait_pod(core, namespace, name, testkit.phase_is("Running"), "running")["spec"][
+            "nodeName"
+        ]
+        for name in ("left", "right")
+    }
+    assert len(nodes) == 1 and len(pool_nodes(core, "nodepool1")) == 2
+    # "right" was in the same scale-up, or (when the scheduler marked it a scan later) it
+    # waited for the node already coming, which the real autoscaler does without an event.
+    assert autoscaler_events(core, namespace, "right") in ([], [("TriggeredScaleUp", expected)])
+    core.delete_namespace(namespace)
