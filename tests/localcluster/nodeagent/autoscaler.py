@@ -80,8 +80,6 @@ class NodeGroup:
     target: int = 0  # the scale set's capacity: registered plus upcoming nodes
     registered: list[str] = field(default_factory=list)
     upcoming: int = 0
-    last_scale_up: str | None = None
-    last_scale_down: str | None = None
 
     @property
     def id(self) -> str:
@@ -205,7 +203,6 @@ class ClusterAutoscaler:
         group.target += new_nodes
         group.upcoming += new_nodes
         info = f"[{{{group.id} {before}->{group.target} (max: {group.pool.max_count})}}]"
-        group.last_scale_up = _rfc3339()
         log.warning("scale-up: setting group %s size to %d", group.id, group.target)
         for pod in helped:
             self._event(pod, "TriggeredScaleUp", f"pod triggered scale-up: {info}")
@@ -318,7 +315,6 @@ class ClusterAutoscaler:
             await self.agent.lose_node(name, remove=True)  # calls forget_node
         except ApiError:
             self.forget_node(name)
-        group.last_scale_down = _rfc3339()
         log.warning("scale-down: removed empty node %s of group %s", name, group.id)
 
     def forget_node(self, name: str) -> None:
