@@ -264,6 +264,14 @@ def up(
         _stop(cluster.get("pid"), "localcluster")
         cluster = start_cluster(paths, nodes_file, pools_file)
         print(f"devenv: started the local cluster at {cluster['url']}", flush=True)
+        if nodes_file is None and pools_file is None:
+            for pool in DEV_POOLS:
+                scaling = (
+                    f"autoscaled {pool.min_count}-{pool.max_count} nodes"
+                    if pool.autoscale
+                    else f"{pool.min_count} node(s)"
+                )
+                print(f"devenv:   node pool {pool.name}: {pool.vm_size}, {scaling}", flush=True)
     state = {"azurite": azurite, "cluster": cluster}
     _write_atomically(paths.state, json.dumps(state, indent=2) + "\n")
     write_env(paths, azurite, images[flavours[0]].bin_dir)
