@@ -17,6 +17,8 @@ FORBIDDEN_RETRY_SECONDS = 600.0
 STATUS_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/cluster-autoscaler-status"
 NODES = "/api/v1/nodes"
 AUTOSCALER_COMPONENT = "cluster-autoscaler"
+EVENT_PAGE_SIZE = 500
+MAX_EVENT_PAGES = 10  # events expire after an hour; more than 5,000 of them is a busy namespace
 
 
 def is_unschedulable(pod: dict[str, Any]) -> bool:
@@ -73,14 +75,22 @@ class ClusterView:
         return found
 
     def _refresh(self, now: float) -> None:
-        events = self._read(
-            "events",
-            f"/api/v1/namespaces/{self.namespace}/events",
-            now,
-            query=[("fieldSelector", f"source={AUTOSCALER_COMPONENT}"), ("limit", 500)],
-        )
+        items: list[dict[str, Any]] = []
+        token = None
+        for _ in range(MAX_EVENT_PAGES):
+            query: list[tuple[str, Any]] = [
+                ("fieldSelector", f"source={AUTOSCALER_COMPONENT}"),
+                ("limit", EVENT_PAGE_SIZE),
+            ]
+            if token:
+                query.append(("continue", token))
+            page = self._read("events", f"/api/v1/namespaces/{self.namespace}/events", now, query)
+            items.extend((page or {}).get("items") or [])
+            token = ((page or {}).get("metadata") or {}).get("continue")
+            if not token:
+                break
         by_pod: dict[str, list[dict[str, Any]]] = {}
-        for event in (events or {}).get("items") or []:
+        for event in items:
             involved = event.get("involvedObject") or {}
             if involved.get("kind") == "Pod":
                 by_pod.setdefault(involved.get("name", ""), []).append(event)
