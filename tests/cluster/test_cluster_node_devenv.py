@@ -60,9 +60,18 @@ def test_up_writes_a_usable_env_reuses_running_services_and_down_removes_them(
         assert "--storage-azblob-endpoint-url" in plugins.stdout
 
         admin = config.new_client_from_config(config_file=env["LOCALCLUSTER_ADMIN_KUBECONFIG"])
-        nodes = [n.metadata.name for n in client.CoreV1Api(admin).list_node().items]
+        admin_core = client.CoreV1Api(admin)
+        pools = {
+            n.metadata.labels["kubernetes.azure.com/agentpool"]: n.metadata.labels[
+                "node.kubernetes.io/instance-type"
+            ]
+            for n in admin_core.list_node().items
+        }
+        # The seed tutorial's cluster: one node of nodepool1 (min 1, max 3) and a system pool.
+        assert pools == {"system": "Standard_D2s_v3", "nodepool1": "Standard_D3_v2"}
+        status = admin_core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system")
+        assert "maxSize: 3" in status.data["status"]
         admin.close()
-        assert nodes == ["node-1", "node-2"]
         # KUBECONFIG is the executor's least-privilege account: its namespace, nothing more.
         executor = config.new_client_from_config(config_file=env["KUBECONFIG"])
         core = client.CoreV1Api(executor)

@@ -137,6 +137,8 @@ def test_failures_name_the_rule_and_the_kubernetes_reason(k8s_workflow):
     assert run.returncode != 0
     assert paragraphs_mentioning(run.output, "hog_memory", "OOMKilled", "500"), run.output
     assert paragraphs_mentioning(run.output, "overrun", "DeadlineExceeded"), run.output
+    # Decided (no node has the label, no autoscaler) or timed out, whichever comes first:
+    # both quote the scheduler.
     assert paragraphs_mentioning(
         run.output, "unplaceable", "Unschedulable", "nodes are available"
     ), run.output

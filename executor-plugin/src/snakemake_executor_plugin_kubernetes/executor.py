@@ -14,6 +14,7 @@ from snakemake_interface_executor_plugins.settings import CommonSettings, Deploy
 
 from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
+from snakemake_executor_plugin_kubernetes.clusterview import ClusterView
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.facts import job_facts
 from snakemake_executor_plugin_kubernetes.logs import (
@@ -93,6 +94,12 @@ class Executor(RemoteExecutor):
         )
         self.trackers: dict[str, JobTracker] = {}
         self.memory_log = MemoryLog()
+        self.cluster_view = ClusterView(
+            self.client,
+            self.namespace,
+            on_forbidden=self.logger.warning,
+            no_autoscaler_grace=self.limits.no_autoscaler_grace,
+        )
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
@@ -207,6 +214,9 @@ class Executor(RemoteExecutor):
         refused = self.refusals.refusals(
             j.external_jobid for j in active_jobs if not pods_by_job.get(j.external_jobid)
         )
+        diagnoses = self.cluster_view.diagnose(
+            [pod for pods in pods_by_job.values() for pod in pods], now
+        )
         for job_info in active_jobs:
             name = job_info.external_jobid
             job = self.watcher.cache.job(name)
@@ -222,11 +232,14 @@ class Executor(RemoteExecutor):
                 now,
                 gone=self.watcher.cache.gone_pods(name),
                 last_occupied=self.occupancy.last_occupied,
+                diagnoses=diagnoses,
             )
             if name in refused and verdict.state == "running" and not pods_by_job.get(name):
                 verdict = judge_refusal(name, refused[name], self.limits, tracker, now) or verdict
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
+            for line in verdict.progress:
+                self.logger.info(f"{self._describe(job_info)}: {line}")
             if verdict.state == "running":
                 yield job_info
             elif verdict.state == "succeeded":

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.placement import Diagnosis
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
 
 IMAGE_PULL_REASONS = frozenset(
@@ -17,6 +18,9 @@ class Limits:
     disruption_retries: int = 3
     unschedulable_timeout: float = 600
     image_pull_grace: float = 180
+    # Without an autoscaler, "no node could ever hold it" waits this long for a node to be
+    # added by hand or by an autoscaler we cannot see (e.g. node auto-provisioning).
+    no_autoscaler_grace: float = 60
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Verdict:
     # deletes the pod once it has read the log.
     end_pod: bool = False
     notices: list[str] = field(default_factory=list)  # to log once, e.g. a retried eviction
+    progress: list[str] = field(default_factory=list)  # to log as information, e.g. a wait
 
 
 @dataclass
@@ -38,6 +43,7 @@ class JobTracker:
 
     stalls: dict[tuple[str, str], float] = field(default_factory=dict)
     reported_disruptions: set[str] = field(default_factory=set)
+    waiting_reasons: dict[str, str] = field(default_factory=dict)  # by pod: last reported
 
     def stalled_for(self, pod: str, kind: str, now: float) -> float:
         return now - self.stalls.setdefault((pod, kind), now)
@@ -156,9 +162,11 @@ def judge(
     now: float,
     gone: list[dict[str, Any]] | None = None,
     last_occupied: float | None = None,
+    diagnoses: dict[str, Diagnosis] | None = None,
 ) -> Verdict:
     """`pods`: the Job's pods (oldest first); `gone`: its pods deleted unfinished;
-    `last_occupied`: when the run last had a pod on a node (see occupancy)."""
+    `last_occupied`: when the run last had a pod on a node (see occupancy); `diagnoses`:
+    why unschedulable pods wait, by pod name (see placement)."""
     if job is None:
         return Verdict("failed", "its Kubernetes Job was deleted from outside this run")
     conds = _conditions(job)
@@ -209,17 +217,19 @@ def judge(
         )
 
     live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
+    progress: list[str] = []
     for pod in live:
         ended = ended_beside_sidecar(job, pod)
         if ended is not None:
             ended.notices = notices
             return ended
     for pod in live:
-        stall = _stall(pod, limits, tracker, now, last_occupied)
+        stall = _stall(pod, limits, tracker, now, last_occupied, diagnoses or {}, progress)
         if stall is not None:
             stall.notices = notices
+            stall.progress = progress
             return stall
-    return Verdict("running", notices=notices)
+    return Verdict("running", notices=notices, progress=progress)
 
 
 def _stall(
@@ -228,25 +238,40 @@ def _stall(
     tracker: JobTracker,
     now: float,
     last_occupied: float | None,
+    diagnoses: dict[str, Diagnosis],
+    progress: list[str],
 ) -> Verdict | None:
     name = _name(pod)
     scheduled = _conditions(pod).get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         tracker.clear_other_stalls(name, "unschedulable")
-        waited = tracker.stalled_for(name, "unschedulable", now)
+        stalled = tracker.stalled_for(name, "unschedulable", now)
+        diagnosis = diagnoses.get(name)
+        if diagnosis is not None:
+            if diagnosis.text != tracker.waiting_reasons.get(name):
+                tracker.waiting_reasons[name] = diagnosis.text
+                progress.append(f"pod {name} is pending: {diagnosis.text}")
+            if diagnosis.never and stalled >= diagnosis.grace:
+                return Verdict(
+                    "failed", f"Unschedulable: {diagnosis.failure}", pod=name, delete_job=True
+                )
+        waited = stalled
         if last_occupied is not None:
             waited = min(waited, now - last_occupied)
         if waited > limits.unschedulable_timeout:
+            why = scheduled.get("message") or "no message from the scheduler"
+            if diagnosis is not None:
+                why += f" ({diagnosis.text})"
             return Verdict(
                 "failed",
                 f"Unschedulable: pod {name} could not be placed, with no other pod of this "
                 f"run on a node, for more than "
-                f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: "
-                f"{scheduled.get('message', 'no message from the scheduler')}",
+                f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: {why}",
                 pod=name,
                 delete_job=True,
             )
         return None
+    tracker.waiting_reasons.pop(name, None)
     waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
     reason = waiting.get("reason")
     kind = (

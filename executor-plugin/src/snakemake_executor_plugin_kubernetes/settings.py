@@ -163,7 +163,8 @@ class ExecutorSettings(ExecutorSettingsBase):
         metadata=_meta(
             "Seconds a pod may stay unschedulable while no other pod of the run is on a "
             "node, before its job fails with the scheduler's message. While the run has "
-            "pods on nodes, waiting pods are queued behind them, not stuck.",
+            "pods on nodes, waiting pods are queued behind them, not stuck. A pod the "
+            "cluster-autoscaler says no node pool can hold fails at once.",
             int,
         ),
     )

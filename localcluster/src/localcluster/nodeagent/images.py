@@ -36,7 +36,8 @@ CACHE_VARIABLE = "LOCALCLUSTER_IMAGE_CACHE"
 BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
-LAYOUT_VERSION = 3  # bump when the cached layout changes
+POD_SITE = Path(__file__).resolve().parent / "podsite"
+LAYOUT_VERSION = 4  # bump when the cached layout changes
 
 
 class ImageNotFound(LookupError):
@@ -237,6 +238,8 @@ class ImageCatalog:
             # The site module appends each line of a .pth file to sys.path, after the venv's
             # own site-packages: the plugins here win over any copy in the base layer.
             (image.site / "base-layer.pth").write_text(f"{site_packages(base_venv)}\n")
+            # podsite's sitecustomize makes a pod's Python see its node's CPU count.
+            (image.site / "localcluster-podsite.pth").write_text(f"{POD_SITE}\n")
             plugin_paths = [str(source) for source in self.plugin_sources]
             _run(
                 [

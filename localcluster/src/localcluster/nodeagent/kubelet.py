@@ -12,6 +12,7 @@ import base64
 import contextlib
 import copy
 import logging
+import math
 import shutil
 import signal
 from collections.abc import Callable
@@ -534,8 +535,16 @@ class PodRunner:
                 self._event("Pulled", f'Container image "{image_name}" already present on machine')
             return image
 
+    def _node_cpus(self) -> int | None:
+        node = self.context.store.get("nodes", None, self.spec.get("nodeName") or "")
+        try:
+            cpu = parse_quantity(((node or {}).get("status") or {}).get("capacity", {})["cpu"])
+        except (KeyError, ValueError):
+            return None
+        return max(1, math.ceil(cpu))
+
     def _base_env(self, image: Image) -> dict[str, str]:
-        return {
+        env = {
             "PATH": ":".join([*map(str, image.path_dirs), SYSTEM_PATH]),
             "HOSTNAME": self.name,
             "HOME": str(self.pod_dir / "home"),
@@ -547,6 +556,10 @@ class PodRunner:
             "PIP_CONFIG_FILE": "/dev/null",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
+        cpus = self._node_cpus()
+        if cpus is not None:
+            env["LOCALCLUSTER_NODE_CPUS"] = str(cpus)
+        return env
 
     async def _configure(
         self, container: dict[str, Any], init: bool, image: Image
