@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from azure.storage.blob import BlobServiceClient
 from kubernetes import client, config
 
 from localcluster.nodeagent import testkit
+
+# `localcluster up` builds an image and starts a cluster and Azurite of their own.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 
