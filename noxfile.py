@@ -1,5 +1,5 @@
-"""Developer entry points: `nox -s tests`, `nox -s demo`, `nox -s up`/`down`, `nox -s bench`,
-`nox -s chaos`, `nox -s lint`.
+"""Developer entry points: `nox -s unit`, `nox -s tests`, `nox -s demo`, `nox -s up`/`down`,
+`nox -s bench`, `nox -s chaos`, `nox -s lint`.
 
 Every session installs what it needs, each local package editable like any dependency (no
 search-path settings): both plugins, `localcluster` (the local cluster, Azurite launcher and pytest
@@ -90,6 +90,19 @@ def build_cluster_images(session: nox.Session) -> None:
         "-c",
         "from localcluster.nodeagent.images import ImageCatalog; "
         "catalog = ImageCatalog.from_environment(); catalog.build('base'); catalog.build('bio')",
+    )
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The fast tier: pure code and Azurite, no cluster and nothing marked slow."""
+    install_project(session, *WORKFLOW_TOOLS)
+    session.run(
+        "pytest",
+        "-m",
+        "not cluster and not slow",
+        "--durations=10",
+        *(session.posargs or ["tests"]),
     )
 
 

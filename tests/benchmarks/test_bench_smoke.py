@@ -165,6 +165,7 @@ def test_requests_per_round_target_judges_both_phases_at_the_same_job_count() ->
     assert verdict(2000.0).verdict == "MISS"
 
 
+@pytest.mark.slow  # the whole harness in a subprocess
 def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
         tmp_path,
@@ -241,6 +242,7 @@ def test_the_last_report_counted_is_the_plugins_not_snakemakes_local_rule() -> N
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # run.py starts local clusters of its own
 def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
         tmp_path,

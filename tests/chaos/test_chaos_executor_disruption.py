@@ -20,7 +20,7 @@ from support.chaos import (
     secret_leaks,
 )
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 POOL_LABEL = "chaos.test/pool"
 SLOW_JOBS = 3

@@ -22,7 +22,7 @@ from support.chaos import (
 )
 from support.workflows import ClusterObserver, WorkflowRun, cleanup_command
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 PAIRS = 2
 SNAKEFILE = f"""

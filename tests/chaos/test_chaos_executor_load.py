@@ -27,7 +27,7 @@ from support.chaos import (
     secret_leaks,
 )
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 # CHAOS_JOBS / CHAOS_PARALLEL / CHAOS_BURSTS pick sizes in between (see docs/reliability.md).
 JOB_COUNT = int(os.environ.get("CHAOS_JOBS") or scaled(12, 2000))

@@ -18,7 +18,7 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from support.chaos import JOBS_PATH, SECRETS_PATH, run_id_of, run_objects, secret_leaks
 from support.workflows import secret_values_of_run
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 SNAKEFILE = """
 localrules: all

@@ -14,6 +14,9 @@ from kubernetes import client, config
 
 from localcluster.nodeagent import testkit
 
+# `localcluster up` builds an image and starts a cluster and Azurite of their own.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -6,8 +6,10 @@ KUBECONFIG is set as pytest starts and its server is not a local cluster (no
 kubernetes ApiClient on it. ``azurite`` (session): Azurite on 127.0.0.1. ``container``: a
 fresh, empty blob container on it.
 
-Markers: every test that uses ``local_cluster`` is marked ``cluster``, so that
-``pytest -m "not cluster"`` runs what needs no cluster. The ini option
+Markers: every test that uses ``local_cluster``, ``kube_api``, the node tests' ``node_cluster``
+or a fixture named in the ini option ``localcluster_cluster_fixtures`` (directly or through
+another fixture) is marked ``cluster``, so that ``pytest -m "not cluster"`` runs what needs
+no cluster. The ini option
 ``localcluster_plugin_sources`` (paths relative to the rootdir) names the Python projects the
 node agent installs into job images, unless LOCALCLUSTER_PLUGIN_SOURCES is set.
 """
@@ -32,7 +34,7 @@ from localcluster.nodeagent.images import SOURCES_VARIABLE
 
 _KUBECONFIG_AT_START = os.environ.get("KUBECONFIG")
 CLUSTER_MARKER = "cluster"
-CLUSTER_FIXTURES = frozenset({"local_cluster", "kube_api", "node_cluster"})
+CLUSTER_FIXTURES = ("local_cluster", "kube_api", "node_cluster")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="paths",
         default=[],
         help="Python projects (folders) the local cluster installs into its job images",
+    )
+    parser.addini(
+        "localcluster_cluster_fixtures",
+        type="args",
+        default=[],
+        help="more fixtures that start a cluster: tests using them are marked 'cluster'",
     )
 
 
@@ -54,9 +62,11 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[SOURCES_VARIABLE] = os.pathsep.join(str(source) for source in sources)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    starters = {*CLUSTER_FIXTURES, *config.getini("localcluster_cluster_fixtures")}
     for item in items:
-        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        # fixturenames is the closure: fixtures requested through other fixtures count too.
+        if starters & set(getattr(item, "fixturenames", ())):
             item.add_marker(CLUSTER_MARKER)
 
 
