@@ -227,7 +227,9 @@ class Executor(RemoteExecutor):
         try:
             self.secret.sync_owners()
         except ApiError as e:
-            self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {e}")
+            permanent = is_permanent(e, self.namespace)
+            detail = explain(e, Access("patch", "secrets"), self.namespace) if permanent else e
+            self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {detail}")
         self._release_retained()
 
     async def sleep(self) -> None:
