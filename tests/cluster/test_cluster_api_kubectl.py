@@ -145,3 +145,29 @@ def test_kubectl_auth_can_i_and_a_denial_as_the_executor_account(
         f'in the namespace "{namespace}"'
     ) in denied.stderr
     assert run("get", "jobs,pods").returncode == 0
+
+
+def test_kubectl_as_impersonates_a_service_account_for_the_admin(
+    api_cluster, namespace: str, tmp_path
+) -> None:
+    from localcluster.accounts import write_executor_kubeconfig
+
+    write_executor_kubeconfig(api_cluster.kubeconfig, tmp_path / "executor.kubeconfig", namespace)
+    who = f"--as=system:serviceaccount:{namespace}:snakemake-executor"
+    env = {**os.environ, "KUBECONFIG": str(api_cluster.kubeconfig)}
+    env.pop("HTTPS_PROXY", None)
+
+    def can_i(*args: str) -> str:
+        return subprocess.run(
+            [KUBECTL, "--namespace", namespace, "auth", "can-i", *args, who],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stdout.strip()
+
+    assert can_i("watch", "pods") == "yes"
+    assert can_i("list", "secrets") == "yes"
+    assert can_i("list", "nodes") == "no"
+    assert can_i("create", "configmaps") == "no"
