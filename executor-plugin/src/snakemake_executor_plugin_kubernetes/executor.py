@@ -133,7 +133,7 @@ class Executor(RemoteExecutor):
             # Before anything is submitted: the API server would refuse every pod.
             self.report_job_error(
                 SubmittedJobInfo(job=job, external_jobid=name),
-                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}",
+                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}\n",
             )
             return
         created = self._create(manifest)
@@ -183,7 +183,7 @@ class Executor(RemoteExecutor):
             # A permanent 401/403: no status will ever come, so every job fails now.
             for job_info in active_jobs:
                 self._forget(job_info.external_jobid)
-                self.report_job_error(job_info, msg=f"{self._describe(job_info)}: {fatal}")
+                self.report_job_error(job_info, msg=f"{self._describe(job_info)}: {fatal}\n")
             return
         if not self.watcher.cache.synced():
             for job_info in active_jobs:
