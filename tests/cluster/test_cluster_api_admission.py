@@ -44,7 +44,7 @@ def test_restricted_enforce_refuses_a_plain_pod_with_the_real_message(
     _label(core, namespace, {"pod-security.kubernetes.io/enforce": "restricted"})
     body = _refusal(lambda: core.create_namespaced_pod(namespace, pod_manifest("plain")))
     assert body["reason"] == "Forbidden" and body["code"] == 403
-    assert body["details"] == {"name": "plain", "group": "", "kind": "pods"}
+    assert body["details"] == {"name": "plain", "kind": "pods"}  # omitempty: no group
     assert body["message"] == (
         'pods "plain" is forbidden: violates PodSecurity "restricted:latest": '
         'allowPrivilegeEscalation != false (container "main" must set '

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,7 +77,7 @@ def test_service_account_is_limited_to_its_role(runner: client.ApiClient, namesp
     assert core.list_namespaced_pod(namespace).items == []
     body = _denied(lambda: core.list_namespaced_secret(namespace))
     assert body["reason"] == "Forbidden"
-    assert body["details"] == {"group": "", "kind": "secrets"}
+    assert body["details"] == {"kind": "secrets"}
     assert body["message"] == (
         f'secrets is forbidden: User "system:serviceaccount:{namespace}:runner" cannot list '
         f'resource "secrets" in API group "" in the namespace "{namespace}"'
@@ -187,3 +188,37 @@ def test_unknown_token_is_401(api_cluster: RunningCluster) -> None:
         assert caught.value.status == 401
     finally:
         stranger.close()
+
+
+def test_deleting_a_namespace_deletes_its_accounts_roles_and_quotas(
+    api_client: client.ApiClient,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespaced_service_account(name, {"metadata": {"name": "sa"}})
+    rbac.create_namespaced_role(name, {"metadata": {"name": "r"}, "rules": []})
+    core.create_namespaced_resource_quota(
+        name, {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"}}}
+    )
+    core.delete_namespace(name)
+    wait_for(
+        lambda: not any(n.metadata.name == name for n in core.list_namespace().items),
+        "namespace gone",
+    )
+    assert (
+        core.list_service_account_for_all_namespaces(
+            field_selector=f"metadata.namespace={name}"
+        ).items
+        == []
+    )
+    assert (
+        rbac.list_role_for_all_namespaces(field_selector=f"metadata.namespace={name}").items == []
+    )
+    assert (
+        core.list_resource_quota_for_all_namespaces(
+            field_selector=f"metadata.namespace={name}"
+        ).items
+        == []
+    )

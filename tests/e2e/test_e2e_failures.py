@@ -28,12 +28,12 @@ def error_block(output: str, rule: str) -> str:
 
 
 def test_rule_over_its_memory_is_reported_oomkilled_by_name(
-    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, kube_api
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, kube_api, executor_kubeconfig
 ) -> None:
     shutil.copy(WORKFLOWS / "oom" / "Snakefile", tmp_path / "Snakefile")
     earlier = existing_run_ids(kube_api)
     with recording(kube_api) as recorder:
-        result = run_snakemake(tmp_path, blob_container, azurite, local_pods.kubeconfig)
+        result = run_snakemake(tmp_path, blob_container, azurite, executor_kubeconfig)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "OOMKilled" in error_block(output, "hog_memory"), output[-4000:]
@@ -56,14 +56,14 @@ def test_rule_over_its_memory_is_reported_oomkilled_by_name(
 
 
 def test_input_missing_from_storage_is_named(
-    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, kube_api
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, kube_api, executor_kubeconfig
 ) -> None:
     setup = prepare(
         tmp_path,
         blob_container,
         azurite.blob_endpoint,
         azurite.account_key,
-        local_pods.kubeconfig,
+        executor_kubeconfig,
         SMALL_SIMULATION,
     )
     container = azurite.service_client().get_container_client(blob_container)

@@ -64,7 +64,11 @@ class TutorialOutcome:
 
 @pytest.fixture(scope="module")
 def tutorial(
-    tmp_path_factory: pytest.TempPathFactory, azurite: Azurite, local_cluster, kube_api
+    tmp_path_factory: pytest.TempPathFactory,
+    azurite: Azurite,
+    local_cluster,
+    kube_api,
+    executor_kubeconfig,
 ) -> Iterator[TutorialOutcome]:
     if local_cluster.control is None:
         pytest.skip(
@@ -81,7 +85,8 @@ def tutorial(
         container,
         azurite.blob_endpoint,
         azurite.account_key,
-        local_cluster.kubeconfig,
+        # as `nox -s demo`: the executor's least-privilege ServiceAccount
+        executor_kubeconfig,
     )
     earlier_runs = existing_run_ids(kube_api)
     with recording(kube_api) as first_recorder:

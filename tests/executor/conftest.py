@@ -8,26 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from localcluster.accounts import write_executor_kubeconfig
 from localcluster.azurite import Azurite
-from support.workflows import NAMESPACE, WorkflowRunner
+from support.workflows import WorkflowRunner
 
 
 @pytest.fixture
 def secret_env() -> dict[str, str]:
     """An environment variable passed to jobs with --envvars; its value must never leak."""
     return {"E2_PIPELINE_TOKEN": f"tok-{uuid.uuid4().hex}"}
-
-
-@pytest.fixture(scope="session")
-def executor_kubeconfig(local_cluster, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """On the local cluster, Snakemake runs as the executor's least-privilege account: a
-    ServiceAccount bound to exactly the documented Role. On a real cluster (KUBECONFIG set
-    as pytest starts) it runs with that kubeconfig."""
-    if local_cluster.control is None:
-        return None
-    target = tmp_path_factory.mktemp("executor-account") / "kubeconfig"
-    return write_executor_kubeconfig(Path(local_cluster.kubeconfig), target, NAMESPACE)
 
 
 @pytest.fixture
@@ -37,7 +25,7 @@ def k8s_workflow(
     container: str,
     tmp_path: Path,
     secret_env: dict[str, str],
-    executor_kubeconfig: Path | None,
+    executor_kubeconfig: Path,
 ) -> Iterator[WorkflowRunner]:
     yield WorkflowRunner(
         kubeconfig=Path(local_cluster.kubeconfig),

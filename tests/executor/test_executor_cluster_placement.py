@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor.workflows.cluster_harness import WorkflowRunner, paragraphs_mentioning
 
 from localcluster.azurite import Azurite
 from localcluster.launcher import RunningCluster, start_cluster
 from localcluster.nodeagent.images import ImageCatalog
 from localcluster.nodepools import DEV_POOLS
+from support.workflows import WorkflowRunner, paragraphs_mentioning
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.test_executor_unit_placement import D3, GROUP, NAME, unschedulable_pod
-
 from snakemake_executor_plugin_kubernetes.client import ApiError
 from snakemake_executor_plugin_kubernetes.clusterview import REFRESH_SECONDS, ClusterView
+from support.placement_objects import D3, GROUP, NAME, unschedulable_pod
 
 
 class FakeClient:

@@ -152,7 +152,7 @@ class Executor(RemoteExecutor):
             # Before anything is submitted: the API server would refuse every pod.
             self.report_job_error(
                 SubmittedJobInfo(job=job, external_jobid=name),
-                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}",
+                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}\n",
             )
             return
         created = self._create(manifest)
@@ -202,7 +202,7 @@ class Executor(RemoteExecutor):
             # A permanent 401/403: no status will ever come, so every job fails now.
             for job_info in active_jobs:
                 self._forget(job_info.external_jobid)
-                self.report_job_error(job_info, msg=f"{self._describe(job_info)}: {fatal}")
+                self.report_job_error(job_info, msg=f"{self._describe(job_info)}: {fatal}\n")
             return
         if not self.watcher.cache.synced():
             for job_info in active_jobs:
@@ -252,7 +252,9 @@ class Executor(RemoteExecutor):
         try:
             self.secret.sync_owners()
         except ApiError as e:
-            self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {e}")
+            permanent = is_permanent(e, self.namespace)
+            detail = explain(e, Access("patch", "secrets"), self.namespace) if permanent else e
+            self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {detail}")
         self._release_retained()
 
     async def sleep(self) -> None:

@@ -38,13 +38,13 @@ def forbidden(resource: str, group: str, name: str, message: str) -> ApiError:
     """apimachinery errors.NewForbidden: `<resource>[.group] "name" is forbidden: message`."""
     qualified = f"{resource}.{group}" if group else resource
     subject = f'{qualified} "{name}"' if name else qualified
+    # metav1.StatusDetails drops empty fields (omitempty): no "group" for the core group.
+    details = {"name": name, "group": group, "kind": resource}
     return ApiError(
         403,
         "Forbidden",
         f"{subject} is forbidden: {message}",
-        {"name": name, "group": group, "kind": resource}
-        if name
-        else {"group": group, "kind": resource},
+        {key: value for key, value in details.items() if value},
     )
 
 

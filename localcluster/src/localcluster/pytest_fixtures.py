@@ -3,7 +3,8 @@
 Fixtures: ``local_cluster`` (session): a running local cluster with the node agent, or, when
 KUBECONFIG is set as pytest starts and its server is not a local cluster (no
 /_localcluster/info), a handle on that real cluster with ``control=None``. ``kube_api``: a
-kubernetes ApiClient on it. ``azurite`` (session): Azurite on 127.0.0.1. ``container``: a
+kubernetes ApiClient on it. ``executor_kubeconfig`` (session): the executor's least-privilege
+account on it. ``azurite`` (session): Azurite on 127.0.0.1. ``container``: a
 fresh, empty blob container on it.
 
 Markers: every test that uses ``local_cluster``, ``kube_api``, the node tests' ``node_cluster``
@@ -124,6 +125,23 @@ def kube_api(local_cluster: RunningCluster) -> Iterator[Any]:
     api = local_cluster.api_client()
     yield api
     api.close()
+
+
+@pytest.fixture(scope="session")
+def executor_kubeconfig(
+    local_cluster: RunningCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The kubeconfig Snakemake runs with: on the local cluster, the executor's
+    least-privilege ServiceAccount in the test namespace (E2_TEST_NAMESPACE, default
+    "default") bound to exactly the documented Role; on a real cluster (KUBECONFIG set as
+    pytest starts), that kubeconfig."""
+    if local_cluster.control is None:
+        return Path(local_cluster.kubeconfig)
+    from localcluster.accounts import write_executor_kubeconfig
+
+    target = tmp_path_factory.mktemp("executor-account") / "kubeconfig"
+    namespace = os.environ.get("E2_TEST_NAMESPACE", "default")
+    return write_executor_kubeconfig(Path(local_cluster.kubeconfig), target, namespace)
 
 
 @pytest.fixture(scope="session")

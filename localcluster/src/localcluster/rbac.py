@@ -10,6 +10,7 @@ Sources:
   forbiddenMessage (``User %q cannot %s resource %q in API group %q in the namespace %q``,
   ``... at the cluster scope``, ``User %q cannot %s path %q``) wrapped in errors.NewForbidden;
 - SelfSubjectAccessReview: pkg/registry/authorization/selfsubjectaccessreview/rest.go;
+- impersonation: staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go;
 - TokenRequest: pkg/registry/core/serviceaccount/storage/token.go (expirationSeconds defaults
   to 3600); legacy token Secrets: pkg/controller/serviceaccount/tokens_controller.go (data
   keys token, ca.crt, namespace; annotation kubernetes.io/service-account.uid).
@@ -222,6 +223,24 @@ class Rbac:
             if base64.b64decode(token or b"").decode() != presented:
                 return None
         return service_account_user(issued.namespace, issued.service_account, issued.uid)
+
+    def impersonate(self, user: User, headers: Any) -> User:
+        """Impersonate-User / Impersonate-Group (kubectl --as, --as-group), as the
+        apiserver's WithImpersonation filter does; only an identity allowed to
+        `impersonate` (here: system:masters) may."""
+        wanted = headers.get("Impersonate-User")
+        if not wanted:
+            return user
+        target = "serviceaccounts" if wanted.startswith("system:serviceaccount:") else "users"
+        if not user.superuser:
+            attrs = Attributes(user, "impersonate", resource=target, name=wanted)
+            raise forbidden(target, "", wanted, forbidden_message(attrs))
+        groups = tuple(headers.getall("Impersonate-Group", []))
+        parts = wanted.split(":")
+        if target == "serviceaccounts" and len(parts) == 4:
+            account = service_account_user(parts[2], parts[3])
+            return User(account.name, tuple(dict.fromkeys(account.groups + groups)))
+        return User(wanted, tuple(dict.fromkeys((*groups, "system:authenticated"))))
 
     def _new_token(self) -> str:
         return token_source.token_urlsafe(32)

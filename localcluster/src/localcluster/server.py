@@ -136,7 +136,7 @@ class ClusterServer:
         user = self.rbac.authenticate(presented)
         if user is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        request["user"] = user
+        request["user"] = self.rbac.impersonate(user, request.headers)
         return await handler(request)
 
     def _authorize_path(self, request: web.Request) -> None:

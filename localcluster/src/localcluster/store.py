@@ -20,7 +20,7 @@ from typing import Any
 
 from localcluster import defaults, validation
 from localcluster.errors import ApiError, already_exists, conflict, expired, not_found
-from localcluster.kinds import kind_for
+from localcluster.kinds import KINDS, kind_for
 from localcluster.selectors import field_matcher, label_matcher
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -257,7 +257,8 @@ class Store:
                 self.mutate(dep_resource, dep_key[0], dep_key[1], drop_reference)
         marked = self._mark_deleting(resource, key, propagation)
         if resource == "namespaces":
-            for other in ("jobs", "pods", "secrets", "configmaps", "events"):
+            namespaced = [k.resource for k in KINDS.values() if k.namespaced]
+            for other in namespaced:
                 for other_key in [k for k in self._table(other) if k[0] == name]:
                     if other_key in self._table(other):
                         self.delete(other, other_key[0], other_key[1], "Background")
