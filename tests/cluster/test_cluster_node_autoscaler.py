@@ -34,7 +34,7 @@ SCALE_DOWN_SECONDS = 3.0
 
 @pytest.fixture(scope="module")
 def pool_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    ImageCatalog().build("base")
+    ImageCatalog.from_environment().build("base")
     cluster = start_cluster(
         tmp_path_factory.mktemp("poolcluster"),
         pools=POOLS,

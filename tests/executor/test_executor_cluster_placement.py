@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def aks_like_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    ImageCatalog().build("base")
+    ImageCatalog.from_environment().build("base")
     cluster = start_cluster(
         tmp_path_factory.mktemp("akscluster"),
         pools=DEV_POOLS,
