@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,7 +212,10 @@ def test_submission_secret_and_success(server, make_executor):
     assert base64.b64decode(secret["data"]["E1_TOKEN"]).decode() == TOKEN
     assert secret["metadata"]["labels"]["snakemake.io/run-id"] == executor.run_id
     job = api.get("jobs", names[0])
-    command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    wrapped = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    # Run under the usage recorder of the efficiency report: its last argument is the job's.
+    assert wrapped.startswith("exec python -m snakemake_executor_plugin_kubernetes.usage ")
+    command = shlex.split(wrapped)[-1]
     assert command.startswith("python -m snakemake --deploy-sources")
     assert "--general-args" in command and "--mode 'remote'" in command
     assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False

@@ -15,6 +15,13 @@ from snakemake_interface_executor_plugins.settings import CommonSettings, Deploy
 from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
+from snakemake_executor_plugin_kubernetes.efficiency import (
+    EfficiencyReport,
+    job_row,
+    log_files,
+    report_base,
+    wrap_command,
+)
 from snakemake_executor_plugin_kubernetes.facts import job_facts
 from snakemake_executor_plugin_kubernetes.logs import (
     command_exit_code,
@@ -26,7 +33,8 @@ from snakemake_executor_plugin_kubernetes.logs import (
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
-from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
+from snakemake_executor_plugin_kubernetes.remotelogs import RemoteLogStore
+from snakemake_executor_plugin_kubernetes.render import WORKDIR, RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
 from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
@@ -74,6 +82,12 @@ class Executor(RemoteExecutor):
             image_pull_grace=self.config.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
+        self.efficiency = None if self.config.no_efficiency_report else EfficiencyReport()
+        self.remote_logs = (
+            None
+            if self.config.no_remote_logs
+            else RemoteLogStore.for_workflow(self.workflow, self.run_id)
+        )
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
@@ -100,10 +114,11 @@ class Executor(RemoteExecutor):
 
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)
+        command = self.format_job_exec(job)
         given = RenderInput(
             run_id=self.run_id,
             image=self.image,
-            command=self.format_job_exec(job),
+            command=wrap_command(command, WORKDIR) if self.efficiency else command,
             secret_name=self.secret.name if self.secret.needed else None,
             secret_env=self.secret.env_names,
             apptainer=self.apptainer,
@@ -232,12 +247,42 @@ class Executor(RemoteExecutor):
         self.watcher.cache.forget_job(name)
         self.secret.drop_owner(name)
 
+    def _record_usage(self, job_info: SubmittedJobInfo, status: str, pod: str | None) -> None:
+        if self.efficiency is not None:
+            job = job_info.job
+            wildcards = getattr(job, "wildcards_dict", None) or {}
+            found = self.watcher.cache.pod(pod) if pod else None
+            name = job_info.external_jobid
+            self.efficiency.add(job_row(job.name, wildcards, job.jobid, status, name, found))
+
+    def _store_remote(self, name: str, local_file: Any) -> str | None:
+        if self.remote_logs is None:
+            return None
+        return self.remote_logs.store(name, str(local_file), self.logger.warning)
+
+    def _write_efficiency_report(self) -> None:
+        if not self.efficiency or not self.efficiency.rows:
+            return
+        try:
+            tsv, svg, lines = self.efficiency.write(
+                report_base(log_files(self.logger), self.run_id)
+            )
+        except OSError as e:
+            self.logger.warning(f"Cannot write the efficiency report: {e}")
+            return
+        for line in lines:
+            self.logger.info(line)
+        self.logger.info(
+            f"Efficiency report (--kubernetes-no-efficiency-report turns it off): {tsv}, {svg}"
+        )
+
     def _on_success(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
+        self._record_usage(job_info, "succeeded", verdict.pod)
         if self.config.save_all_logs and verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
-                save_log(name, text)
+                self._store_remote(name, save_log(name, text))
         self.trackers.pop(name, None)
         self.watcher.cache.forget_job(name)
         if self.config.keep_jobs:
@@ -263,13 +308,16 @@ class Executor(RemoteExecutor):
 
     def _on_failure(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
+        self._record_usage(job_info, "failed", verdict.pod)
         aux_logs: list[str] = []
+        stored = None
         lines = ""
         reason = verdict.message
         if verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 aux_logs.append(str(save_log(name, text)))
+                stored = self._store_remote(name, aux_logs[-1])
                 lines = tail(text, self.config.log_tail_lines)
                 code = command_exit_code(text)
                 if code is not None:
@@ -285,6 +333,8 @@ class Executor(RemoteExecutor):
         if not verdict.delete_job:
             msg += kubectl_hints(self.namespace, name, verdict.pod)
             msg += " (its Job is kept until the run ends)\n"
+        if stored:
+            msg += f"Its pod log is also stored at {stored}\n"
         self._forget(name)
         self.report_job_error(job_info, msg=msg, aux_logs=aux_logs)
 
@@ -305,6 +355,7 @@ class Executor(RemoteExecutor):
     def shutdown(self) -> None:
         super().shutdown()
         self.watcher.stop()
+        self._write_efficiency_report()
         # Failed Jobs stay for inspection while the run goes on; the run removes all
         # its objects when it ends (with --kubernetes-keep-jobs only its Secret).
         kinds = ("secrets",) if self.config.keep_jobs else ("jobs", "pods", "secrets")
