@@ -14,6 +14,7 @@ from snakemake_executor_plugin_kubernetes import usage
 from snakemake_executor_plugin_kubernetes.efficiency import (
     COLUMNS,
     EfficiencyReport,
+    final_pod,
     job_row,
     report_base,
     summarise,
@@ -241,3 +242,26 @@ def test_a_usage_message_fits_the_kubelets_limit() -> None:
     text = Usage(2**62, 1e12, 1e12, 255, "rusage").to_message()
     assert len(text.encode()) <= usage.MAX_MESSAGE_BYTES
     assert json.loads(text)["kind"] == usage.MESSAGE_KIND
+
+
+def test_the_final_pod_is_read_once_when_the_job_ended_before_its_pod_status_arrived():
+    done = _pod({"cpu": "1"}, _message(10, 1.0, 1.0))
+    done["metadata"]["name"] = "p-1"
+    running = {"metadata": {"name": "p-1"}, "status": {"containerStatuses": []}}
+    fetched: list[str] = []
+
+    def fetch(name: str) -> dict:
+        fetched.append(name)
+        return done
+
+    # in the cache and terminated: no request
+    assert final_pod(done, lambda: [], fetch) is done and fetched == []
+    # the Job's ending came first: the cached pod is still running, so it is read once
+    assert final_pod(running, lambda: [], fetch) is done and fetched == ["p-1"]
+    # no pod named by the verdict: the Job's newest cached pod
+    assert final_pod(None, lambda: [running], fetch) is done and fetched == ["p-1", "p-1"]
+    assert final_pod(None, lambda: [], fetch) is None
+    # a failed read keeps what the cache has
+    assert final_pod(running, lambda: [], lambda name: None) is running
+    row = job_row("r", {}, 1, "succeeded", "sm-r", final_pod(running, lambda: [], fetch), 3)
+    assert row.attempt == 3 and row.peak_mem_mb == 10

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -144,6 +144,43 @@ def pod_usage(pod: Mapping[str, Any]) -> Usage | None:
     return parse_message(terminated.get("message"))
 
 
+def _terminated(pod: Mapping[str, Any] | None) -> bool:
+    """Whether the pod's status is final: a terminal phase (its container statuses come with
+    it), or the job container terminated."""
+    if not pod:
+        return False
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return True
+    _, status = _container(pod)
+    return "terminated" in (status.get("state") or {})
+
+
+def final_pod(
+    cached: Mapping[str, Any] | None,
+    pods_of_job: Callable[[], list[dict[str, Any]]],
+    fetch: Callable[[str], Mapping[str, Any] | None],
+) -> Mapping[str, Any] | None:
+    """The pod whose terminated state carries the job's usage.
+
+    The Job and Pod watches are separate streams: a Job's Complete condition may reach the
+    cache before its pod's final status (about one job in ten on the local cluster). Then
+    the newest cached pod of the Job is read once from the API (a rare request, made while
+    the pod still exists: the executor deletes the Job only afterwards)."""
+    if _terminated(cached):
+        return cached
+    pod = cached
+    if pod is None:
+        pods = pods_of_job()
+        pod = pods[-1] if pods else None
+        if _terminated(pod):
+            return pod
+    if pod is None:
+        return None
+    name = (pod.get("metadata") or {}).get("name")
+    fetched = fetch(name) if name else None
+    return fetched if fetched is not None else pod
+
+
 def format_wildcards(wildcards: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in wildcards.items())
 
@@ -155,17 +192,19 @@ def job_row(
     status: str,
     kubernetes_job: str,
     pod: Mapping[str, Any] | None,
+    attempt: int | None = None,
 ) -> JobRow:
     pod = pod or {}
     spec, _ = _container(pod)
     requests = (spec.get("resources") or {}).get("requests") or {}
     memory = _quantity(requests.get("memory"))
     usage = pod_usage(pod)
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    try:
-        attempt = int(labels.get(ATTEMPT_LABEL, 0))
-    except ValueError:
-        attempt = 0
+    if attempt is None:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        try:
+            attempt = int(labels.get(ATTEMPT_LABEL, 0))
+        except ValueError:
+            attempt = 0
     return JobRow(
         rule=rule,
         wildcards=format_wildcards(wildcards),

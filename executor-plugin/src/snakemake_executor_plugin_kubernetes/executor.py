@@ -13,10 +13,11 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, DeploymentMethod
 
 from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
-from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
+from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.efficiency import (
     EfficiencyReport,
+    final_pod,
     job_row,
     log_files,
     report_base,
@@ -248,12 +249,23 @@ class Executor(RemoteExecutor):
         self.secret.drop_owner(name)
 
     def _record_usage(self, job_info: SubmittedJobInfo, status: str, pod: str | None) -> None:
-        if self.efficiency is not None:
-            job = job_info.job
-            wildcards = getattr(job, "wildcards_dict", None) or {}
-            found = self.watcher.cache.pod(pod) if pod else None
-            name = job_info.external_jobid
-            self.efficiency.add(job_row(job.name, wildcards, job.jobid, status, name, found))
+        if self.efficiency is None:
+            return
+        job, name = job_info.job, job_info.external_jobid
+        wildcards = getattr(job, "wildcards_dict", None) or {}
+        found = final_pod(
+            self.watcher.cache.pod(pod) if pod else None,
+            lambda: self.watcher.cache.pods_of(name),
+            lambda pod_name: self._get_pod(pod_name),
+        )
+        row = job_row(job.name, wildcards, job.jobid, status, name, found, attempt=job.attempt)
+        self.efficiency.add(row)
+
+    def _get_pod(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.client.request("GET", core_path(self.namespace, "pods", name))
+        except ApiError:
+            return None
 
     def _store_remote(self, name: str, local_file: Any) -> str | None:
         if self.remote_logs is None:
