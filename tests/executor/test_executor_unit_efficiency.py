@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +24,7 @@ from snakemake_executor_plugin_kubernetes.efficiency import (
     wrap_command,
 )
 from snakemake_executor_plugin_kubernetes.outcomes import describe_failure
+from snakemake_executor_plugin_kubernetes.remotelogs import RemoteLogStore
 from snakemake_executor_plugin_kubernetes.usage import Usage, parse_message
 
 HOG = "b = bytearray(80 * 1000 * 1000); b[::4096] = b'x' * len(b[::4096]); print('done')"
@@ -265,3 +268,60 @@ def test_the_final_pod_is_read_once_when_the_job_ended_before_its_pod_status_arr
     assert final_pod(running, lambda: [], lambda name: None) is running
     row = job_row("r", {}, 1, "succeeded", "sm-r", final_pod(running, lambda: [], fetch), 3)
     assert row.attempt == 3 and row.peak_mem_mb == 10
+
+
+def test_a_launcher_that_ran_the_job_itself_records_with_record(tmp_path: Path) -> None:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", SPIN], check=True)
+    usage.record(str(tmp_path / "message"), started, 0, include_self=True)
+    recorded = parse_message((tmp_path / "message").read_text())
+    assert recorded is not None and recorded.exit_code == 0
+    assert recorded.cpu_seconds >= 0.3  # the child's CPU time is included
+
+
+class _Provider:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.stored: list[tuple[str, Path]] = []
+
+    def object(self, query: str):
+        provider = self
+
+        class Obj:
+            def set_local_path(self, path: Path) -> None:
+                self.path = path
+
+            def store_object(self) -> None:
+                if provider.fail:
+                    raise OSError("AuthorizationPermissionMismatch")
+                provider.stored.append((query, self.path))
+
+        return Obj()
+
+
+def test_saved_logs_go_to_the_default_storage_prefix(tmp_path: Path) -> None:
+    log = tmp_path / "sm-a-1.log"
+    log.write_text("hello")
+    workflow = SimpleNamespace(
+        storage_registry=SimpleNamespace(default_storage_provider=_Provider()),
+        storage_settings=SimpleNamespace(default_storage_prefix="az://box/"),
+    )
+    store = RemoteLogStore.for_workflow(workflow, "run1")
+    assert store is not None
+    warnings: list[str] = []
+    query = store.store("sm-a-1", str(log), warnings.append)
+    assert query == "az://box/.snakemake/kubernetes-logs/run1/sm-a-1.log"
+    assert workflow.storage_registry.default_storage_provider.stored == [(query, log)]
+    assert warnings == []
+
+    failing = RemoteLogStore(_Provider(fail=True), "az://box", "run1")
+    assert failing.store("sm-a-1", str(log), warnings.append) is None
+    assert warnings == [
+        "Cannot store the pod log of sm-a-1 at "
+        "az://box/.snakemake/kubernetes-logs/run1/sm-a-1.log: AuthorizationPermissionMismatch"
+    ]
+    no_storage = SimpleNamespace(
+        storage_registry=SimpleNamespace(default_storage_provider=None),
+        storage_settings=SimpleNamespace(default_storage_prefix=None),
+    )
+    assert RemoteLogStore.for_workflow(no_storage, "run1") is None
