@@ -321,7 +321,7 @@ def render_tsv(rows: Iterable[JobRow]) -> str:
 def render_svg(summaries: list[RuleSummary]) -> str:
     """One row per rule: requested (outline) vs peak (filled) memory on a shared scale, and
     CPU efficiency on a 0-100% scale."""
-    label_w, mem_w, cpu_w, gap, row_h, top = 170, 360, 200, 30, 26, 56
+    label_w, mem_w, cpu_w, gap, row_h, top = 170, 360, 200, 150, 26, 56
     width = label_w + mem_w + gap + cpu_w + 70
     height = top + row_h * max(1, len(summaries)) + 30
     scale_mb = (
@@ -336,10 +336,11 @@ def render_svg(summaries: list[RuleSummary]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{label_w}" y="18" font-weight="bold">Memory: requested (outline) vs peak '
-        f"(filled), max {scale_mb:.0f} MB</text>",
+        f'<text x="{label_w}" y="18" font-weight="bold">Memory: requested (outline), peak '
+        "(filled)</text>",
         f'<text x="{cpu_x}" y="18" font-weight="bold">CPU efficiency</text>',
-        f'<text x="{label_w}" y="36" fill="#555">peak over 90% of the request in red</text>',
+        f'<text x="{label_w}" y="36" fill="#555">scale 0 to {scale_mb:.0f} MB; peak from 90% '
+        "of the request in red</text>",
         f'<text x="{cpu_x}" y="36" fill="#555">CPU time / (cores x wall time)</text>',
     ]
     for i, s in enumerate(summaries):
@@ -367,7 +368,7 @@ def render_svg(summaries: list[RuleSummary]) -> str:
             else (f"{s.peak_mem_mb:.0f} MB, no request" if s.peak_mem_mb is not None else "n/a")
         )
         parts.append(
-            f'<text x="{label_w + mem_w + 4}" y="{y + 15}" font-size="10" text-anchor="end" '
+            f'<text x="{label_w + mem_w + 8}" y="{y + 15}" font-size="11" '
             f'fill="#333">{escape(text)}</text>'
         )
         parts.append(f'<rect x="{cpu_x}" y="{y + 3}" width="{cpu_w}" height="16" fill="#eee"/>')
