@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -145,6 +146,18 @@ def record(message_file: str, started: float, exit_code: int, include_self: bool
     write_message(Path(message_file), measure(started, exit_code, include_self=include_self))
 
 
+def reap_orphans() -> None:
+    """Wait for descendants that ended after their parent: as the container's first process
+    the recorder inherits them, and only reaped processes count in RUSAGE_CHILDREN."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def run(command: list[str], message_file: Path) -> int:
     """Run the command as a child, forwarding SIGTERM/SIGINT, and record its usage."""
     # Resolved now: the command may change the working directory the path is relative to.
@@ -159,6 +172,7 @@ def run(command: list[str], message_file: Path) -> int:
         signal.signal(signum, forward)
     code = child.wait()
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as a shell
+    reap_orphans()
     write_message(message_file, measure(started, exit_code))
     return exit_code
 
