@@ -11,16 +11,27 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from executor.test_executor_unit_executor import (  # noqa: F401 - fixtures
+    FakeJob,
+    make_executor,
+    pod_for,
+    server,
+    set_status,
+    status_round,
+)
+from executor.test_executor_unit_fakeapi import wait_until
 
 from snakemake_executor_plugin_kubernetes import usage
 from snakemake_executor_plugin_kubernetes.efficiency import (
     COLUMNS,
     EfficiencyReport,
-    final_pod,
+    UsageWait,
     job_row,
+    pod_is_final,
     report_base,
     summarise,
     summary_lines,
+    usage_pod,
     wrap_command,
 )
 from snakemake_executor_plugin_kubernetes.outcomes import describe_failure
@@ -247,26 +258,23 @@ def test_a_usage_message_fits_the_kubelets_limit() -> None:
     assert json.loads(text)["kind"] == usage.MESSAGE_KIND
 
 
-def test_the_final_pod_is_read_once_when_the_job_ended_before_its_pod_status_arrived():
+def test_a_job_that_completed_before_its_pod_status_arrived_waits_a_little():
     done = _pod({"cpu": "1"}, _message(10, 1.0, 1.0))
-    done["metadata"]["name"] = "p-1"
-    running = {"metadata": {"name": "p-1"}, "status": {"containerStatuses": []}}
-    fetched: list[str] = []
+    running = {"metadata": {"name": "p-1"}, "status": {"phase": "Running"}}
+    wait = UsageWait(seconds=5.0)
+    assert wait.should_wait("job", [running], now=100.0) is True
+    assert wait.should_wait("job", [running], now=104.0) is True
+    assert wait.should_wait("job", [running], now=105.5) is False  # reported without usage
+    assert wait.should_wait("job", [done], now=200.0) is False
+    assert wait.should_wait("other", [], now=200.0) is False  # no pod cached: no wait
+    assert wait.since == {}
+    assert pod_is_final({"status": {"phase": "Failed"}})
+    assert not pod_is_final(running) and not pod_is_final(None)
 
-    def fetch(name: str) -> dict:
-        fetched.append(name)
-        return done
-
-    # in the cache and terminated: no request
-    assert final_pod(done, lambda: [], fetch) is done and fetched == []
-    # the Job's ending came first: the cached pod is still running, so it is read once
-    assert final_pod(running, lambda: [], fetch) is done and fetched == ["p-1"]
-    # no pod named by the verdict: the Job's newest cached pod
-    assert final_pod(None, lambda: [running], fetch) is done and fetched == ["p-1", "p-1"]
-    assert final_pod(None, lambda: [], fetch) is None
-    # a failed read keeps what the cache has
-    assert final_pod(running, lambda: [], lambda name: None) is running
-    row = job_row("r", {}, 1, "succeeded", "sm-r", final_pod(running, lambda: [], fetch), 3)
+    assert usage_pod(done, [running]) is done
+    assert usage_pod(None, [running, done]) is done
+    assert usage_pod(None, []) is None
+    row = job_row("r", {}, 1, "succeeded", "sm-r", usage_pod(None, [done]), 3)
     assert row.attempt == 3 and row.peak_mem_mb == 10
 
 
@@ -325,3 +333,35 @@ def test_saved_logs_go_to_the_default_storage_prefix(tmp_path: Path) -> None:
         storage_settings=SimpleNamespace(default_storage_prefix=None),
     )
     assert RemoteLogStore.for_workflow(no_storage, "run1") is None
+
+
+def test_a_job_complete_before_its_pod_is_reported_with_its_usage_and_no_request(
+    server,  # noqa: F811 - the fixture
+    make_executor,  # noqa: F811 - the fixture
+):
+    api = server.api
+    executor = make_executor()
+    executor.run_job(FakeJob("align", 1, resources={"mem_mb": 300}))
+    (name,) = api.names("jobs")
+    job = api.get("jobs", name)
+    pod = pod_for(job)
+    api.put("pods", pod, event="ADDED")
+    set_status(api, "jobs", name, conditions=[{"type": "Complete", "status": "True"}])
+    wait_until(lambda: executor.watcher.cache.job(name).get("status"), "completion seen")
+    before = len(api.requests)
+    # the Job says Complete, its pod still Running in the cache: the job stays active
+    assert status_round(executor) == [name]
+    assert executor.workflow.scheduler.finished == []
+    message = _message(150, 2.0, 4.0)
+    state = {"terminated": {"exitCode": 0, "reason": "Completed", "message": message}}
+    final = {"phase": "Succeeded", "containerStatuses": [{"name": "snakemake", "state": state}]}
+    api.put("pods", {**pod, "status": final}, event="MODIFIED")
+    wait_until(
+        lambda: pod_is_final(executor.watcher.cache.pod(pod["metadata"]["name"])), "pod seen"
+    )
+    assert status_round(executor) == []
+    assert executor.workflow.scheduler.finished == ["align"]
+    new = [(r.method, r.path) for r in api.requests[before:]]
+    assert [(m, p) for m, p in new if m == "GET"] == []  # the usage came with the watch
+    (row,) = executor.efficiency.rows
+    assert (row.peak_mem_mb, row.requested_mem_mb, row.node) == (150, 300, "node-1")

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -144,7 +144,11 @@ def pod_usage(pod: Mapping[str, Any]) -> Usage | None:
     return parse_message(terminated.get("message"))
 
 
-def _terminated(pod: Mapping[str, Any] | None) -> bool:
+# How long a Job that completed may wait for its pod's final status to reach the watch.
+USAGE_WAIT_SECONDS = 5.0
+
+
+def pod_is_final(pod: Mapping[str, Any] | None) -> bool:
     """Whether the pod's status is final: a terminal phase (its container statuses come with
     it), or the job container terminated."""
     if not pod:
@@ -155,30 +159,36 @@ def _terminated(pod: Mapping[str, Any] | None) -> bool:
     return "terminated" in (status.get("state") or {})
 
 
-def final_pod(
-    cached: Mapping[str, Any] | None,
-    pods_of_job: Callable[[], list[dict[str, Any]]],
-    fetch: Callable[[str], Mapping[str, Any] | None],
+def usage_pod(
+    named: Mapping[str, Any] | None, pods_of_job: list[dict[str, Any]]
 ) -> Mapping[str, Any] | None:
-    """The pod whose terminated state carries the job's usage.
+    """The pod whose terminated state carries the job's usage: the one the verdict named,
+    else the Job's newest."""
+    if named is not None:
+        return named
+    return pods_of_job[-1] if pods_of_job else None
 
-    The Job and Pod watches are separate streams: a Job's Complete condition may reach the
-    cache before its pod's final status (about one job in ten on the local cluster). Then
-    the newest cached pod of the Job is read once from the API (a rare request, made while
-    the pod still exists: the executor deletes the Job only afterwards)."""
-    if _terminated(cached):
-        return cached
-    pod = cached
-    if pod is None:
-        pods = pods_of_job()
-        pod = pods[-1] if pods else None
-        if _terminated(pod):
-            return pod
-    if pod is None:
-        return None
-    name = (pod.get("metadata") or {}).get("name")
-    fetched = fetch(name) if name else None
-    return fetched if fetched is not None else pod
+
+class UsageWait:
+    """The Job and Pod watches are separate streams: a Job's Complete condition may reach
+    the cache before its pod's final status (about one job in ten on the local cluster).
+    Such a job is reported a round later, when the pod's ending arrives (which wakes the
+    next round at once), and after USAGE_WAIT_SECONDS without it: no API request either way."""
+
+    def __init__(self, seconds: float = USAGE_WAIT_SECONDS) -> None:
+        self.seconds = seconds
+        self.since: dict[str, float] = {}
+
+    def should_wait(self, job_name: str, pods: list[dict[str, Any]], now: float) -> bool:
+        """`pods`: the Job's pods in the cache. None at all: nothing to wait for."""
+        if not pods or any(pod_is_final(pod) for pod in pods):
+            self.since.pop(job_name, None)
+            return False
+        first = self.since.setdefault(job_name, now)
+        if now - first < self.seconds:
+            return True
+        self.since.pop(job_name, None)
+        return False
 
 
 def format_wildcards(wildcards: Mapping[str, Any]) -> str:

@@ -13,14 +13,15 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, DeploymentMethod
 
 from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
-from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
+from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.efficiency import (
     EfficiencyReport,
-    final_pod,
+    UsageWait,
     job_row,
     log_files,
     report_base,
+    usage_pod,
     wrap_command,
 )
 from snakemake_executor_plugin_kubernetes.facts import job_facts
@@ -84,6 +85,7 @@ class Executor(RemoteExecutor):
         )
         self.trackers: dict[str, JobTracker] = {}
         self.efficiency = None if self.config.no_efficiency_report else EfficiencyReport()
+        self.usage_wait = UsageWait()
         self.remote_logs = (
             None
             if self.config.no_remote_logs
@@ -195,6 +197,12 @@ class Executor(RemoteExecutor):
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
             if verdict.state == "running":
                 yield job_info
+            elif (
+                verdict.state == "succeeded"
+                and self.efficiency is not None
+                and self.usage_wait.should_wait(name, pods_by_job.get(name, []), now)
+            ):
+                yield job_info  # its pod's final status, with the usage, is on its way
             elif verdict.state == "succeeded":
                 self._on_success(job_info, verdict)
             else:
@@ -253,19 +261,10 @@ class Executor(RemoteExecutor):
             return
         job, name = job_info.job, job_info.external_jobid
         wildcards = getattr(job, "wildcards_dict", None) or {}
-        found = final_pod(
-            self.watcher.cache.pod(pod) if pod else None,
-            lambda: self.watcher.cache.pods_of(name),
-            lambda pod_name: self._get_pod(pod_name),
-        )
+        named = self.watcher.cache.pod(pod) if pod else None
+        found = usage_pod(named, self.watcher.cache.pods_of(name) if named is None else [])
         row = job_row(job.name, wildcards, job.jobid, status, name, found, attempt=job.attempt)
         self.efficiency.add(row)
-
-    def _get_pod(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.client.request("GET", core_path(self.namespace, "pods", name))
-        except ApiError:
-            return None
 
     def _store_remote(self, name: str, local_file: Any) -> str | None:
         if self.remote_logs is None:
