@@ -5,7 +5,7 @@ from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
-from snakemake_executor_plugin_kubernetes.naming import check_namespace
+from snakemake_executor_plugin_kubernetes.naming import check_job_name_prefix, check_namespace
 from snakemake_executor_plugin_kubernetes.parsing import (
     Toleration,
     parse_annotations,
@@ -57,6 +57,9 @@ class RunConfig:
     ttl_seconds_after_finished: int | None
     save_all_logs: bool
     log_tail_lines: int
+    no_remote_logs: bool
+    job_name_prefix: str
+    no_efficiency_report: bool
 
 
 def _non_negative(value: Any, name: str) -> Any:
@@ -118,6 +121,9 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
         ),
         save_all_logs=bool(settings.save_all_logs),
         log_tail_lines=_non_negative(settings.log_tail_lines, "log_tail_lines"),
+        no_remote_logs=bool(settings.no_remote_logs),
+        job_name_prefix=check_job_name_prefix(settings.job_name_prefix, _flag("job_name_prefix")),
+        no_efficiency_report=bool(settings.no_efficiency_report),
     )
 
 

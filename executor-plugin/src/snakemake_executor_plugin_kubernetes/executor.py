@@ -16,6 +16,15 @@ from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run,
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
 from snakemake_executor_plugin_kubernetes.clusterview import ClusterView
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
+from snakemake_executor_plugin_kubernetes.efficiency import (
+    EfficiencyReport,
+    UsageWait,
+    job_row,
+    log_files,
+    report_base,
+    usage_pod,
+    wrap_command,
+)
 from snakemake_executor_plugin_kubernetes.facts import job_facts
 from snakemake_executor_plugin_kubernetes.logs import (
     command_exit_code,
@@ -39,7 +48,8 @@ from snakemake_executor_plugin_kubernetes.podsecurity import (
     read_namespace_labels,
 )
 from snakemake_executor_plugin_kubernetes.refusals import RefusalScanner, judge_refusal
-from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
+from snakemake_executor_plugin_kubernetes.remotelogs import RemoteLogStore
+from snakemake_executor_plugin_kubernetes.render import WORKDIR, RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
@@ -100,6 +110,13 @@ class Executor(RemoteExecutor):
             on_forbidden=self.logger.warning,
             no_autoscaler_grace=self.limits.no_autoscaler_grace,
         )
+        self.efficiency = None if self.config.no_efficiency_report else EfficiencyReport()
+        self.usage_wait = UsageWait()
+        self.remote_logs = (
+            None
+            if self.config.no_remote_logs
+            else RemoteLogStore.for_workflow(self.workflow, self.run_id)
+        )
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
@@ -134,10 +151,11 @@ class Executor(RemoteExecutor):
         facts, choice = with_memory(facts, job, self.workflow, self.config.default_mem_mb)
         if choice and (message := self.memory_log.message(facts.rule, choice)):
             self.logger.info(message)
+        command = self.format_job_exec(job)
         given = RenderInput(
             run_id=self.run_id,
             image=self.image,
-            command=self.format_job_exec(job),
+            command=wrap_command(command, WORKDIR) if self.efficiency else command,
             secret_name=self.secret.name if self.secret.needed else None,
             secret_env=self.secret.env_names,
             apptainer=self.apptainer,
@@ -242,6 +260,12 @@ class Executor(RemoteExecutor):
                 self.logger.info(f"{self._describe(job_info)}: {line}")
             if verdict.state == "running":
                 yield job_info
+            elif (
+                verdict.state == "succeeded"
+                and self.efficiency is not None
+                and self.usage_wait.should_wait(name, pods_by_job.get(name, []), now)
+            ):
+                yield job_info  # its pod's final status, with the usage, is on its way
             elif verdict.state == "succeeded":
                 self._on_success(job_info, verdict)
             else:
@@ -311,12 +335,44 @@ class Executor(RemoteExecutor):
         self.watcher.cache.forget_job(name)
         self.secret.drop_owner(name)
 
+    def _record_usage(self, job_info: SubmittedJobInfo, status: str, pod: str | None) -> None:
+        if self.efficiency is None:
+            return
+        job, name = job_info.job, job_info.external_jobid
+        wildcards = getattr(job, "wildcards_dict", None) or {}
+        named = self.watcher.cache.pod(pod) if pod else None
+        found = usage_pod(named, self.watcher.cache.pods_of(name) if named is None else [])
+        row = job_row(job.name, wildcards, job.jobid, status, name, found, attempt=job.attempt)
+        self.efficiency.add(row)
+
+    def _store_remote(self, name: str, local_file: Any) -> str | None:
+        if self.remote_logs is None:
+            return None
+        return self.remote_logs.store(name, str(local_file), self.logger.warning)
+
+    def _write_efficiency_report(self) -> None:
+        if not self.efficiency or not self.efficiency.rows:
+            return
+        try:
+            tsv, svg, lines = self.efficiency.write(
+                report_base(log_files(self.logger), self.run_id)
+            )
+        except OSError as e:
+            self.logger.warning(f"Cannot write the efficiency report: {e}")
+            return
+        for line in lines:
+            self.logger.info(line)
+        self.logger.info(
+            f"Efficiency report (--kubernetes-no-efficiency-report turns it off): {tsv}, {svg}"
+        )
+
     def _on_success(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
+        self._record_usage(job_info, "succeeded", verdict.pod)
         if self.config.save_all_logs and verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
-                save_log(name, text)
+                self._store_remote(name, save_log(name, text))
         self._end_pod(verdict)
         self.refusals.forget(name)
         self.trackers.pop(name, None)
@@ -344,13 +400,16 @@ class Executor(RemoteExecutor):
 
     def _on_failure(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
+        self._record_usage(job_info, "failed", verdict.pod)
         aux_logs: list[str] = []
+        stored = None
         lines = ""
         reason = verdict.message
         if verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 aux_logs.append(str(save_log(name, text)))
+                stored = self._store_remote(name, aux_logs[-1])
                 lines = tail(text, self.config.log_tail_lines)
                 code = command_exit_code(text)
                 if code is not None:
@@ -367,6 +426,8 @@ class Executor(RemoteExecutor):
         if not verdict.delete_job:
             msg += kubectl_hints(self.namespace, name, verdict.pod)
             msg += " (its Job is kept until the run ends)\n"
+        if stored:
+            msg += f"Its pod log is also stored at {stored}\n"
         self._forget(name)
         self.report_job_error(job_info, msg=msg, aux_logs=aux_logs)
 
@@ -387,6 +448,7 @@ class Executor(RemoteExecutor):
     def shutdown(self) -> None:
         super().shutdown()
         self.watcher.stop()
+        self._write_efficiency_report()
         # Failed Jobs stay for inspection while the run goes on; the run removes all
         # its objects when it ends (with --kubernetes-keep-jobs only its Secret).
         kinds = ("secrets",) if self.config.keep_jobs else ("jobs", "pods", "secrets")

@@ -5,6 +5,7 @@ from typing import Any
 
 from snakemake_executor_plugin_kubernetes.placement import Diagnosis
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
+from snakemake_executor_plugin_kubernetes.usage import parse_message
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -144,7 +145,7 @@ def describe_failure(job: dict[str, Any] | None, pod: dict[str, Any] | None) -> 
     if terminated:
         reason = terminated.get("reason") or "Error"
         text = f"{reason}: exit code {terminated.get('exitCode')}"
-        if terminated.get("message"):
+        if terminated.get("message") and parse_message(terminated["message"]) is None:
             text += f" ({terminated['message'].strip()[:300]})"
         return text
     if pod_status.get("reason"):

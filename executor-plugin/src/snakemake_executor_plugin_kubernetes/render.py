@@ -18,6 +18,7 @@ from snakemake_executor_plugin_kubernetes.naming import (
 from snakemake_executor_plugin_kubernetes.resources import plan_resources
 from snakemake_executor_plugin_kubernetes.scheduling import plan_scheduling
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME, apply_pod_template
+from snakemake_executor_plugin_kubernetes.usage import TERMINATION_MESSAGE_PATH
 from snakemake_executor_plugin_kubernetes.volumes import pod_volumes, volume_mounts
 
 WORKDIR = "/workdir"
@@ -52,7 +53,9 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         cpu_limit_scalar=config.cpu_limit_scalar,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
-    name = job_name(given.run_id, facts.rule, facts.jobid, facts.attempt)
+    name = job_name(
+        given.run_id, facts.rule, facts.jobid, facts.attempt, prefix=config.job_name_prefix
+    )
     labels = {
         **sched.labels,
         **run_labels(given.run_id),
@@ -75,6 +78,9 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         "resources": {"requests": resources.requests},
         "env": _env(given),
         "securityContext": _security_context(sched.privileged),
+        # The kubelet's defaults, explicit: the usage recorder writes to this path.
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
     }
     if resources.limits:
         container["resources"]["limits"] = resources.limits

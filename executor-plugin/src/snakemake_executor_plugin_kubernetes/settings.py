@@ -201,8 +201,32 @@ class ExecutorSettings(ExecutorSettingsBase):
     save_all_logs: bool = field(
         default=False,
         metadata=_meta(
-            "Save the pod logs of every job under .snakemake/logs/kubernetes/ "
-            "(failed jobs' logs are always saved)."
+            "Keep the pod logs of successful jobs too, like those of failed jobs: under "
+            ".snakemake/logs/kubernetes/ and under .snakemake/kubernetes-logs/ of the "
+            "default storage prefix."
+        ),
+    )
+    no_remote_logs: bool = field(
+        default=False,
+        metadata=_meta(
+            "Do not store the saved pod logs under .snakemake/kubernetes-logs/<run id>/ of "
+            "the default storage prefix (they are stored there whenever a default storage "
+            "provider is set, so they outlive the submitting machine)."
+        ),
+    )
+    job_name_prefix: str = field(
+        default="sm",
+        metadata=_meta(
+            "First part of every Job's name (a DNS-1123 label of at most 20 characters), "
+            "e.g. to tell runs of several teams apart in one namespace.",
+            str,
+        ),
+    )
+    no_efficiency_report: bool = field(
+        default=False,
+        metadata=_meta(
+            "Do not record each job's peak memory and CPU time in its pod, nor write the "
+            "efficiency report (TSV, SVG, three log lines) next to Snakemake's log."
         ),
     )
     log_tail_lines: int = field(

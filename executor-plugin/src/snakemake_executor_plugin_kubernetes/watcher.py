@@ -143,6 +143,10 @@ class RunCache:
         with self._lock:
             return self._jobs.get(name)
 
+    def pod(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._pods.get(name)
+
     def pods_of(self, job_name: str) -> list[dict[str, Any]]:
         with self._lock:
             pods = [p for p in self._pods.values() if owning_job(p) == job_name]

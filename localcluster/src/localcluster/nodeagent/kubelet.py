@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.errors import ApiError
-from localcluster.nodeagent import podstatus
+from localcluster.nodeagent import podstatus, termination
 from localcluster.nodeagent.images import Image, ImageBuildError, ImageCatalog, ImageNotFound
 from localcluster.nodeagent.nodeobjects import now_rfc3339
 from localcluster.nodeagent.podenv import (
@@ -603,6 +603,7 @@ class PodRunner:
             return None
         self._event("Created", f"Created container: {name}")
         started_at = now_rfc3339()
+        termination.prepare(self.root, container)
         try:
             if not argv:
                 raise FileNotFoundError("no command specified")
@@ -644,7 +645,7 @@ class PodRunner:
             self.context.memory_watch.pop(process.pid, None)
             self.processes.pop(name, None)
         reason = "Completed" if code == 0 else "Error"
-        message = self._termination_message(container, log_file, code)
+        message = termination.read_message(self.root, container, log_file, code)
         if process.killed_for_memory:
             reason = "OOMKilled"
         elif self.termination is not None and self.termination.container_reason != "Error":
@@ -661,16 +662,3 @@ class PodRunner:
 
     def _all_done(self) -> bool:
         return all("terminated" in status["state"] for status in self.statuses.values())
-
-    def _termination_message(self, container: dict[str, Any], log_file: Path, code: int) -> str:
-        if container.get("terminationMessagePolicy") != "FallbackToLogsOnError" or code == 0:
-            return ""
-        try:
-            with log_file.open("rb") as log:
-                log.seek(0, 2)
-                size = log.tell()
-                log.seek(max(0, size - 2048))
-                tail = log.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(tail.splitlines()[-80:])
