@@ -16,12 +16,18 @@ from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run,
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.facts import job_facts
+from snakemake_executor_plugin_kubernetes.jobargs import ArgumentsChanged, corrected_job_args
 from snakemake_executor_plugin_kubernetes.logs import (
     command_exit_code,
     fetch_log,
     kubectl_hints,
     save_log,
     tail,
+)
+from snakemake_executor_plugin_kubernetes.memory_retries import (
+    MemoryKills,
+    is_memory_kill,
+    mem_mb_of,
 )
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
@@ -74,6 +80,7 @@ class Executor(RemoteExecutor):
             image_pull_grace=self.config.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
+        self.memory_kills = MemoryKills()
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
@@ -98,6 +105,21 @@ class Executor(RemoteExecutor):
             base, auto_deploy_default_storage_provider=self.settings.auto_deploy_storage_plugins
         )
 
+    def get_job_args(self, job: JobExecutorInterface) -> str:
+        """Snakemake's arguments for the pod, with two Snakemake 9 flaws corrected (jobargs)."""
+        args = super().get_job_args(job)
+        try:
+            return corrected_job_args(
+                args,
+                is_group=job.is_group(),
+                given_cores=self.cores,
+                resources=job.resources,
+                unneeded_temp_files=self.workflow.dag.get_unneeded_temp_files(job),
+            )
+        except ArgumentsChanged as e:
+            self.logger.warning(f"Job arguments used as Snakemake gives them: {e}")
+            return args
+
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)
         given = RenderInput(
@@ -112,6 +134,14 @@ class Executor(RemoteExecutor):
 
     def run_job(self, job: JobExecutorInterface) -> None:
         manifest = self.render(job)
+        notice = self.memory_kills.retry_notice(
+            memory_kill_key(job),
+            mem_mb_of(job.resources),
+            attempt=int(job.attempt),
+            attempts=int(getattr(job, "restart_times", 0)) + 1,
+        )
+        if notice:
+            self.logger.info(f"{kind_and_name(job)}: {notice}")
         name = manifest["metadata"]["name"]
         created = self._create(manifest)
         self.watcher.cache.put("jobs", created, only_if_newer=True)
@@ -224,8 +254,7 @@ class Executor(RemoteExecutor):
 
     def _describe(self, job_info: SubmittedJobInfo) -> str:
         job = job_info.job
-        kind = "group" if job.is_group() else "rule"
-        return f"{kind} {job.name} (jobid {job.jobid}, Kubernetes Job {job_info.external_jobid})"
+        return f"{kind_and_name(job)} (jobid {job.jobid}, Kubernetes Job {job_info.external_jobid})"
 
     def _forget(self, name: str) -> None:
         self.trackers.pop(name, None)
@@ -279,6 +308,9 @@ class Executor(RemoteExecutor):
                 delete_job(self.client, self.namespace, name)
             except ApiError as e:
                 self.logger.warning(f"Cannot delete Job {name}: {e}")
+        if is_memory_kill(verdict.message):
+            job = job_info.job
+            self.memory_kills.record(memory_kill_key(job), mem_mb_of(job.resources))
         msg = f"{self._describe(job_info)} failed: {reason}\n"
         if lines:
             msg += f"Last {len(lines.splitlines())} log lines:\n{lines}\n"
@@ -316,3 +348,11 @@ class Executor(RemoteExecutor):
                 + CLEANUP_COMMAND.format(self.run_id, self.namespace)
             )
         self.client.close()
+
+
+def kind_and_name(job: JobExecutorInterface) -> str:
+    return f"{'group' if job.is_group() else 'rule'} {job.name}"
+
+
+def memory_kill_key(job: JobExecutorInterface) -> str:
+    return f"{job.name}/{job.jobid}"

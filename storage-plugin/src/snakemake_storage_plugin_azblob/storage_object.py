@@ -54,6 +54,7 @@ from snakemake_storage_plugin_azblob.listing import (
     list_tree,
 )
 from snakemake_storage_plugin_azblob.query import BlobQuery, parse_query
+from snakemake_storage_plugin_azblob.special_files import special_file_kind
 from snakemake_storage_plugin_azblob.transfer import TEMP_MARKER, download_file, upload_file
 
 if TYPE_CHECKING:
@@ -222,8 +223,11 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         return self._existing().footprint
 
     def checksum(self) -> str | None:
-        snapshot = self._existing()
-        if snapshot.file is None or snapshot.file.md5 is None:
+        # None when missing, as Snakemake's own checksum of a missing local file: after a
+        # pipe group, Snakemake records checksums of all inputs, the pipe's too, which
+        # never is in storage (docs/compatibility.md, "Upstream issues").
+        snapshot = self._stat()
+        if snapshot is None or snapshot.file is None or snapshot.file.md5 is None:
             return None
         return f"md5:{snapshot.file.md5.hex()}"
 
@@ -306,6 +310,13 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         local = self.local_path()
         if not local.exists():
             raise WorkflowError(f"cannot store {self.print_query}: {local} does not exist")
+        if (kind := special_file_kind(local)) is not None:
+            # Never read as an upload: a FIFO nobody writes to would block forever.
+            self.provider.logger.info(
+                f"Not storing {self.print_query}: {local} is a {kind}, which has no content "
+                "to upload (pipe() and service() outputs stay local)."
+            )
+            return
         options = self.provider.options
         try:
             if local.is_dir():
