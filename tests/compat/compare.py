@@ -34,17 +34,32 @@ def write_workflow(name: str, workdir: Path) -> None:
         (workdir / relative).write_text(text)
 
 
-def run_local(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Snakemake with its local executor, as a user would start it."""
+def start_local(workdir: Path, *args: str) -> subprocess.Popen[str]:
+    """Snakemake with its local executor, as a user would start it (in the background, so
+    that it can run while the same workflow runs in pods)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE_")}
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
         cwd=workdir,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=LOCAL_TIMEOUT_SECONDS,
     )
+
+
+def finish_local(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        stdout, stderr = process.communicate(timeout=LOCAL_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_local(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return finish_local(start_local(workdir, *args))
 
 
 def local_outputs(workdir: Path) -> dict[str, bytes]:
