@@ -26,6 +26,7 @@ from snakemake_executor_plugin_kubernetes.efficiency import (
     wrap_command,
 )
 from snakemake_executor_plugin_kubernetes.facts import job_facts
+from snakemake_executor_plugin_kubernetes.jobargs import ArgumentsChanged, corrected_job_args
 from snakemake_executor_plugin_kubernetes.logs import (
     command_exit_code,
     fetch_log,
@@ -34,6 +35,11 @@ from snakemake_executor_plugin_kubernetes.logs import (
     tail,
 )
 from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
+from snakemake_executor_plugin_kubernetes.memory_retries import (
+    MemoryKills,
+    is_memory_kill,
+    mem_mb_of,
+)
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
@@ -117,6 +123,7 @@ class Executor(RemoteExecutor):
             if self.config.no_remote_logs
             else RemoteLogStore.for_workflow(self.workflow, self.run_id)
         )
+        self.memory_kills = MemoryKills()
         self.occupancy = OccupancyClock()
         # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
         self.retained: set[str] = set()
@@ -145,6 +152,21 @@ class Executor(RemoteExecutor):
             base, auto_deploy_default_storage_provider=self.settings.auto_deploy_storage_plugins
         )
 
+    def get_job_args(self, job: JobExecutorInterface) -> str:
+        """Snakemake's arguments for the pod, with two Snakemake 9 flaws corrected (jobargs)."""
+        args = super().get_job_args(job)
+        try:
+            return corrected_job_args(
+                args,
+                is_group=job.is_group(),
+                given_cores=self.cores,
+                resources=job.resources,
+                unneeded_temp_files=self.workflow.dag.get_unneeded_temp_files(job),
+            )
+        except ArgumentsChanged as e:
+            self.logger.warning(f"Job arguments used as Snakemake gives them: {e}")
+            return args
+
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)
         # No pod without a memory request: see memory.py for the order of sources.
@@ -164,6 +186,14 @@ class Executor(RemoteExecutor):
 
     def run_job(self, job: JobExecutorInterface) -> None:
         manifest = self.render(job)
+        notice = self.memory_kills.retry_notice(
+            memory_kill_key(job),
+            mem_mb_of(job.resources),
+            attempt=int(job.attempt),
+            attempts=int(getattr(job, "restart_times", 0)) + 1,
+        )
+        if notice:
+            self.logger.info(f"{kind_and_name(job)}: {notice}")
         name = manifest["metadata"]["name"]
         refusal = privilege_refusal(manifest, self.namespace, self.namespace_labels)
         if refusal is not None:
@@ -313,8 +343,7 @@ class Executor(RemoteExecutor):
 
     def _describe(self, job_info: SubmittedJobInfo) -> str:
         job = job_info.job
-        kind = "group" if job.is_group() else "rule"
-        return f"{kind} {job.name} (jobid {job.jobid}, Kubernetes Job {job_info.external_jobid})"
+        return f"{kind_and_name(job)} (jobid {job.jobid}, Kubernetes Job {job_info.external_jobid})"
 
     def _end_pod(self, verdict: Verdict) -> None:
         """Delete a pod that a classic sidecar keeps running after the job container ended."""
@@ -420,6 +449,9 @@ class Executor(RemoteExecutor):
                 delete_job(self.client, self.namespace, name)
             except ApiError as e:
                 self.logger.warning(f"Cannot delete Job {name}: {e}")
+        if is_memory_kill(verdict.message):
+            job = job_info.job
+            self.memory_kills.record(memory_kill_key(job), mem_mb_of(job.resources))
         msg = f"{self._describe(job_info)} failed: {reason}\n"
         if lines:
             msg += f"Last {len(lines.splitlines())} log lines:\n{lines}\n"
@@ -460,3 +492,11 @@ class Executor(RemoteExecutor):
                 + CLEANUP_COMMAND.format(self.run_id, self.namespace)
             )
         self.client.close()
+
+
+def kind_and_name(job: JobExecutorInterface) -> str:
+    return f"{'group' if job.is_group() else 'rule'} {job.name}"
+
+
+def memory_kill_key(job: JobExecutorInterface) -> str:
+    return f"{job.name}/{job.jobid}"

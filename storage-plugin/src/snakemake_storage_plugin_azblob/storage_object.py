@@ -201,8 +201,11 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         return self._existing().footprint
 
     def checksum(self) -> str | None:
-        snapshot = self._existing()
-        if snapshot.file is None or snapshot.file.md5 is None:
+        # None when missing, as Snakemake's own checksum of a missing local file: after a
+        # pipe group, Snakemake records checksums of all inputs, the pipe's too, which
+        # never is in storage (docs/compatibility.md, "Upstream issues").
+        snapshot = self._stat()
+        if snapshot is None or snapshot.file is None or snapshot.file.md5 is None:
             return None
         return f"md5:{snapshot.file.md5.hex()}"
 

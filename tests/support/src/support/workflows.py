@@ -260,6 +260,7 @@ class WorkflowRunner:
     # keeps `kubeconfig`, an admin, to see everything); None: Snakemake uses `kubeconfig`.
     executor_kubeconfig: Path | None = None
     namespace: str = NAMESPACE
+    process: subprocess.Popen | None = None
 
     def command(self, jobs: int, image: str, extra_args: tuple[str, ...]) -> list[str]:
         return [
@@ -308,16 +309,25 @@ class WorkflowRunner:
         extra_args: tuple[str, ...] = (),
         while_running: Callable[[ClusterObserver], None] | None = None,
         name: str = "wf",
+        workdir: Path | None = None,
+        files: dict[str, str] | None = None,
     ) -> WorkflowRun:
-        workdir = self.tmp_path / f"{name}-{uuid.uuid4().hex[:8]}"
-        workdir.mkdir()
+        """Run ``snakefile`` in a new folder, or in ``workdir`` to continue an earlier run
+        there (its .snakemake metadata); ``files`` are written next to the Snakefile (e.g.
+        scripts). While it runs, ``self.process`` is the Snakemake process."""
+        if workdir is None:
+            workdir = self.tmp_path / f"{name}-{uuid.uuid4().hex[:8]}"
+            workdir.mkdir()
         (workdir / "Snakefile").write_text(textwrap.dedent(snakefile))
+        for relative, text in (files or {}).items():
+            (workdir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / relative).write_text(text)
         observer = ClusterObserver(
             self.kubeconfig, self.namespace, self.local, interval=self.observe_interval
         ).start()
         log_file = workdir.parent / f"{workdir.name}.log"
         with log_file.open("w") as log:
-            process = subprocess.Popen(
+            self.process = process = subprocess.Popen(
                 self.command(jobs, image, extra_args),
                 cwd=workdir,
                 env=self.environment(),
