@@ -62,7 +62,16 @@ def core(pool_cluster: RunningCluster) -> client.CoreV1Api:
 
 
 def status_document(core: client.CoreV1Api) -> dict[str, Any]:
-    configmap = core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system")
+    def written() -> Any:
+        # The autoscaler writes it at its first scan, which may come after the cluster is up.
+        try:
+            return core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system")
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    configmap = wait_for(written, "the cluster-autoscaler-status ConfigMap", timeout=60)
     assert configmap.metadata.annotations["cluster-autoscaler.kubernetes.io/last-updated"]
     return yaml.safe_load(configmap.data["status"])
 
