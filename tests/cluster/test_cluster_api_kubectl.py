@@ -185,7 +185,10 @@ def test_kubectl_get_quota_and_rolebindings_print_the_real_columns(
         },
     )
     wait_for(
-        lambda: core.read_namespaced_resource_quota("compute", namespace).status or {},
+        lambda: (
+            (status := core.read_namespaced_resource_quota("compute", namespace).status)
+            and status.used
+        ),
         "quota status",
     )
     lines = kubectl(api_cluster, namespace, "get", "quota").splitlines()
