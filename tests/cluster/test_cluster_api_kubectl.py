@@ -171,3 +171,39 @@ def test_kubectl_as_impersonates_a_service_account_for_the_admin(
     assert can_i("list", "secrets") == "yes"
     assert can_i("list", "nodes") == "no"
     assert can_i("create", "configmaps") == "no"
+
+
+def test_kubectl_get_quota_and_rolebindings_print_the_real_columns(
+    api_cluster, api_client, namespace: str
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_resource_quota(
+        namespace,
+        {
+            "metadata": {"name": "compute"},
+            "spec": {"hard": {"requests.cpu": "1", "limits.memory": "1Gi", "pods": "3"}},
+        },
+    )
+    wait_for(
+        lambda: (
+            (status := core.read_namespaced_resource_quota("compute", namespace).status)
+            and status.used
+        ),
+        "quota status",
+    )
+    lines = kubectl(api_cluster, namespace, "get", "quota").splitlines()
+    assert lines[0].split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert "pods: 0/3, requests.cpu: 0/1" in lines[1]
+    assert lines[1].rstrip().endswith("limits.memory: 0/1Gi")
+    client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "rb"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": namespace}],
+        },
+    )
+    wide = kubectl(api_cluster, namespace, "get", "rolebindings", "-o", "wide").splitlines()
+    assert wide[0].split() == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert wide[1].split()[:2] == ["rb", "Role/r"]
+    assert wide[1].split()[-1] == f"{namespace}/bot"

@@ -9,6 +9,7 @@ the local cluster answers with the real admission and RBAC messages (docs/local-
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from kubernetes import client
 from localcluster.accounts import write_executor_kubeconfig
 from localcluster.admission import SIDECAR_LABEL
 from localcluster.pytest_fixtures import require_control
+from snakemake_executor_plugin_kubernetes.client import USER_AGENT
 from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES
 from support.snakefiles import CHAIN_SNAKEFILE, ONE_JOB_SNAKEFILE
 from support.workflows import WorkflowRunner, paragraphs_mentioning
@@ -164,7 +166,9 @@ rule bad:
 
 
 @pytest.mark.parametrize("mode", ["classic", "native"])
-def test_jobs_end_by_their_container_beside_a_sidecar(hardened_workflow, azurite, container, mode):
+def test_jobs_end_by_their_container_beside_a_sidecar(
+    hardened_workflow, local_cluster, azurite, container, mode
+):
     runner = hardened_workflow(labels={**RESTRICTED, SIDECAR_LABEL: mode})
     run = runner.run(SIDECAR_SNAKEFILE, extra_args=("--keep-going",))
     assert run.returncode != 0
@@ -172,7 +176,8 @@ def test_jobs_end_by_their_container_beside_a_sidecar(hardened_workflow, azurite
     assert blobs.download_blob("ok.txt").readall() == b"fine\n"
     assert paragraphs_mentioning(run.output, "bad", "exit code 3"), run.output
     pods = run.observed.of_kind("Pod")
-    assert pods
+    # One pod per job: ending a pod never makes its Job run the job again.
+    assert len(pods) == len(run.observed.of_kind("Job")) == 2
     for pod in pods:
         spec = pod["spec"]
         names = [c["name"] for c in spec["containers"]]
@@ -181,10 +186,16 @@ def test_jobs_end_by_their_container_beside_a_sidecar(hardened_workflow, azurite
             assert names == ["snakemake", "mesh-proxy"]
         else:
             assert names == ["snakemake"] and init == [("mesh-proxy", "Always")]
-    if mode == "native":
-        # Kubernetes ends the pod: it reaches a terminal phase by itself.
-        phases = {p for seen in run.observed.pod_phases.values() for p in seen}
-        assert {"Succeeded", "Failed"} <= phases
+    # The executor deletes each pod a classic sidecar keeps running; a native sidecar is
+    # stopped by Kubernetes, which ends the pod itself.
+    pod_deletes = [
+        entry
+        for entry in local_cluster.control.requests()
+        if entry["method"] == "DELETE"
+        and re.fullmatch(rf"/api/v1/namespaces/{runner.namespace}/pods/[^/]+", entry["path"])
+        and (entry.get("user_agent") or "").startswith(USER_AGENT)
+    ]
+    assert len(pod_deletes) == (2 if mode == "classic" else 0), pod_deletes
     assert run.leftovers == set()
 
 

@@ -34,6 +34,10 @@ from localcluster.launcher import RunningCluster, start_cluster
 from localcluster.nodeagent.images import SOURCES_VARIABLE
 
 _KUBECONFIG_AT_START = os.environ.get("KUBECONFIG")
+RESTRICTED_NAMESPACE_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
 CLUSTER_MARKER = "cluster"
 CLUSTER_FIXTURES = ("local_cluster", "kube_api", "node_cluster")
 
@@ -133,15 +137,27 @@ def executor_kubeconfig(
 ) -> Path:
     """The kubeconfig Snakemake runs with: on the local cluster, the executor's
     least-privilege ServiceAccount in the test namespace (E2_TEST_NAMESPACE, default
-    "default") bound to exactly the documented Role; on a real cluster (KUBECONFIG set as
-    pytest starts), that kubeconfig."""
+    "default") bound to exactly the documented Role, with that namespace enforcing Pod
+    Security "restricted"; on a real cluster (KUBECONFIG set as pytest starts), that
+    kubeconfig, unchanged."""
     if local_cluster.control is None:
         return Path(local_cluster.kubeconfig)
     from localcluster.accounts import write_executor_kubeconfig
 
     target = tmp_path_factory.mktemp("executor-account") / "kubeconfig"
     namespace = os.environ.get("E2_TEST_NAMESPACE", "default")
-    return write_executor_kubeconfig(Path(local_cluster.kubeconfig), target, namespace)
+    written = write_executor_kubeconfig(Path(local_cluster.kubeconfig), target, namespace)
+    # ... in a namespace as strict as a hardened AKS one: Pod Security "restricted".
+    from kubernetes import client
+
+    admin = local_cluster.api_client()
+    try:
+        client.CoreV1Api(admin).patch_namespace(
+            namespace, {"metadata": {"labels": RESTRICTED_NAMESPACE_LABELS}}
+        )
+    finally:
+        admin.close()
+    return written
 
 
 @pytest.fixture(scope="session")
