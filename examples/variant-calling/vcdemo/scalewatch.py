@@ -125,8 +125,8 @@ class ScaleWatcher:
         interval: float = 1.0,
         emit: Callable[[str], None] = print,
     ) -> None:
-        api_client = config.new_client_from_config(config_file=str(kubeconfig))
-        self._core = client.CoreV1Api(api_client)
+        self._api_client = config.new_client_from_config(config_file=str(kubeconfig))
+        self._core = client.CoreV1Api(self._api_client)
         self._interval = interval
         self._emit = emit
         self.story = ScaleStory()
@@ -143,6 +143,7 @@ class ScaleWatcher:
         self._stop.set()
         self._thread.join(timeout=10)
         self.poll()  # what came in the last interval
+        self._api_client.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
