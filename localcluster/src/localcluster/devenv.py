@@ -47,13 +47,14 @@ STARTUP_SECONDS = 60.0
 STOP_SECONDS = 15.0
 # The dev cluster's autoscaler, quicker than AKS's (nodes in 1-3 minutes, scale-down after
 # 10 idle minutes) so that the tutorial's scale-up and scale-down show within a short demo.
+DEV_SCALE_DOWN_UNNEEDED_SECONDS = 120
 DEV_AUTOSCALER_ARGS = (
     "--autoscaler-scan-interval",
     "2",
     "--autoscaler-provision-seconds",
     "15",
     "--autoscaler-scale-down-unneeded-seconds",
-    "120",
+    str(DEV_SCALE_DOWN_UNNEEDED_SECONDS),
 )
 
 
