@@ -7,6 +7,10 @@ An image has two layers, cached under ``<repo>/.cache/localcluster/images``:
   (or ``.dev/env.sh``) puts it on PYTHONPATH through wrapper scripts in ``<image>/bin``.
   Cheap to rebuild, and keyed by a hash of the plugin sources, so edits take effect at the
   next cluster start.
+- The ``bare`` flavour (Snakemake without our plugins, as in an image like snakemake/snakemake)
+  shares the base flavour's third-party layer and has an empty ``site``; the plugins are
+  wheels in ``<image>/plugin-wheels``, on the pods' PIP_FIND_LINKS, as a package index would
+  serve them to a pod that pip-installs a storage plugin.
 Builds take file locks, so parallel test processes build each layer once.
 """
 
@@ -32,6 +36,8 @@ BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
 LAYOUT_VERSION = 2  # bump when the cached layout changes
+# Flavours whose plugins are not installed, only offered to pip; their third-party layer.
+BARE_FLAVOURS = {"bare": "base"}
 
 
 class ImageNotFound(LookupError):
@@ -72,6 +78,8 @@ def flavour_of(image: str) -> str:
         repository = repository.removeprefix(prefix)
     if repository.endswith("snakemake-k8s-azblob-bio"):
         return "bio"
+    if repository.endswith("snakemake-bare"):
+        return "bare"
     if repository in ("snakemake/snakemake", "library/snakemake/snakemake") or repository.endswith(
         "snakemake-k8s-azblob"
     ):
@@ -176,31 +184,26 @@ class ImageCatalog:
         return self._build_image(flavour, self.image_key(flavour))
 
     def _build_image(self, flavour: str, key: str) -> Image:
-        deps = self._build_wheelhouse(flavour)
-        venv = self._build_base_venv(flavour, deps)
+        layer = BARE_FLAVOURS.get(flavour, flavour)
+        deps = self._build_wheelhouse(layer)
+        venv = self._build_base_venv(layer, deps)
         target = self.cache_dir / f"{flavour}-{key}"
-        image = Image(root=target, venv=venv, site=target / "site", wheelhouses=(deps,))
+        bare = flavour in BARE_FLAVOURS
+        wheelhouses = (deps, target / "plugin-wheels") if bare else (deps,)
+        image = Image(root=target, venv=venv, site=target / "site", wheelhouses=wheelhouses)
         with _file_lock(self.cache_dir / f"{target.name}.lock"):
             if (target / COMPLETE_MARKER).exists():
                 return image
             shutil.rmtree(target, ignore_errors=True)  # an interrupted build
             target.mkdir(parents=True)
             plugin_paths = [str(self.repo_root / plugin) for plugin in PLUGIN_DIRS]
-            _run(
-                [
-                    *_pip(sys.executable),
-                    "install",
-                    "-q",
-                    "--no-deps",
-                    "--no-index",
-                    "--find-links",
-                    str(deps),
-                    "--target",
-                    str(image.site),
-                    *plugin_paths,
-                ],
-                target / "build.log",
-            )
+            offline = ["-q", "--no-deps", "--no-index", "--find-links", str(deps)]
+            if bare:
+                image.site.mkdir()
+                into = ["wheel", *offline, "-w", str(wheelhouses[-1])]
+            else:
+                into = ["install", *offline, "--target", str(image.site)]
+            _run([*_pip(sys.executable), *into, *plugin_paths], target / "build.log")
             _write_wrappers(image)
             (target / COMPLETE_MARKER).write_text(key + "\n")
         return image
