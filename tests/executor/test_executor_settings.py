@@ -8,6 +8,7 @@ from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
 from snakemake_executor_plugin_kubernetes import ExecutorSettings, common_settings
 from snakemake_executor_plugin_kubernetes.config import build_run_config
+from snakemake_executor_plugin_kubernetes.plugin_deploy import PluginDeployment
 
 CONTRACT_SETTINGS = {
     "namespace",
@@ -114,7 +115,8 @@ def test_cli_values_are_typed():
     assert settings.unschedulable_timeout == 5
     assert settings.ttl_seconds_after_finished == 60
     assert settings.spot is True and settings.keep_jobs is True
-    assert settings.auto_deploy_storage_plugins is True
+    # The bare flag of earlier releases: install what the image lacks.
+    assert settings.auto_deploy_storage_plugins is PluginDeployment.AUTO
     config = build_run_config(settings)
     assert config.namespace == "pipelines" and config.tolerations[0].key == "a"
 
@@ -128,6 +130,17 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch):
     assert settings.image_pull_grace == 42
     assert settings.labels == "team=bio"
     assert parse(["--kubernetes-namespace", "cli-wins"]).namespace == "cli-wins"
+
+
+def test_storage_plugin_deployment_from_cli_profile_and_environment(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    assert parse([]).auto_deploy_storage_plugins is PluginDeployment.AUTO
+    flag = "--kubernetes-auto-deploy-storage-plugins"
+    assert parse([flag, "always"]).auto_deploy_storage_plugins is PluginDeployment.ALWAYS
+    assert parse([f"{flag}=never"]).auto_deploy_storage_plugins is PluginDeployment.NEVER
+    monkeypatch.setenv("SNAKEMAKE_KUBERNETES_AUTO_DEPLOY_STORAGE_PLUGINS", "true")
+    assert parse([]).auto_deploy_storage_plugins is PluginDeployment.ALWAYS
 
 
 def test_non_numeric_cli_value_is_rejected():

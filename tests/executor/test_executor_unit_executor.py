@@ -16,6 +16,7 @@ import pytest
 from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
 
 from snakemake_executor_plugin_kubernetes import Executor, ExecutorSettings, common_settings
+from snakemake_executor_plugin_kubernetes.plugin_deploy import install_missing_command
 
 TOKEN = "tok-7c0ffee-never-printed"
 STORAGE_KEY = "c3RvcmFnZS1rZXktbmV2ZXItcHJpbnRlZA=="
@@ -247,6 +248,41 @@ def test_submission_secret_and_success(server, make_executor):
 
     executor.shutdown()
     assert api.names("jobs") == [] and api.names("secrets") == [] and api.names("pods") == []
+
+
+def job_command(api: Any, name: str) -> str:
+    (box,) = api.get("jobs", name)["spec"]["template"]["spec"]["containers"]
+    assert box["command"] == ["/bin/sh", "-c"]
+    return box["args"][0]
+
+
+def test_storage_plugin_is_installed_in_the_pod_only_when_the_image_lacks_it(server, make_executor):
+    executor = make_executor()  # default: auto
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    executor.run_job(FakeJob("sort", 2))
+    check = install_missing_command(["snakemake_storage_plugin_azblob"], "python")
+    for name in server.api.names("jobs"):
+        assert job_command(server.api, name).startswith(
+            f"{check} && python -m snakemake --deploy-sources"
+        )
+    # Snakemake's own unconditional pip install stays off.
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
+    executor.shutdown()
+
+
+@pytest.mark.parametrize(("mode", "snakemake_installs"), [("always", True), ("never", False)])
+def test_storage_plugin_deployment_always_and_never(
+    server, make_executor, mode, snakemake_installs
+):
+    executor = make_executor(auto_deploy_storage_plugins=mode)
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    (name,) = server.api.names("jobs")
+    # No check of ours: 'always' is Snakemake's pip install (in its precommand), 'never' none.
+    assert job_command(server.api, name).startswith("python -m snakemake --deploy-sources")
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is snakemake_installs
+    executor.shutdown()
 
 
 def test_status_rounds_cost_no_requests_with_many_active_jobs(server, make_executor):

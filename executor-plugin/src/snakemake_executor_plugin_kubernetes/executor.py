@@ -27,6 +27,12 @@ from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
+from snakemake_executor_plugin_kubernetes.plugin_deploy import (
+    PluginDeployment,
+    install_missing_command,
+    parse_plugin_deployment,
+    storage_plugin_modules,
+)
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
@@ -54,6 +60,7 @@ class Executor(RemoteExecutor):
     last_round_seconds = 0.0
     woken_early = False
     owners_synced_at = 0.0
+    install_missing: str | None = None  # the pod's storage plugin check, made at first use
 
     def __post_init__(self) -> None:
         # Says which of two plugins of this name Snakemake loaded (see docs/executor/intro.md).
@@ -100,11 +107,23 @@ class Executor(RemoteExecutor):
         )
 
     @property
+    def plugin_deployment(self) -> PluginDeployment:
+        return parse_plugin_deployment(self.settings.auto_deploy_storage_plugins)
+
+    @property
     def common_settings(self) -> CommonSettings:
         base = self.workflow.executor_plugin.common_settings
-        return dataclasses.replace(
-            base, auto_deploy_default_storage_provider=self.settings.auto_deploy_storage_plugins
-        )
+        always = self.plugin_deployment is PluginDeployment.ALWAYS
+        return dataclasses.replace(base, auto_deploy_default_storage_provider=always)
+
+    def get_job_exec_prefix(self, job: JobExecutorInterface) -> str:
+        """With 'auto' storage plugin deployment: install the plugins the image lacks."""
+        if self.plugin_deployment is not PluginDeployment.AUTO:
+            return ""
+        if self.install_missing is None:
+            modules = storage_plugin_modules(self.workflow)
+            self.install_missing = install_missing_command(modules, self.get_python_executable())
+        return self.install_missing
 
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)

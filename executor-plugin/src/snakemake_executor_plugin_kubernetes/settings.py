@@ -9,6 +9,11 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
+from snakemake_executor_plugin_kubernetes.plugin_deploy import (
+    PluginDeployment,
+    parse_plugin_deployment,
+    unparse_plugin_deployment,
+)
 from snakemake_executor_plugin_kubernetes.volumes import (
     PersistentVolume,
     parse_persistent_volumes,
@@ -208,11 +213,20 @@ class ExecutorSettings(ExecutorSettingsBase):
         default=20,
         metadata=_meta("Number of last log lines shown in a failed job's error.", int),
     )
-    auto_deploy_storage_plugins: bool = field(
-        default=False,
-        metadata=_meta(
-            "pip-install the storage plugins into every pod before the job runs. Off by "
-            "default: the job image is expected to contain them (ours does), and a pip "
-            "install per pod is slow."
-        ),
+    auto_deploy_storage_plugins: PluginDeployment = field(
+        default=PluginDeployment.AUTO,
+        metadata={
+            "help": "Storage plugins in job pods: 'auto' pip-installs, before the job, only "
+            "those of the run's storage providers that the job image lacks (a Python "
+            "check when the image has them); 'always' pip-installs every storage plugin "
+            "installed here into every pod, as Snakemake and upstream 0.5.1 do; 'never' "
+            "installs none (the image must have them).",
+            "env_var": True,
+            "type": str,
+            "parse_func": parse_plugin_deployment,
+            "unparse_func": unparse_plugin_deployment,
+            # The bare flag of earlier releases still parses (to the default).
+            "nargs": "?",
+            "metavar": "{auto,always,never}",
+        },
     )
