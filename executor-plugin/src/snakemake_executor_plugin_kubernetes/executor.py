@@ -30,7 +30,6 @@ from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Ve
 from snakemake_executor_plugin_kubernetes.plugin_deploy import (
     PluginDeployment,
     install_missing_command,
-    parse_plugin_deployment,
     storage_plugin_modules,
 )
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
@@ -69,7 +68,7 @@ class Executor(RemoteExecutor):
         self.config: RunConfig = build_run_config(self.settings)
         # Bad per-rule k8s_* resources stop the run before its first submission.
         check_rules(getattr(self.workflow, "rules", ()), self.config)
-        self.namespace = self.config.namespace
+        self.namespace = self.settings.namespace
         self.image = self.workflow.remote_execution_settings.container_image
         if not self.image:
             raise WorkflowError("--container-image is required by the kubernetes executor.")
@@ -83,9 +82,9 @@ class Executor(RemoteExecutor):
             self.workflow.remote_execution_settings, "preemptible_rules", None
         )
         self.limits = Limits(
-            disruption_retries=self.config.disruption_retries,
-            unschedulable_timeout=self.config.unschedulable_timeout,
-            image_pull_grace=self.config.image_pull_grace,
+            disruption_retries=self.settings.disruption_retries,
+            unschedulable_timeout=self.settings.unschedulable_timeout,
+            image_pull_grace=self.settings.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
         self.memory_log = MemoryLog()
@@ -108,7 +107,7 @@ class Executor(RemoteExecutor):
 
     @property
     def plugin_deployment(self) -> PluginDeployment:
-        return parse_plugin_deployment(self.settings.auto_deploy_storage_plugins)
+        return self.settings.auto_deploy_storage_plugins
 
     @property
     def common_settings(self) -> CommonSettings:
@@ -128,7 +127,7 @@ class Executor(RemoteExecutor):
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)
         # No pod without a memory request: see memory.py for the order of sources.
-        facts, choice = with_memory(facts, job, self.workflow, self.config.default_mem_mb)
+        facts, choice = with_memory(facts, job, self.workflow, self.settings.default_mem_mb)
         if choice and (message := self.memory_log.message(facts.rule, choice)):
             self.logger.info(message)
         given = RenderInput(
@@ -265,7 +264,7 @@ class Executor(RemoteExecutor):
 
     def _on_success(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
-        if self.config.save_all_logs and verdict.pod:
+        if self.settings.save_all_logs and verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 save_log(name, text)
@@ -301,7 +300,7 @@ class Executor(RemoteExecutor):
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 aux_logs.append(str(save_log(name, text)))
-                lines = tail(text, self.config.log_tail_lines)
+                lines = tail(text, self.settings.log_tail_lines)
                 code = command_exit_code(text)
                 if code is not None:
                     reason += f"; the rule's command exited with exit code {code}"
