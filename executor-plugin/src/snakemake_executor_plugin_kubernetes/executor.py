@@ -26,7 +26,13 @@ from snakemake_executor_plugin_kubernetes.logs import (
 from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
-from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
+from snakemake_executor_plugin_kubernetes.outcomes import (
+    JobTracker,
+    Limits,
+    Verdict,
+    VerdictState,
+    judge,
+)
 from snakemake_executor_plugin_kubernetes.plugin_deploy import (
     PluginDeployment,
     install_missing_command,
@@ -207,9 +213,9 @@ class Executor(RemoteExecutor):
             )
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
-            if verdict.state == "running":
+            if verdict.state == VerdictState.RUNNING:
                 yield job_info
-            elif verdict.state == "succeeded":
+            elif verdict.state == VerdictState.SUCCEEDED:
                 self._on_success(job_info, verdict)
             else:
                 self._on_failure(job_info, verdict)

@@ -1,6 +1,7 @@
 """Decide from a Job and its pods whether a job runs, succeeded or failed, and why."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
@@ -19,9 +20,15 @@ class Limits:
     image_pull_grace: float = 180
 
 
+class VerdictState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 @dataclass
 class Verdict:
-    state: str  # "running" | "succeeded" | "failed"
+    state: VerdictState
     message: str = ""
     pod: str | None = None  # the pod whose logs explain the outcome
     delete_job: bool = False  # the executor ends the Job itself (Kubernetes would not)
@@ -157,11 +164,11 @@ def judge(
     """`pods`: the Job's pods (oldest first); `gone`: its pods deleted unfinished;
     `last_occupied`: when the run last had a pod on a node (see occupancy)."""
     if job is None:
-        return Verdict("failed", "its Kubernetes Job was deleted from outside this run")
+        return Verdict(VerdictState.FAILED, "its Kubernetes Job was deleted from outside this run")
     conds = _conditions(job)
     if _true(conds, "Complete") or _true(conds, "SuccessCriteriaMet"):
         done = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
-        return Verdict("succeeded", pod=_name(done[-1]) if done else None)
+        return Verdict(VerdictState.SUCCEEDED, pod=_name(done[-1]) if done else None)
 
     notices: list[str] = []
     live_names = {_name(p) for p in pods}
@@ -189,14 +196,14 @@ def judge(
         pod = app_failed[-1] if app_failed else (pods[-1] if pods else None)
         reason = f" ({failed.get('reason')})" if failed and failed.get("reason") else ""
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"Kubernetes Job {_name(job)} failed{reason}: {describe_failure(job, pod)}",
             pod=_name(pod) if pod else None,
             notices=notices,
         )
     if len(disrupted) > limits.disruption_retries:
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"Kubernetes Job {_name(job)}: its pod was disrupted {len(disrupted)} times, more "
             f"than --kubernetes-disruption-retries={limits.disruption_retries} "
             f"(last: {describe_disruption(disrupted[-1])})",
@@ -211,7 +218,7 @@ def judge(
         if stall is not None:
             stall.notices = notices
             return stall
-    return Verdict("running", notices=notices)
+    return Verdict(VerdictState.RUNNING, notices=notices)
 
 
 def _stall(
@@ -230,7 +237,7 @@ def _stall(
             waited = min(waited, now - last_occupied)
         if waited > limits.unschedulable_timeout:
             return Verdict(
-                "failed",
+                VerdictState.FAILED,
                 f"Unschedulable: pod {name} could not be placed, with no other pod of this "
                 f"run on a node, for more than "
                 f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: "
@@ -248,7 +255,7 @@ def _stall(
     if kind and tracker.stalled_for(name, kind, now) > limits.image_pull_grace:
         image = next((c.get("image") for c in (pod.get("spec") or {}).get("containers") or []), "?")
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"{reason}: pod {name} (image {image}) stayed in {reason} for more than "
             f"--kubernetes-image-pull-grace={limits.image_pull_grace:g}s: "
             f"{waiting.get('message', '')}".rstrip(": "),
