@@ -171,3 +171,18 @@ def test_upstream_command_line_with_an_image_without_the_storage_plugin(
         assert blobs.download_blob("one.txt").readall() == b"one\n"
     finally:
         remove_kept_jobs(run, str(k8s_workflow.kubeconfig))
+
+
+def test_never_with_an_image_without_the_storage_plugin_fails_in_the_pod(k8s_workflow):
+    run = k8s_workflow.run(
+        ONE_JOB,
+        jobs=1,
+        image=BARE_IMAGE,
+        extra_args=("--kubernetes-auto-deploy-storage-plugins", "never"),
+        name="barenever",
+    )
+    assert run.returncode != 0
+    # The job's error ends with the pod's last log line: without the plugin, Snakemake in the
+    # pod knows none of the storage settings the run passes on.
+    assert "error: unrecognized arguments: --storage-azblob-" in run.output
+    assert INSTALL_LOG not in run.output
