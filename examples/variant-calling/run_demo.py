@@ -22,19 +22,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vcdemo.blobs import blob_table, download, ensure_container, service_client, upload_files
+from vcdemo.command import BIO_IMAGE, snakemake_command, snakemake_environment
+from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment
+from vcdemo.podwatch import PodWatcher
+from vcdemo.recall import compare_files
+from vcdemo.reference import COMMITTED_GENOME, prepare_reference
+from vcdemo.simulate import SimulationSettings
+from vcdemo.workspace import install_workflow, simulate_once, upload_plan
+
 EXAMPLE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = EXAMPLE_DIR.parents[1]
-sys.path.insert(0, str(EXAMPLE_DIR))
-
-from vcdemo.blobs import blob_table, download, ensure_container, service_client, upload_files  # noqa: E402 - after the sys.path entry above
-from vcdemo.command import BIO_IMAGE, snakemake_command, snakemake_environment  # noqa: E402 - after the sys.path entry above
-from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment  # noqa: E402 - after the sys.path entry above
-from vcdemo.podwatch import PodWatcher  # noqa: E402 - after the sys.path entry above
-from vcdemo.recall import compare_files  # noqa: E402 - after the sys.path entry above
-from vcdemo.reference import COMMITTED_GENOME, prepare_reference  # noqa: E402 - after the sys.path entry above
-from vcdemo.simulate import SimulationSettings  # noqa: E402 - after the sys.path entry above
-from vcdemo.workspace import install_workflow, simulate_once, upload_plan  # noqa: E402 - after the sys.path entry above
-
 MIN_RECALL = 0.9
 MIN_DEPTH = 20
 

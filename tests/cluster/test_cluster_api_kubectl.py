@@ -109,3 +109,65 @@ def test_table_watch_for_kubectl_get_w(core: client.CoreV1Api, namespace: str) -
     assert [e["type"] for e in events] == ["ADDED", "DELETED"]
     assert all(e["object"]["kind"] == "Table" for e in events)
     assert [e["object"]["rows"][0]["cells"][2] for e in events] == ["Pending", "Terminating"]
+
+
+def test_kubectl_auth_can_i_and_a_denial_as_the_executor_account(
+    api_cluster, namespace: str, tmp_path
+) -> None:
+    from localcluster.accounts import write_executor_kubeconfig
+
+    account = write_executor_kubeconfig(
+        api_cluster.kubeconfig, tmp_path / "executor.kubeconfig", namespace
+    )
+    env = {**os.environ, "KUBECONFIG": str(account)}
+    env.pop("HTTPS_PROXY", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [KUBECTL, "--namespace", namespace, "--request-timeout=30s", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    # `kubectl auth can-i` answers yes/no through a SelfSubjectAccessReview (exit 0/1).
+    assert run("auth", "can-i", "deletecollection", "jobs.batch").stdout.strip() == "yes"
+    assert run("auth", "can-i", "get", "pods", "--subresource=log").stdout.strip() == "yes"
+    refused = run("auth", "can-i", "create", "configmaps")
+    assert (refused.returncode, refused.stdout.strip()) == (1, "no")
+    denied = run("get", "configmaps")
+    assert denied.returncode != 0
+    assert (
+        'Error from server (Forbidden): configmaps is forbidden: User "system:serviceaccount:'
+        f'{namespace}:snakemake-executor" cannot list resource "configmaps" in API group "" '
+        f'in the namespace "{namespace}"'
+    ) in denied.stderr
+    assert run("get", "jobs,pods").returncode == 0
+
+
+def test_kubectl_as_impersonates_a_service_account_for_the_admin(
+    api_cluster, namespace: str, tmp_path
+) -> None:
+    from localcluster.accounts import write_executor_kubeconfig
+
+    write_executor_kubeconfig(api_cluster.kubeconfig, tmp_path / "executor.kubeconfig", namespace)
+    who = f"--as=system:serviceaccount:{namespace}:snakemake-executor"
+    env = {**os.environ, "KUBECONFIG": str(api_cluster.kubeconfig)}
+    env.pop("HTTPS_PROXY", None)
+
+    def can_i(*args: str) -> str:
+        return subprocess.run(
+            [KUBECTL, "--namespace", namespace, "auth", "can-i", *args, who],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stdout.strip()
+
+    assert can_i("watch", "pods") == "yes"
+    assert can_i("list", "secrets") == "yes"
+    assert can_i("list", "nodes") == "no"
+    assert can_i("create", "configmaps") == "no"

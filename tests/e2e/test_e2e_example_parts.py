@@ -4,14 +4,15 @@ comparison, the dev-environment file, and the tools switch of the rule scripts."
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
-from e2e.tutorial_run import EXAMPLE_DIR
+
 from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment, parse_env_file
 from vcdemo.recall import compare, non_reference_calls
-from vcdemo.reference import COMMITTED_GENOME, prepare_reference
+from vcdemo.reference import COMMITTED_GENOME, EXAMPLE_DIR, prepare_reference
 from vcdemo.simulate import (
     SimulationSettings,
     TruthRecord,
@@ -144,11 +145,13 @@ def test_env_file_is_read_like_a_shell_would(tmp_path: Path) -> None:
 
 
 def test_missing_binaries_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.syspath_prepend(str(EXAMPLE_DIR / "scripts"))
-    sys.modules.pop("jobtools", None)
-    import jobtools
+    # The rule scripts' helper, loaded from its file as Snakemake's script runner finds it.
+    spec = importlib.util.spec_from_file_location(
+        "jobtools", EXAMPLE_DIR / "scripts" / "jobtools.py"
+    )
+    assert spec is not None and spec.loader is not None
+    jobtools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jobtools)
 
     monkeypatch.setattr(jobtools.shutil, "which", lambda name: None)
     assert jobtools.use_binaries("python") is False

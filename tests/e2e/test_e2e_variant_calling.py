@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.clusterwatch import (
+
+from localcluster.azurite import Azurite
+from support.clusterwatch import (
     Recording,
     existing_run_ids,
     local_pod_logs,
     recording,
     wait_for_no_leftovers,
 )
-from e2e.tutorial_run import RunResult, TutorialSetup, prepare
-
-from support.azurite import Azurite
+from support.tutorial import RunResult, TutorialSetup, prepare
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -64,7 +64,11 @@ class TutorialOutcome:
 
 @pytest.fixture(scope="module")
 def tutorial(
-    tmp_path_factory: pytest.TempPathFactory, azurite: Azurite, local_cluster, kube_api
+    tmp_path_factory: pytest.TempPathFactory,
+    azurite: Azurite,
+    local_cluster,
+    kube_api,
+    executor_kubeconfig,
 ) -> Iterator[TutorialOutcome]:
     if local_cluster.control is None:
         pytest.skip(
@@ -74,14 +78,15 @@ def tutorial(
     # Build the job image up front (cached across sessions) so the run measures the run.
     from localcluster.nodeagent.images import ImageCatalog
 
-    ImageCatalog().build("bio")
+    ImageCatalog.from_environment().build("bio")
     container = f"tutorial-{uuid.uuid4().hex[:12]}"
     setup = prepare(
         tmp_path_factory.mktemp("tutorial"),
         container,
         azurite.blob_endpoint,
         azurite.account_key,
-        local_cluster.kubeconfig,
+        # as `nox -s demo`: the executor's least-privilege ServiceAccount
+        executor_kubeconfig,
     )
     earlier_runs = existing_run_ids(kube_api)
     with recording(kube_api) as first_recorder:

@@ -11,7 +11,7 @@ import subprocess
 import textwrap
 from typing import Any
 
-from executor.workflows.cluster_harness import NAMESPACE, WorkflowRun, cleanup_command
+from support.workflows import NAMESPACE, WorkflowRun, cleanup_command
 
 SNAKEFILE = """
 rule all:

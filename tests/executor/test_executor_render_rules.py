@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executor.test_executor_render import FakeJob, container, pod_spec, render, validate
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import OutputSettings, ResourceSettings
 from snakemake_interface_common.exceptions import WorkflowError
@@ -19,6 +18,7 @@ from snakemake_executor_plugin_kubernetes.config import build_run_config
 from snakemake_executor_plugin_kubernetes.images import check_image_reference
 from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+from support.rendering import FakeJob, container, pod_spec, render, validate
 
 
 def job(**resources: Any) -> FakeJob:

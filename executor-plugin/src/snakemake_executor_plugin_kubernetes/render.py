@@ -18,11 +18,15 @@ from snakemake_executor_plugin_kubernetes.naming import (
 from snakemake_executor_plugin_kubernetes.resources import plan_resources
 from snakemake_executor_plugin_kubernetes.scheduling import plan_scheduling
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME, apply_pod_template
+from snakemake_executor_plugin_kubernetes.usage import TERMINATION_MESSAGE_PATH
 from snakemake_executor_plugin_kubernetes.volumes import pod_volumes, volume_mounts
 
 WORKDIR = "/workdir"
 WORKDIR_VOLUME = "workdir"
 RULE_ANNOTATION = "snakemake.io/rule-name"
+# The job image's user and group (Dockerfile: USER 1000:1000).
+JOB_USER_ID = 1000
+JOB_GROUP_ID = 1000
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         cpu_limit_scalar=settings.cpu_limit_scalar,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
-    name = job_name(given.run_id, facts.rule, facts.jobid, facts.attempt)
+    name = job_name(
+        given.run_id, facts.rule, facts.jobid, facts.attempt, prefix=settings.job_name_prefix
+    )
     labels = {
         **sched.labels,
         **run_labels(given.run_id),
@@ -73,6 +79,9 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         "resources": {"requests": resources.requests},
         "env": _env(given),
         "securityContext": _security_context(sched.privileged),
+        # The kubelet's defaults, explicit: the usage recorder writes to this path.
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
     }
     if resources.limits:
         container["resources"]["limits"] = resources.limits
@@ -89,7 +98,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
             *pod_volumes(settings.persistent_volumes),
         ],
         "automountServiceAccountToken": sched.service_account is not None,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": _pod_security_context(sched.privileged),
     }
     node_selector = {**sched.node_selector, **resources.node_selector}
     if node_selector:
@@ -171,6 +180,21 @@ def _env(given: RenderInput) -> list[dict[str, Any]]:
             for var in given.secret_env
         ]
     return env
+
+
+def _pod_security_context(privileged: bool) -> dict[str, Any]:
+    """Pod Security "restricted" by default: a non-root numeric user, the Dockerfile's
+    (USER 1000:1000), so that the kubelet can verify runAsNonRoot without reading the image;
+    fsGroup makes the emptyDir working directory writable for it."""
+    if privileged:
+        return {"seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": JOB_USER_ID,
+        "runAsGroup": JOB_GROUP_ID,
+        "fsGroup": JOB_GROUP_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _security_context(privileged: bool) -> dict[str, Any]:

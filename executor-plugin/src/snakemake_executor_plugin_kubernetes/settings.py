@@ -14,6 +14,7 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
+from snakemake_executor_plugin_kubernetes.naming import check_job_name_prefix
 from snakemake_executor_plugin_kubernetes.parsing import (
     Toleration,
     parse_annotations,
@@ -277,7 +278,8 @@ class ExecutorSettings(ExecutorSettingsBase):
         metadata=_meta(
             "Seconds a pod may stay unschedulable while no other pod of the run is on a "
             "node, before its job fails with the scheduler's message. While the run has "
-            "pods on nodes, waiting pods are queued behind them, not stuck.",
+            "pods on nodes, waiting pods are queued behind them, not stuck. A pod the "
+            "cluster-autoscaler says no node pool can hold fails at once.",
             int,
         ),
     )
@@ -314,8 +316,34 @@ class ExecutorSettings(ExecutorSettingsBase):
     save_all_logs: bool = field(
         default=False,
         metadata=_meta(
-            "Save the pod logs of every job under .snakemake/logs/kubernetes/ "
-            "(failed jobs' logs are always saved)."
+            "Keep the pod logs of successful jobs too, like those of failed jobs: under "
+            ".snakemake/logs/kubernetes/ and under .snakemake/kubernetes-logs/ of the "
+            "default storage prefix."
+        ),
+    )
+    no_remote_logs: bool = field(
+        default=False,
+        metadata=_meta(
+            "Do not store the saved pod logs under .snakemake/kubernetes-logs/<run id>/ of "
+            "the default storage prefix (they are stored there whenever a default storage "
+            "provider is set, so they outlive the submitting machine)."
+        ),
+    )
+    job_name_prefix: str = field(
+        default="sm",
+        metadata=_parsed(
+            "job_name_prefix",
+            "First part of every Job's name (a DNS-1123 label of at most 20 characters), "
+            "e.g. to tell runs of several teams apart in one namespace.",
+            check_job_name_prefix,
+            str,
+        ),
+    )
+    no_efficiency_report: bool = field(
+        default=False,
+        metadata=_meta(
+            "Do not record each job's peak memory and CPU time in its pod, nor write the "
+            "efficiency report (TSV, SVG, three log lines) next to Snakemake's log."
         ),
     )
     log_tail_lines: int = field(

@@ -1,0 +1,508 @@
+"""Executor figures (3) and (4): N jobs of a trivial rule on the local cluster.
+
+Both executors run the same workflow, with our storage plugin as default storage on
+Azurite, at the same --seconds-between-status-checks, against the same local cluster
+with ample capacity. The cluster's request log gives every API request the Snakemake
+process sent (the benchmark's own pod watch is told apart by its user agent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pluginbench.cluster_watch import PodCompletions, RequestCollector
+from pluginbench.report import Results, Row
+from pluginbench.timed_snakemake import REPORT_TIMES_VARIABLE, last_plugin_report
+from pluginbench.venvs import KUBERNETES_EXECUTOR, ensure
+
+NAMESPACE = "default"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SNAKEFILE = """\
+N = int(config["jobs"])
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        expand("out/{i}.txt", i=range(N)),
+
+
+rule trivial:
+    output:
+        "out/{i}.txt",
+    shell:
+        "echo {wildcards.i} > {output}"
+"""
+# Every pod is a real Snakemake process on this machine, so the cluster gets as many
+# one-pod nodes as there are pod slots: the excess of the N submitted jobs waits Pending
+# (as on AKS before the autoscaler adds nodes) while each executor tracks all N as active.
+NODE_SLOT = {"cpu": "1", "memory": "8Gi", "ephemeral_storage": "100Gi"}
+
+
+def cluster_nodes(slots: int) -> list[dict[str, str]]:
+    return [{"name": f"bench-node-{i}", **NODE_SLOT} for i in range(slots)]
+
+
+TIMED_SNAKEMAKE = Path(__file__).resolve().parent / "timed_snakemake.py"
+
+
+def run_timeout(jobs: int) -> float:
+    """An hour, or more for runs to completion of many jobs (0.5.1 takes about 3.4 s
+    per trivial job here), so a slow but healthy run is not cut short."""
+    return max(3600.0, jobs * 8.0)
+
+
+@dataclass(frozen=True)
+class ExecutorSide:
+    key: str
+    label: str
+    python: Path
+    image: str
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def our_side() -> ExecutorSide:
+    return ExecutorSide(
+        "ours", "ours (kubernetes)", Path(sys.executable), "snakemake-k8s-azblob:latest"
+    )
+
+
+def baseline_side(wheel_dir: Path) -> ExecutorSide:
+    """snakemake-executor-plugin-kubernetes 0.5.1: one batch/v1 Job per Snakemake job, its
+    image from --container-image (the local catalog maps snakemake/snakemake:* to the same
+    base image as ours), an emptyDir at /workdir; no persistent volume is needed because
+    inputs and outputs go through the default storage provider.
+
+    It declares auto_deploy_default_storage_provider, so every pod first runs
+    ``pip install --target .snakemake/pip-deployments snakemake-storage-plugin-azblob``.
+    Pods resolve pip only from local folders, so the run passes (with --envvars, which
+    this plugin hands to pods through its Secret) a find-links folder holding our
+    plugin's wheel, and --no-deps as the image already has its dependencies."""
+    return ExecutorSide(
+        "baseline",
+        "kubernetes 0.5.1",
+        KUBERNETES_EXECUTOR.python,
+        "snakemake/snakemake:v9.27.1",
+        ("--envvars", "PIP_FIND_LINKS", "PIP_NO_DEPS"),
+        {"PIP_FIND_LINKS": str(wheel_dir), "PIP_NO_DEPS": "1"},
+    )
+
+
+def build_storage_wheel(wheel_dir: Path) -> Path:
+    """Our storage plugin as a wheel, for the baseline's in-pod pip install."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheel_dir),
+            str(REPO_ROOT / "storage-plugin"),
+        ],
+        check=True,
+    )
+    return wheel_dir
+
+
+@dataclass
+class RunMeasure:
+    jobs: int
+    seconds: float
+    returncode: int
+    records: list[dict[str, Any]]
+    started: float
+    finished: float
+    last_completion: float | None
+    last_report: float | None
+    failed_pods: int
+    pod_seconds: list[float]
+    overflowed: bool
+    workdir: Path | None = None
+    output_tail: str = ""
+    derived: dict[str, Any] = field(default_factory=dict)
+
+
+def is_job_create(record: dict[str, Any]) -> bool:
+    return record["method"] == "POST" and record["path"].endswith("/jobs")
+
+
+def derive(run: RunMeasure, interval: float, active: int | None = None) -> dict[str, Any]:
+    """Totals, submission cost, status-round cost and the completion notice delay."""
+    records = run.records
+    creates = [r for r in records if is_job_create(r)]
+    last_create = creates[-1]["time"] if creates else run.started
+    first_request = records[0]["time"] if records else run.started
+    submit_requests = sum(1 for r in records if r["time"] <= last_create)
+    # Steady phase: after the last submission until the last pod was seen finished (or
+    # the run was stopped). Its GET requests (reads, lists, watch starts) are what status
+    # checking costs.
+    steady_end = run.last_completion or run.finished
+    steady = [r for r in records if last_create < r["time"] <= steady_end and r["method"] == "GET"]
+    status_reads = sum(1 for r in steady if r["path"].endswith("/status"))
+    if active and status_reads:
+        # An executor that reads each active job's status once per round: rounds done,
+        # even a fraction of one (Snakemake's status rate limit makes rounds long).
+        rounds = status_reads / active
+    else:
+        # No per-job reads: nominal rounds, one per interval.
+        rounds = max((steady_end - last_create) / interval, 1.0)
+    kinds = Counter(f"{r['method']} {shape(r['path'])}" for r in records)
+    return {
+        "total_requests": len(records),
+        "startup_seconds": round(first_request - run.started, 2),
+        "submission_seconds": round(last_create - first_request, 2),
+        "submission_requests": submit_requests,
+        "job_creates": len(creates),
+        "steady_seconds": round(steady_end - last_create, 2),
+        "status_rounds": round(rounds, 2),
+        "requests_per_round": round(len(steady) / rounds, 2),
+        "completion_report_s": (
+            round(run.last_report - run.last_completion, 2)
+            if run.last_completion and run.last_report
+            else None
+        ),
+        "completion_notice_s": (
+            round(run.finished - run.last_completion, 2) if run.last_completion else None
+        ),
+        "pod_running_seconds_median": (
+            round(statistics.median(run.pod_seconds), 2) if run.pod_seconds else None
+        ),
+        "by_kind": dict(kinds.most_common()),
+    }
+
+
+def shape(path: str) -> str:
+    """/apis/batch/v1/namespaces/default/jobs/NAME/status -> .../jobs/{name}/status"""
+    parts = path.split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part in ("jobs", "pods", "secrets", "configmaps", "events") and index > 3:
+            parts[index + 1] = "{name}"
+    return "/".join(parts)
+
+
+@dataclass
+class ExecutorBench:
+    cluster: Any
+    azurite: Any
+    container: str
+    scratch: Path
+    interval: float
+    log: Any
+
+    @staticmethod
+    def _wait(process, collector, jobs: int, observe_after_submit: float | None) -> int:
+        deadline = time.monotonic() + run_timeout(jobs)
+        all_created_at: float | None = None
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if observe_after_submit is None:
+                continue
+            if all_created_at is None:
+                collector.poll()
+                if sum(1 for r in collector.records if is_job_create(r)) >= jobs:
+                    all_created_at = time.monotonic()
+            elif time.monotonic() - all_created_at >= observe_after_submit:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return 0
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SNAKEMAKE_", "AZURE_", "AZ_BLOB_", "AZURITE_"))
+        }
+        env["KUBECONFIG"] = str(self.cluster.kubeconfig)
+        env["SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY"] = self.azurite.account_key
+        return env
+
+    def command(self, side: ExecutorSide, jobs: int, prefix: str) -> list[str]:
+        return [
+            str(side.python),
+            str(TIMED_SNAKEMAKE),
+            "--executor",
+            "kubernetes",
+            "--kubernetes-namespace",
+            NAMESPACE,
+            "--container-image",
+            side.image,
+            "--default-storage-provider",
+            "azblob",
+            "--default-storage-prefix",
+            f"az://{self.container}/{prefix}",
+            "--storage-azblob-endpoint-url",
+            self.azurite.blob_endpoint,
+            "--jobs",
+            str(jobs),
+            "--seconds-between-status-checks",
+            str(self.interval),
+            *side.extra_args,
+            "--config",
+            f"jobs={jobs}",
+        ]
+
+    def run(self, side: ExecutorSide, jobs: int, observe_after_submit: float | None = None):
+        """Run the workflow to its end or, with ``observe_after_submit``, until every job
+        was created plus that many seconds of status checking, then kill it."""
+        workdir = self.scratch / f"{side.key}-{jobs}-{uuid.uuid4().hex[:6]}"
+        workdir.mkdir(parents=True)
+        (workdir / "Snakefile").write_text(SNAKEFILE)
+        observer = PodCompletions(self.cluster.kubeconfig, NAMESPACE).start()
+        collector = RequestCollector(self.cluster.control).start()
+        log_path = workdir / "snakemake.log"
+        report_times = workdir / "report-times.txt"
+        started = time.time()
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(
+                self.command(side, jobs, workdir.name),
+                cwd=workdir,
+                env=self.environment() | side.env | {REPORT_TIMES_VARIABLE: str(report_times)},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            returncode = self._wait(process, collector, jobs, observe_after_submit)
+        finished = time.time()
+        time.sleep(1)  # let late watch events and log records land
+        records = [r for r in collector.stop() if r["time"] >= started]
+        observer.stop()
+        # Kept beside the run's log (with --keep-scratch) to study its requests afterwards.
+        with (workdir / "requests.jsonl").open("w") as kept:
+            kept.writelines(json.dumps(r) + "\n" for r in records)
+        output = log_path.read_text(errors="replace")
+        return RunMeasure(
+            jobs=jobs,
+            seconds=round(finished - started, 2),
+            returncode=returncode,
+            records=records,
+            started=started,
+            finished=finished,
+            last_completion=observer.last_completion(),
+            last_report=last_report_time(report_times),
+            failed_pods=len(observer.failed),
+            pod_seconds=observer.run_seconds(),
+            overflowed=collector.overflowed,
+            workdir=workdir,
+            output_tail=output[-3000:],
+        )
+
+
+def last_report_time(report_times: Path) -> float | None:
+    """When the executor under test last reported a job's success (see timed_snakemake.py)."""
+    if not report_times.exists():
+        return None
+    return last_plugin_report(report_times.read_text())
+
+
+def first_pod_log(workdir: Path | None) -> str:
+    """The first saved pod log of a failed run (both executors save them under .snakemake)."""
+    if workdir is None:
+        return ""
+    logs = sorted(p for p in (workdir / ".snakemake").rglob("*.log") if "kubernetes" in str(p))
+    if not logs:
+        return ""
+    return f"\nfirst pod log ({logs[0].name}):\n" + logs[0].read_text(errors="replace")[-2000:]
+
+
+def measured(
+    bench: ExecutorBench,
+    side: ExecutorSide,
+    jobs: int,
+    problems: list[str],
+    observe_after_submit: float | None = None,
+) -> RunMeasure | None:
+    phase = "submission and status rounds" if observe_after_submit else "run to completion"
+    bench.log(f"executor: {side.label}, {jobs} jobs, {phase}")
+    run = bench.run(side, jobs, observe_after_submit)
+    if run.returncode != 0:
+        problems.append(
+            f"{side.label} with {jobs} jobs exited {run.returncode}; last output:\n"
+            + run.output_tail[-1500:]
+            + first_pod_log(run.workdir)
+        )
+        return None
+    # In the scale phase all jobs stay active, so per-job status reads count rounds.
+    run.derived = derive(run, bench.interval, jobs if observe_after_submit else None)
+    if observe_after_submit and run.derived["job_creates"] < jobs:
+        problems.append(f"{side.label}: only {run.derived['job_creates']} of {jobs} jobs created")
+        return None
+    if run.overflowed:
+        problems.append(f"{side.label}: the cluster's request log overflowed; counts are minima")
+    return run
+
+
+# Phase A ("scale"): all N jobs are submitted to a cluster whose only node is too small
+# for any of them, so all N stay active (Pending) while the executor checks their status
+# for a few rounds; then the run is killed. This measures submission and the cost of a
+# status round at N active jobs without running N real processes on this machine.
+# Phase B ("complete"): a smaller workflow runs to the end on a few pod slots, for the
+# totals, the completion notice delay and the wall time.
+NO_ROOM_NODE = [{"name": "no-room", "cpu": "100m", "memory": "1Gi"}]
+OBSERVED_ROUNDS = 3
+MIN_OBSERVATION_S = 30
+
+
+def start_cluster_with(scratch: Path, name: str, nodes: list[dict[str, str]]):
+    from localcluster.launcher import start_cluster
+
+    plugins = [REPO_ROOT / "storage-plugin", REPO_ROOT / "executor-plugin"]
+    return start_cluster(scratch / name, nodes=nodes, plugin_sources=plugins)
+
+
+def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
+    from localcluster.azurite import start_azurite
+
+    problems: list[str] = []
+    azurite = start_azurite(scratch / "exec-azurite")
+    container = f"exec-{uuid.uuid4().hex[:12]}"
+    azurite.service_client().create_container(container)
+    details: dict[str, Any] = {
+        "jobs_submitted": args.jobs,
+        "jobs_completed": args.complete_jobs,
+        "status_interval_s": args.status_interval,
+        "pod_slots": args.pod_slots,
+    }
+    results.details["executor"] = details
+    sides = [our_side()]
+    if not args.skip_baselines:
+        ensure(KUBERNETES_EXECUTOR, log)
+        sides.append(baseline_side(build_storage_wheel(scratch / "wheels")))
+    scale: dict[str, RunMeasure | None] = {}
+    complete: dict[str, RunMeasure | None] = {}
+    try:
+        for side in sides:
+            cluster = start_cluster_with(scratch, f"cluster-scale-{side.key}", NO_ROOM_NODE)
+            try:
+                bench = ExecutorBench(
+                    cluster, azurite, container, scratch / "exec", args.status_interval, log
+                )
+                window = args.observe_seconds or max(
+                    OBSERVED_ROUNDS * args.status_interval, MIN_OBSERVATION_S
+                )
+                scale[side.key] = measured(bench, side, args.jobs, problems, window)
+            finally:
+                cluster.stop()
+        cluster = start_cluster_with(scratch, "cluster-run", cluster_nodes(args.pod_slots))
+        try:
+            bench = ExecutorBench(
+                cluster, azurite, container, scratch / "exec", args.status_interval, log
+            )
+            # Builds the job image once (and warms caches) so no side pays for it.
+            if not args.skip_warmup and measured(bench, our_side(), 2, problems) is None:
+                problems.append("warm-up run of our executor failed")
+            for side in sides:
+                complete[side.key] = measured(bench, side, args.complete_jobs, problems)
+        finally:
+            cluster.stop()
+    finally:
+        results.problems += problems
+        azurite.stop()
+    for phase, runs in (("scale", scale), ("complete", complete)):
+        details[phase] = {
+            key: None
+            if run is None
+            else {"seconds": run.seconds, "failed_pods": run.failed_pods, **run.derived}
+            for key, run in runs.items()
+        }
+    ours_scale, ours_complete = scale.get("ours"), complete.get("ours")
+    if ours_scale and ours_complete:
+        # A list, not a mapping by job count: both phases may run the same number of jobs.
+        details["requests_per_round_by_active_jobs"] = [
+            {
+                "phase": "complete",
+                "active_jobs": args.complete_jobs,
+                "requests_per_round": ours_complete.derived["requests_per_round"],
+            },
+            {
+                "phase": "scale",
+                "active_jobs": args.jobs,
+                "requests_per_round": ours_scale.derived["requests_per_round"],
+            },
+        ]
+    add_rows(results, scale, complete, args.jobs, args.complete_jobs)
+
+
+def add_rows(
+    results: Results,
+    scale: dict[str, RunMeasure | None],
+    complete: dict[str, RunMeasure | None],
+    jobs: int,
+    complete_jobs: int,
+) -> None:
+    def pick(run: RunMeasure | None, name: str):
+        return None if run is None else run.derived.get(name)
+
+    rows = [
+        (scale, f"submit {jobs} jobs: time", "s", "submission_seconds"),
+        (scale, f"submit {jobs} jobs: API requests", "requests", "submission_requests"),
+        (
+            scale,
+            f"{jobs} jobs active: API requests per status round",
+            "requests",
+            "requests_per_round",
+        ),
+        (
+            complete,
+            f"{complete_jobs} jobs run to completion: total API requests",
+            "requests",
+            "total_requests",
+        ),
+        (
+            complete,
+            f"{complete_jobs} jobs run to completion: API requests per status round",
+            "requests",
+            "requests_per_round",
+        ),
+        (
+            complete,
+            f"{complete_jobs} jobs run to completion: last pod completion to its report",
+            "s",
+            "completion_report_s",
+        ),
+        (
+            complete,
+            f"{complete_jobs} jobs run to completion: last pod completion to exit",
+            "s",
+            "completion_notice_s",
+        ),
+    ]
+    for runs, figure, unit, name in rows:
+        results.add(
+            Row(
+                figure,
+                unit,
+                pick(runs.get("ours"), name),
+                pick(runs.get("baseline"), name),
+                "kubernetes 0.5.1",
+            )
+        )
+    ours, base = complete.get("ours"), complete.get("baseline")
+    results.add(
+        Row(
+            f"{complete_jobs} jobs run to completion: wall time",
+            "s",
+            ours and ours.seconds,
+            base and base.seconds,
+            "kubernetes 0.5.1",
+        )
+    )
