@@ -8,9 +8,11 @@ import base64
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from snakemake_executor_plugin_kubernetes.plugin_deploy import install_missing_command
 from support.executor_harness import (
     STORAGE_KEY,
     TOKEN,
@@ -42,7 +44,7 @@ def test_submission_secret_and_success(server, make_executor):
     job = api.get("jobs", names[0])
     wrapped = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     # Run under the usage recorder of the efficiency report: its last argument is the job's.
-    assert wrapped.startswith("exec python -m snakemake_executor_plugin_kubernetes.usage ")
+    assert "exec python -m snakemake_executor_plugin_kubernetes.usage " in wrapped
     command = shlex.split(wrapped)[-1]
     assert command.startswith("python -m snakemake --deploy-sources")
     assert "--general-args" in command and "--mode 'remote'" in command
@@ -79,6 +81,44 @@ def test_submission_secret_and_success(server, make_executor):
 
     executor.shutdown()
     assert api.names("jobs") == [] and api.names("secrets") == [] and api.names("pods") == []
+
+
+def job_command(api: Any, name: str) -> str:
+    """The job's shell command, as the usage recorder (efficiency report) runs it."""
+    (box,) = api.get("jobs", name)["spec"]["template"]["spec"]["containers"]
+    assert box["command"] == ["/bin/sh", "-c"]
+    wrapped = box["args"][0]
+    assert "exec python -m snakemake_executor_plugin_kubernetes.usage " in wrapped
+    return shlex.split(wrapped)[-1]
+
+
+def test_storage_plugin_is_installed_in_the_pod_only_when_the_image_lacks_it(server, make_executor):
+    executor = make_executor()  # default: auto
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    executor.run_job(FakeJob("sort", 2))
+    check = install_missing_command(["snakemake_storage_plugin_azblob"], "python")
+    for name in server.api.names("jobs"):
+        assert job_command(server.api, name).startswith(
+            f"{check} && python -m snakemake --deploy-sources"
+        )
+    # Snakemake's own unconditional pip install stays off.
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
+    executor.shutdown()
+
+
+@pytest.mark.parametrize(("mode", "snakemake_installs"), [("always", True), ("never", False)])
+def test_storage_plugin_deployment_always_and_never(
+    server, make_executor, mode, snakemake_installs
+):
+    executor = make_executor(auto_deploy_storage_plugins=mode)
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    (name,) = server.api.names("jobs")
+    # No check of ours: 'always' is Snakemake's pip install (in its precommand), 'never' none.
+    assert job_command(server.api, name).startswith("python -m snakemake --deploy-sources")
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is snakemake_installs
+    executor.shutdown()
 
 
 def test_status_rounds_cost_no_requests_with_many_active_jobs(server, make_executor):
