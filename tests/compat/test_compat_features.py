@@ -15,6 +15,7 @@ import pytest
 from support.compat_compare import (
     comparable,
     executed_rules,
+    executor_logs,
     finish_local,
     local_outputs,
     start_local,
@@ -76,10 +77,12 @@ def test_features_give_the_same_outputs_locally_and_in_pods(
     # --keep-going: both end the same way, with everything but the failing branch made.
     assert run.returncode == local.returncode, output[-6000:]
     expected = comparable(local_outputs(local_dir))
-    assert "failing/after.txt" not in expected and "retries/attempt.txt" in expected
+    assert "failing/after.txt" not in expected and "params/a.txt" in expected
     assert comparable(storage_outputs(pods)) == expected, output[-6000:]
     # The failing job's log reached storage (it is part of `expected`).
     assert expected["logs/failing.log"] == b"failing with code 1\n"
+    # ... and so did the failing pod's own log, kept by the executor beside the outputs.
+    assert [name for name in executor_logs(pods) if "-failing-" in name], executor_logs(pods)
     # temp(): the unread temp output was made, stored and removed, as locally.
     assert "Removing temporary output az://" in output
     # No Job is left Running (nor anything else) once the run has ended.
@@ -97,12 +100,6 @@ def test_features_give_the_same_outputs_locally_and_in_pods(
     assert "--cores 1" in command_line(seq_job)
     # --group-components grp=2: both samples' groups in one pod.
     assert len(group_manifests(run, "grp")) == 1
-    # --retries: attempt 1 asked for 1000 MB and failed, attempt 2 for 2000 MB.
-    retried = [
-        container_of(j)["resources"]["requests"]["memory"] for j in job_manifests(run, "retried")
-    ]
-    assert retried == ["1000M", "2000M"]
-
     # Follow-up runs in the same folders: the command-line features.
     follow_ups(pods, run.workdir, local_dir)
 
@@ -135,6 +132,24 @@ def follow_ups(pods: WorkflowRunner, pods_dir: Path, local_dir: Path) -> None:
         assert remote.returncode == 0, remote.output[-4000:]
         assert remote.leftovers == set()
         return local.stdout + local.stderr, remote.output
+
+    # --retries with attempt-dependent resources: attempt 1 asks for 1000 MB and fails,
+    # attempt 2 for 2000 MB; the same output as locally.
+    local_process = start_local(local_dir, "--retries", "1", "retries/attempt.txt")
+    retry_run = pods.run(
+        snakefile, workdir=pods_dir, extra_args=("--retries", "1", "retries/attempt.txt")
+    )
+    local = finish_local(local_process)
+    assert local.returncode == 0, local.stderr[-4000:]
+    assert retry_run.returncode == 0, retry_run.output[-4000:]
+    assert retry_run.leftovers == set()
+    retried = [
+        container_of(j)["resources"]["requests"]["memory"]
+        for j in job_manifests(retry_run, "retried")
+    ]
+    assert retried == ["1000M", "2000M"]
+    assert storage_outputs(pods)["retries/attempt.txt"] == b"mem_mb 2000\n"
+    assert local_outputs(local_dir)["retries/attempt.txt"] == b"mem_mb 2000\n"
 
     # --summary reads the outputs' state from storage: same files, rules, status, plans.
     local, remote = both("--summary", *FAILING)

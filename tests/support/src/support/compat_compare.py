@@ -13,6 +13,8 @@ from support.workflows import WorkflowRunner
 
 # Uploaded by Snakemake for the pods to deploy the workflow; not an output.
 SOURCE_ARCHIVE_PREFIX = "snakemake-workflow-sources."
+# The executor keeps failed jobs' pod logs here (the run's diagnostics, not outputs).
+EXECUTOR_LOGS_PREFIX = ".snakemake/kubernetes-logs/"
 NOT_OUTPUTS = ("Snakefile", "scripts/", ".snakemake/")
 LOCAL_TIMEOUT_SECONDS = 300
 
@@ -75,8 +77,14 @@ def storage_outputs(runner: WorkflowRunner) -> dict[str, bytes]:
     return {
         blob.name: container.download_blob(blob.name).readall()
         for blob in container.list_blobs()
-        if not blob.name.startswith(SOURCE_ARCHIVE_PREFIX)
+        if not blob.name.startswith((SOURCE_ARCHIVE_PREFIX, EXECUTOR_LOGS_PREFIX))
     }
+
+
+def executor_logs(runner: WorkflowRunner) -> list[str]:
+    """Names of the pod logs the executor stored (for failed jobs)."""
+    container = runner.azurite.service_client().get_container_client(runner.container)
+    return [blob.name for blob in container.list_blobs(name_starts_with=EXECUTOR_LOGS_PREFIX)]
 
 
 def comparable(outputs: dict[str, bytes]) -> dict[str, bytes]:
