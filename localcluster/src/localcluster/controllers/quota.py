@@ -3,34 +3,19 @@ current as pods come, finish and go (kube-controller-manager's resourcequota con
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from localcluster.admission import refresh_quota_status
-from localcluster.store import Store
+from localcluster.controllers.subscriber import StoreSubscriber
 
 log = logging.getLogger("localcluster.quota")
 WATCHED = ("pods", "resourcequotas")
 
 
-class QuotaController:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._queue = self.store.subscribe()
+class QuotaController(StoreSubscriber):
+    def catch_up(self) -> None:
         for quota in self.store.list("resourcequotas"):
             refresh_quota_status(self.store, quota["metadata"]["namespace"])
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.store.unsubscribe(self._queue)
 
     async def _run(self) -> None:
         while True:

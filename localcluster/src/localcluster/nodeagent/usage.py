@@ -15,28 +15,15 @@ from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from localcluster.nodeagent.processes import memory_by_process_group
+from localcluster.nodeagent.processes import memory_by_process_group, stats_of_process_groups
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds_by_process_group(groups: Collection[int]) -> dict[int, float]:
-    wanted = set(groups)
     ticks: dict[int, int] = defaultdict(int)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                raw = stat.read()
-        except OSError:
-            continue
-        # After the parenthesised name (proc(5) numbering minus 3): pgrp 2, utime 11,
-        # stime 12, cutime 13, cstime 14.
-        fields = raw[raw.rindex(b")") + 2 :].split()
-        pgrp = int(fields[2])
-        if pgrp in wanted:
-            ticks[pgrp] += sum(int(value) for value in fields[11:15])
+    for _, pgrp, fields in stats_of_process_groups(groups):
+        ticks[pgrp] += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return {pgrp: count / _TICKS_PER_SECOND for pgrp, count in ticks.items()}
 
 
