@@ -468,8 +468,10 @@ class Store:
     def _dependents(self, owner_uid: str) -> list[tuple[str, Key]]:
         return sorted(self._dependents_of.get(owner_uid, ()))
 
-    def _collect_garbage(self, owner_uid: str) -> None:
-        """Delete dependents of a vanished owner whose owners are now all gone."""
+    def _collect_garbage(self, owner_uid: str) -> int:
+        """Delete dependents of a vanished owner whose owners are now all gone; return how
+        many were deleted."""
+        deleted = 0
         for resource, key in self._dependents(owner_uid):
             obj = self._table(resource).get(key)
             if obj is None or "deletionTimestamp" in obj["metadata"]:
@@ -477,17 +479,12 @@ class Store:
             refs = obj["metadata"].get("ownerReferences") or []
             if all(ref.get("uid") not in self._by_uid for ref in refs):
                 self.delete(resource, key[0], key[1], "Background")
+                deleted += 1
+        return deleted
 
     def collect_orphans(self) -> int:
         """Delete objects whose owner references all point at objects that do not exist."""
         deleted = 0
         for owner_uid in [uid for uid in self._dependents_of if uid not in self._by_uid]:
-            for resource, key in self._dependents(owner_uid):
-                obj = self._table(resource).get(key)
-                if obj is None or "deletionTimestamp" in obj["metadata"]:
-                    continue
-                refs = obj["metadata"].get("ownerReferences") or []
-                if all(ref.get("uid") not in self._by_uid for ref in refs):
-                    self.delete(resource, key[0], key[1], "Background")
-                    deleted += 1
+            deleted += self._collect_garbage(owner_uid)
         return deleted
