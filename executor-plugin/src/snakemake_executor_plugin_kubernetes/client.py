@@ -21,6 +21,10 @@ from snakemake_interface_common.exceptions import WorkflowError
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = "snakemake-executor-plugin-kubernetes"
 MERGE_PATCH = "application/merge-patch+json"
+# Connections kept open: the submission pool (at most MAX_SUBMIT_WORKERS), two watches,
+# status rounds and cleanup.
+MAX_SUBMIT_WORKERS = 32
+CONNECTION_POOL_SIZE = MAX_SUBMIT_WORKERS + 8
 
 
 class ApiError(Exception):
@@ -66,7 +70,7 @@ def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Confi
                 f"--kubernetes-kubeconfig) and not running in a cluster ({e2})."
             ) from None
     conf.retries = False  # this client retries itself, with backoff and Retry-After
-    conf.connection_pool_maxsize = 16
+    conf.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return conf
 
 
@@ -90,6 +94,39 @@ class Backoff:
         return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
 
 
+class ThrottleGate:
+    """A pause shared by every request of one client. A 429 is the API server's Priority
+    and Fairness telling this client's flow to slow down: all its requests, on every
+    thread, wait out the Retry-After, not just the one that was refused."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self.holds = 0
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, self._clock() + seconds)
+            self.holds += 1
+
+    def wait(self, sleep: Callable[[float], None]) -> float:
+        """Sleep until the pause is over; returns the seconds asked for. A hold extended
+        while sleeping is waited out too (each hold once, so an injected sleep that does
+        not advance the clock still returns)."""
+        slept = 0.0
+        waited_for = None
+        while True:
+            with self._lock:
+                until = self._until
+                remaining = until - self._clock()
+            if remaining <= 0 or until == waited_for:
+                return slept
+            sleep(remaining)
+            slept += remaining
+            waited_for = until
+
+
 class KubeClient:
     def __init__(
         self,
@@ -103,6 +140,7 @@ class KubeClient:
         self._sleep = sleep
         self._timeout = request_timeout
         self._swap_lock = threading.Lock()
+        self.gate = ThrottleGate()
         self._api = self._new_api_client()
         self.credential_reloads = 0
 
@@ -183,12 +221,15 @@ class KubeClient:
         content_type: str | None = None,
         timeout: Any = None,
         retry: bool = True,
+        give_up: threading.Event | None = None,
     ) -> Any:
-        """Send one request, retrying transient failures; returns the open response."""
+        """Send one request, retrying transient failures; returns the open response.
+        Once ``give_up`` is set (e.g. the run is being cancelled), the next failure is final."""
         attempt = 0
         slept = 0.0
         reloaded = False
         while True:
+            slept += self.gate.wait(self._sleep)
             api = self.api_client
             try:
                 response = self._send(
@@ -202,11 +243,19 @@ class KubeClient:
                     self._reload_credentials(api)
                     continue
                 retryable = e.status == 0 or e.status in RETRYABLE_STATUS
-                if not retry or not retryable or self._backoff.exhausted(attempt, slept):
+                if (
+                    not retry
+                    or not retryable
+                    or self._backoff.exhausted(attempt, slept)
+                    or (give_up is not None and give_up.is_set())
+                ):
                     raise
                 delay = self._backoff.delay(attempt, e.retry_after)
-                self._sleep(delay)
-                slept += delay
+                if e.status == 429:
+                    self.gate.hold(delay)  # waited out at the top, with every other request
+                else:
+                    self._sleep(delay)
+                    slept += delay
                 attempt += 1
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_executor_plugin_kubernetes.client import MAX_SUBMIT_WORKERS
 from snakemake_executor_plugin_kubernetes.naming import check_namespace
 from snakemake_executor_plugin_kubernetes.parsing import (
     Toleration,
@@ -50,6 +51,7 @@ class RunConfig:
     ttl_seconds_after_finished: int | None = 86400
     save_all_logs: bool = False
     log_tail_lines: int = 20
+    submit_workers: int = 8
 
 
 def _non_negative(value: Any, name: str) -> Any:
@@ -71,6 +73,12 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
             "limit) or >= 1 (a limit below the request is rejected by Kubernetes)."
         )
     node_selector = parse_labels(settings.node_selector, _flag("node_selector"))
+    workers = settings.submit_workers
+    if not 1 <= workers <= MAX_SUBMIT_WORKERS:
+        raise WorkflowError(
+            f"Invalid value {workers!r} for {_flag('submit_workers')}: must be 1 to "
+            f"{MAX_SUBMIT_WORKERS}."
+        )
     return RunConfig(
         namespace=check_namespace(settings.namespace),
         cpu_scalar=settings.cpu_scalar,
@@ -100,4 +108,5 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
         ),
         save_all_logs=bool(settings.save_all_logs),
         log_tail_lines=_non_negative(settings.log_tail_lines, "log_tail_lines"),
+        submit_workers=workers,
     )

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -29,6 +30,7 @@ from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Ve
 from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job, run_labels
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+from snakemake_executor_plugin_kubernetes.submission import SubmissionPool
 from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
 
 CLEANUP_COMMAND = (
@@ -41,6 +43,16 @@ CLEANUP_COMMAND = (
 EARLY_ROUND_MIN_GAP = 0.5
 EARLY_ROUND_COST_FACTOR = 4
 SLEEP_TICK = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class QueuedJob:
+    job: JobExecutorInterface
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]
 
 
 class Executor(RemoteExecutor):
@@ -84,6 +96,10 @@ class Executor(RemoteExecutor):
             self.client, self.namespace, run_selector(self.run_id), on_error=self.logger.warning
         )
         self.watcher.start()
+        self.stopping = threading.Event()
+        self.submissions: SubmissionPool[QueuedJob] = SubmissionPool(
+            self.config.submit_workers, self._create_and_report, self._submission_crashed
+        )
         self.ready = True
         self.logger.info(
             f"Kubernetes run id {self.run_id} in namespace {self.namespace}, image {self.image}. "
@@ -111,29 +127,70 @@ class Executor(RemoteExecutor):
         return render_job(self.config, facts, given)
 
     def run_job(self, job: JobExecutorInterface) -> None:
+        """Render the Job here (rendering reads the DAG, which belongs to this thread) and
+        queue its creation; the pool reports the submission, or the job's error."""
         manifest = self.render(job)
-        name = manifest["metadata"]["name"]
-        created = self._create(manifest)
+        self.submissions.submit(QueuedJob(job, manifest))
+
+    def _create_and_report(self, queued: "QueuedJob") -> None:
+        """On a pool thread: create the Job once (409 then GET if an earlier attempt of
+        the same request did create it), then report it submitted, or failed."""
+        name = queued.name
+        try:
+            created = self._create(queued.manifest)
+        except WorkflowError as e:
+            self.report_job_error(SubmittedJobInfo(job=queued.job), msg=f"{e}\n")
+            return
         self.watcher.cache.put("jobs", created, only_if_newer=True)
         self.secret.add_owner(created)
-        self.secret.ensure_created()
         self.trackers[name] = JobTracker()
+        try:
+            self.secret.ensure_created()
+        except (WorkflowError, ApiError) as e:
+            # Every pod of the run needs the Secret: the run cannot go on without it. The
+            # Job exists, so it is reported submitted and removed with the run.
+            self.workflow.scheduler.executor_error_callback(
+                WorkflowError(f"Cannot create the run's Secret: {e}")
+            )
         self.logger.debug(f"Submitted Kubernetes Job {name} in namespace {self.namespace}.")
-        self.report_job_submission(SubmittedJobInfo(job=job, external_jobid=name))
+        self.report_job_submission(SubmittedJobInfo(job=queued.job, external_jobid=name))
+
+    def _submission_crashed(self, queued: "QueuedJob", error: BaseException) -> None:
+        self.report_job_error(
+            SubmittedJobInfo(job=queued.job),
+            msg=f"Submitting Kubernetes Job {queued.name} failed unexpectedly: {error!r}\n",
+        )
 
     def _create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
+        path = job_path(self.namespace)
         try:
-            return self.client.request("POST", job_path(self.namespace), body=manifest)
+            return self.client.request("POST", path, body=manifest, give_up=self.stopping)
         except ApiError as e:
             if e.status == 409:  # an earlier attempt of this request did create it
                 try:
-                    return self.client.request("GET", job_path(self.namespace, name))
+                    return self.client.request(
+                        "GET", job_path(self.namespace, name), give_up=self.stopping
+                    )
                 except ApiError as e2:
                     e = e2
             raise WorkflowError(
                 f"Cannot create Kubernetes Job {name} in namespace {self.namespace}: {e}"
             ) from None
+
+    def _stop_submitting(self) -> None:
+        """Cancel the Jobs still queued and wait for the creations already sent (their
+        next failure is final), so that every Job that may exist is known before the
+        run's objects are deleted."""
+        self.stopping.set()
+        if self.submissions.pending:
+            self.logger.info(
+                f"Waiting for {self.submissions.pending} Kubernetes Job creations in flight "
+                "or queued to end."
+            )
+        cancelled = self.submissions.close(cancel_queued=True)
+        if cancelled:
+            self.logger.info(f"{len(cancelled)} queued jobs were not submitted: the run is ending.")
 
     async def check_active_jobs(
         self, active_jobs: list[SubmittedJobInfo]
@@ -289,7 +346,8 @@ class Executor(RemoteExecutor):
         self.report_job_error(job_info, msg=msg, aux_logs=aux_logs)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
-        if not active_jobs:
+        self._stop_submitting()
+        if not active_jobs and not self.submissions.counts.started:
             return
         try:
             counts = delete_run(self.client, self.namespace, self.run_id, kinds=("jobs", "pods"))
@@ -303,6 +361,7 @@ class Executor(RemoteExecutor):
             )
 
     def shutdown(self) -> None:
+        self._stop_submitting()
         super().shutdown()
         self.watcher.stop()
         # Failed Jobs stay for inspection while the run goes on; the run removes all

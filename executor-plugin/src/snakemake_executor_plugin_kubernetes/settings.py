@@ -164,3 +164,11 @@ class ExecutorSettings(ExecutorSettingsBase):
             "install per pod is slow."
         ),
     )
+    submit_workers: int = field(
+        default=8,
+        metadata=_meta(
+            "Jobs created at once (1 to 32): run_job returns as soon as a job is queued, "
+            "and this many threads create the queued Jobs in order.",
+            int,
+        ),
+    )
