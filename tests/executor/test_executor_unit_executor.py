@@ -222,7 +222,11 @@ def test_submission_secret_and_success(server, make_executor):
     assert secret["metadata"]["labels"]["snakemake.io/run-id"] == executor.run_id
     job = api.get("jobs", names[0])
     command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    assert command.startswith("python -m snakemake --deploy-sources")
+    # one Python start per pod: deploy the sources, then run the job (see launch.py)
+    assert command.startswith(
+        "python -m snakemake_executor_plugin_kubernetes.launch --deploy-sources "
+        "az://c/archive.tar.gz abc :: --snakefile "
+    )
     assert "--general-args" in command and "--mode 'remote'" in command
     assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
 
@@ -257,6 +261,19 @@ def test_submission_secret_and_success(server, make_executor):
 
     executor.shutdown()
     assert api.names("jobs") == [] and api.names("secrets") == [] and api.names("pods") == []
+
+
+def test_the_shell_job_command_keeps_snakemakes_two_starts(server, make_executor):
+    executor = make_executor(job_command="shell")
+    executor.run_job(FakeJob("align", 1))
+    (name,) = server.api.names("jobs")
+    job = server.api.get("jobs", name)
+    command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert command.startswith(
+        "python -m snakemake --deploy-sources az://c/archive.tar.gz abc && "
+        "python -m snakemake --snakefile "
+    )
+    executor.shutdown()
 
 
 def test_status_rounds_cost_no_requests_with_many_active_jobs(server, make_executor):

@@ -52,11 +52,20 @@ class RunConfig:
     save_all_logs: bool = False
     log_tail_lines: int = 20
     submit_workers: int = 8
+    job_command: str = "launcher"
 
 
 def _non_negative(value: Any, name: str) -> Any:
     if value is not None and value < 0:
         raise WorkflowError(f"Invalid value {value!r} for {_flag(name)}: must be >= 0.")
+    return value
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise WorkflowError(
+            f"Invalid value {value!r} for {_flag(name)}: must be one of {', '.join(choices)}."
+        )
     return value
 
 
@@ -109,4 +118,5 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
         save_all_logs=bool(settings.save_all_logs),
         log_tail_lines=_non_negative(settings.log_tail_lines, "log_tail_lines"),
         submit_workers=workers,
+        job_command=_choice(settings.job_command, "job_command", ("launcher", "shell")),
     )

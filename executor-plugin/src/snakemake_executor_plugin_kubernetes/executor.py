@@ -17,6 +17,7 @@ from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run,
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, job_path
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
 from snakemake_executor_plugin_kubernetes.facts import job_facts
+from snakemake_executor_plugin_kubernetes.launch import launcher_command
 from snakemake_executor_plugin_kubernetes.logs import (
     command_exit_code,
     fetch_log,
@@ -113,6 +114,15 @@ class Executor(RemoteExecutor):
         return dataclasses.replace(
             base, auto_deploy_default_storage_provider=self.settings.auto_deploy_storage_plugins
         )
+
+    def format_job_exec(self, job: JobExecutorInterface) -> str:
+        command = super().format_job_exec(job)
+        if self.config.job_command == "shell":
+            return command
+        precommand = self.workflow.spawned_job_args_factory.precommand(
+            executor_common_settings=self.common_settings
+        )
+        return launcher_command(command, precommand) or command
 
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)

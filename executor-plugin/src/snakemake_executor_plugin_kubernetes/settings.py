@@ -172,3 +172,13 @@ class ExecutorSettings(ExecutorSettingsBase):
             int,
         ),
     )
+    job_command: str = field(
+        default="launcher",
+        metadata=_meta(
+            "How a pod starts Snakemake: 'launcher' deploys the workflow sources and runs "
+            "the job in one Python process; 'shell' runs the two `python -m snakemake` "
+            "commands Snakemake builds (one more interpreter start per job).",
+            str,
+            choices=["launcher", "shell"],
+        ),
+    )

@@ -1,0 +1,83 @@
+"""One Python start per pod: deploy the workflow sources, then run the job, in one interpreter.
+
+Snakemake builds a remote job's command as two interpreter starts joined by the shell,
+    python -m snakemake --deploy-sources QUERY CHECKSUM ... && python -m snakemake --snakefile ...
+and each start imports Snakemake, its plugins and the Azure SDK again: for a short job that
+is most of the pod's CPU time. The executor rewrites it (see `launcher_command`) to
+    python -m snakemake_executor_plugin_kubernetes.launch --deploy-sources ... :: --snakefile ...
+which calls Snakemake's own command line entry (`snakemake.cli.main`) with the first
+argument list, and, if that succeeded, with the second: the same arguments as before
+(the shell still splits and expands them), and the same exit code (the first step's if it
+failed, else the job's).
+"""
+
+import importlib.util
+import sys
+
+SEPARATOR = "::"
+LAUNCH_MODULE = "snakemake_executor_plugin_kubernetes.launch"
+DEPLOY_STEP = "python -m snakemake --deploy-sources "
+JOB_STEP = "python -m snakemake "
+
+
+def launcher_command(command: str, precommand: str) -> str | None:
+    """The job's shell command with its two Snakemake starts made one; None if the
+    command does not have the expected shape (then it is used as Snakemake built it).
+
+    ``precommand`` is the string Snakemake put before the job's own start
+    (``spawned_job_args_factory.precommand``): the sources deployment is its last step.
+    """
+    start = precommand.rfind(DEPLOY_STEP)
+    if start < 0 or (start > 0 and not precommand[:start].endswith(" && ")):
+        return None
+    deploy_step = precommand[start:]
+    joint = f"{deploy_step} && {JOB_STEP}"
+    if command.count(joint) != 1:
+        return None
+    deploy_args = deploy_step.removeprefix("python -m snakemake ").rstrip()
+    return command.replace(joint, f"python -m {LAUNCH_MODULE} {deploy_args} {SEPARATOR} ")
+
+
+def _exit_code(code: object) -> int:
+    """What the interpreter would have exited with for ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run_snakemake(args: list[str]) -> int:
+    """Snakemake's command line entry with ``args``, as `python -m snakemake` runs it."""
+    from snakemake.cli import main
+
+    spec = importlib.util.find_spec("snakemake.__main__")
+    sys.argv = [spec.origin if spec and spec.origin else "snakemake", *args]
+    try:
+        main(args)
+    except SystemExit as e:
+        return _exit_code(e.code)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if SEPARATOR not in argv:
+        print(
+            f"usage: python -m {LAUNCH_MODULE} DEPLOY-ARGS... {SEPARATOR} JOB-ARGS...",
+            file=sys.stderr,
+        )
+        return 2
+    split = argv.index(SEPARATOR)
+    deploy, job = argv[:split], argv[split + 1 :]
+    code = run_snakemake(deploy)
+    if code != 0:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return run_snakemake(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The one-interpreter launcher: the command it replaces, the arguments and exit codes it
+keeps, and Snakemake imported once for both steps."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from snakemake_executor_plugin_kubernetes.launch import (
+    LAUNCH_MODULE,
+    SEPARATOR,
+    launcher_command,
+    main,
+)
+
+DEPLOY = (
+    "python -m snakemake --deploy-sources 'az://c/.snakemake/source-cache/abc.tar.xz' "
+    "abc123 --default-storage-prefix 'az://c' --default-storage-provider 'azblob' "
+    "--storage-azblob-endpoint-url 'http://127.0.0.1:10000/devstoreaccount1'"
+)
+JOB = (
+    "python -m snakemake --snakefile 'Snakefile' --target-jobs 'align:sample=a' "
+    "--allowed-rules 'align' --cores 'all' --attempt 1 --mode 'remote'"
+)
+
+
+def test_the_two_starts_become_one_with_the_same_arguments():
+    precommand = f"echo hi && {DEPLOY}"
+    command = f"{precommand} && {JOB}"
+    launched = launcher_command(command, precommand)
+    assert launched is not None
+    assert launched.startswith(f"echo hi && python -m {LAUNCH_MODULE} --deploy-sources ")
+    assert launched.count("python -m") == 1
+    # The shell splits the new command into exactly the old two argument lists.
+    words = shlex.split(launched.split(" && ", 1)[1])
+    assert words[:3] == ["python", "-m", LAUNCH_MODULE]
+    split = words.index(SEPARATOR)
+    assert words[3:split] == shlex.split(DEPLOY)[3:]
+    assert words[split + 1 :] == shlex.split(JOB)[3:]
+
+
+@pytest.mark.parametrize(
+    "command, precommand",
+    [
+        (JOB, ""),  # nothing to deploy (e.g. a shared filesystem)
+        (f"{DEPLOY} && echo between && {JOB}", DEPLOY),  # not the shape Snakemake builds
+        (f"{DEPLOY} && {JOB}", "python -m snakemake --other"),
+    ],
+)
+def test_other_commands_are_left_as_snakemake_built_them(command, precommand):
+    assert launcher_command(command, precommand) is None
+
+
+def run_launcher(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", LAUNCH_MODULE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_both_steps_run_in_one_interpreter_and_the_job_s_exit_code_is_kept(tmp_path):
+    (tmp_path / "Snakefile").write_text('rule fail:\n    shell: "exit 3"\n')
+    snakefile = str(tmp_path / "Snakefile")
+    ok = run_launcher("--version", SEPARATOR, "--version")
+    assert ok.returncode == 0, ok.stderr
+    assert len(ok.stdout.split()) == 2  # both steps ran and printed the version
+    failed_job = run_launcher(
+        "--version", SEPARATOR, "--snakefile", snakefile, "--cores", "1", "--directory",
+        str(tmp_path),
+    )  # fmt: skip
+    assert failed_job.returncode == 1, failed_job.stderr
+    assert "exit 3" in failed_job.stderr
+
+
+def test_a_failing_first_step_ends_the_pod_with_its_code(capsys):
+    assert main(["--no-such-option", SEPARATOR, "--version"]) == 2  # argparse's usage error
+    assert capsys.readouterr().out == "", "the job step ran after the deploy step failed"
+    assert main(["--version"]) == 2  # no separator: a usage error, nothing runs
+
+
+def test_snakemake_is_imported_once_for_both_steps():
+    probe = (
+        "import sys, snakemake.cli as cli\n"
+        "calls = []\n"
+        "real = cli.main\n"
+        "def counting(argv=None):\n"
+        "    calls.append(sorted(m for m in sys.modules if m.startswith('snakemake.')))\n"
+        "    real(argv)\n"
+        "cli.main = counting\n"
+        "from snakemake_executor_plugin_kubernetes.launch import main\n"
+        "code = main(['--version', '::', '--version'])\n"
+        "assert code == 0 and len(calls) == 2\n"
+        "print(len(calls[0]) > 10 and set(calls[1]) >= set(calls[0]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "True"
