@@ -103,3 +103,20 @@ def test_snakemake_is_imported_once_for_both_steps():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "True"
+
+
+def test_a_job_pod_does_not_import_the_kubernetes_client():
+    # Snakemake imports every installed executor plugin at start, in each pod too; the
+    # pod never talks to the API, so the official client (0.4 CPU-s) stays unimported.
+    probe = (
+        "import sys, snakemake.cli\n"
+        "from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry\n"
+        "plugin = ExecutorPluginRegistry().get_plugin('kubernetes')\n"
+        "assert plugin.executor.__name__ == 'Executor'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

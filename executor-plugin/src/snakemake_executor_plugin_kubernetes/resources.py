@@ -3,7 +3,6 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.utils import parse_quantity
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.facts import JobFacts
@@ -55,6 +54,9 @@ def _integer(facts: JobFacts, name: str) -> int | None:
 
 
 def _checked(quantity: str, facts: JobFacts, name: str) -> str:
+    # Imported here, not at the top: job pods import this plugin but never render.
+    from kubernetes.utils import parse_quantity
+
     try:
         parse_quantity(quantity)
     except ValueError:
