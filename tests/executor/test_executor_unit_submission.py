@@ -272,3 +272,26 @@ def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(server, mak
     assert "18 queued jobs were not submitted" in executor.logger.text()
     with pytest.raises(RuntimeError):
         executor.run_job(FakeJob("late", 99))
+
+
+def test_a_job_whose_handling_crashes_is_reported_not_lost():
+    from snakemake_executor_plugin_kubernetes.submission import SubmissionPool
+
+    handled: list[int] = []
+    crashed: list[tuple[int, str]] = []
+
+    def handle(item: int) -> None:
+        if item == 3:
+            raise KeyError("boom")
+        handled.append(item)
+
+    pool = SubmissionPool(2, handle, lambda item, error: crashed.append((item, repr(error))))
+    for item in range(6):
+        pool.submit(item)
+    assert pool.wait_idle(30)
+    assert sorted(handled) == [0, 1, 2, 4, 5]
+    assert crashed == [(3, "KeyError('boom')")]
+    assert pool.counts.done == 6 and pool.pending == 0
+    assert pool.close(cancel_queued=True) == []
+    with pytest.raises(ValueError):
+        SubmissionPool(0, handle, lambda item, error: None)
