@@ -295,3 +295,37 @@ def test_a_job_whose_handling_crashes_is_reported_not_lost():
     assert pool.close(cancel_queued=True) == []
     with pytest.raises(ValueError):
         SubmissionPool(0, handle, lambda item, error: None)
+
+
+def test_a_full_queue_holds_run_job_back_until_a_worker_takes_a_job():
+    from snakemake_executor_plugin_kubernetes.submission import SubmissionPool
+
+    release = threading.Event()
+    pool = SubmissionPool(1, lambda item: release.wait(30), lambda i, e: None, max_queued=2)
+    for item in range(3):  # one taken by the worker, two waiting
+        pool.submit(item)
+    wait_until(lambda: pool.counts.started == 1, "the first job taken")
+    fourth = threading.Thread(target=pool.submit, args=(3,))
+    fourth.start()
+    fourth.join(0.5)
+    assert fourth.is_alive(), "a fourth job was queued beyond max_queued"
+    release.set()
+    fourth.join(30)
+    assert not fourth.is_alive()
+    assert pool.wait_idle(30) and pool.counts.done == 4
+
+
+def test_decoded_objects_share_their_keys_and_short_strings():
+    from snakemake_executor_plugin_kubernetes.client import decode_json
+
+    text = json.dumps(
+        {"metadata": {"labels": {"snakemake.io/run-id": "a1b2"}, "note": "x" * 200}, "n": [1]}
+    )
+    first, second = decode_json(text), decode_json(text.encode())
+    assert first == second == json.loads(text)
+    assert (
+        first["metadata"]["labels"]["snakemake.io/run-id"]
+        is second["metadata"]["labels"]["snakemake.io/run-id"]
+    )
+    assert next(iter(first["metadata"]["labels"])) is next(iter(second["metadata"]["labels"]))
+    assert first["metadata"]["note"] is not second["metadata"]["note"]  # long: not shared

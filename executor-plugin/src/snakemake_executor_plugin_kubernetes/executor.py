@@ -64,6 +64,7 @@ class Executor(RemoteExecutor):
     last_round_seconds = 0.0
     woken_early = False
     owners_synced_at = 0.0
+    precommand: str | None = None
 
     def __post_init__(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
@@ -119,10 +120,11 @@ class Executor(RemoteExecutor):
         command = super().format_job_exec(job)
         if self.config.job_command == "shell":
             return command
-        precommand = self.workflow.spawned_job_args_factory.precommand(
-            executor_common_settings=self.common_settings
-        )
-        return launcher_command(command, precommand) or command
+        if self.precommand is None:  # the same for every job of the run
+            self.precommand = self.workflow.spawned_job_args_factory.precommand(
+                executor_common_settings=self.common_settings
+            )
+        return launcher_command(command, self.precommand) or command
 
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)

@@ -42,10 +42,12 @@ class SubmissionPool(Generic[Item]):
         handle: Callable[[Item], None],
         on_crash: Callable[[Item, BaseException], None],
         name: str = "k8s-submit",
+        max_queued: int = 256,
     ):
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, not {workers}")
+        if workers < 1 or max_queued < 1:
+            raise ValueError(f"workers ({workers}) and max_queued ({max_queued}) must be >= 1")
         self._workers = workers
+        self._max_queued = max_queued
         self._handle = handle
         self._on_crash = on_crash
         self._name = name
@@ -58,7 +60,11 @@ class SubmissionPool(Generic[Item]):
         self.counts = PoolCounts()
 
     def submit(self, item: Item) -> None:
+        """Queue one job; waits only while ``max_queued`` jobs are already waiting, so a
+        scheduler faster than the API server holds a bounded number of manifests."""
         with self._lock:
+            while len(self._queue) >= self._max_queued and not self._closed:
+                self._idle.wait(1.0)  # woken as workers take jobs; the timeout keeps ^C live
             if self._closed:
                 raise RuntimeError("the submission pool is closed")
             self._queue.append(item)
@@ -81,6 +87,7 @@ class SubmissionPool(Generic[Item]):
                 item = self._queue.popleft()
                 self._in_flight += 1
                 self.counts.started += 1
+                self._idle.notify_all()  # room in the queue
             try:
                 self._handle(item)
             except Exception as e:  # reported as the job's error, never swallowed
@@ -116,5 +123,6 @@ class SubmissionPool(Generic[Item]):
                 cancelled = list(self._queue)
                 self._queue.clear()
                 self.counts.cancelled += len(cancelled)
+            self._idle.notify_all()  # a submit waiting for room gives up
         self.wait_idle(timeout)
         return cancelled
