@@ -204,18 +204,20 @@ def test_every_job_is_created_once_under_5xx_429_and_lost_answers(server, make_e
     def store_then_drop(handler) -> None:
         # the Job is stored, but its answer never reaches the client: the retry gets a
         # 409 and the executor reads the Job instead of creating it again
+        if handler.command != "POST" or not handler.path.endswith("/jobs"):
+            return original(handler)
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length")))
+        body = json.loads(raw)
+        handler.rfile = io.BytesIO(raw)  # read again by the original handler
         with api.lock:
             lose = (
-                handler.command == "POST"
-                and handler.path.endswith("/jobs")
-                and not any(f.count > 0 for f in api.faults)
+                not any(f.count > 0 for f in api.faults)
                 and lost_answers["left"] > 0
+                and api.get("jobs", body["metadata"]["name"]) is None  # a first attempt
             )
             if lose:
                 lost_answers["left"] -= 1
         if lose:
-            length = int(handler.headers.get("Content-Length"))
-            body = json.loads(handler.rfile.read(length))
             with api.lock:
                 api.requests.append(Logged("POST", handler.path, {}, body, None))
             api.put("jobs", body, event="ADDED")
