@@ -1,8 +1,11 @@
-"""Developer entry points: `nox -s tests`, `nox -s demo`, `nox -s up`/`down`, `nox -s bench`,
-`nox -s chaos`, `nox -s lint`.
+"""Developer entry points: `nox -s unit`, `nox -s tests`, `nox -s demo`, `nox -s up`/`down`,
+`nox -s bench`, `nox -s chaos`, `nox -s lint`.
 
-Every session installs what it needs: both plugins (editable), the test tools, and
-Azurite through npm into `.cache/azurite` when it is not there yet.
+Every session installs what it needs, each local package editable like any dependency (no
+search-path settings): both plugins, `localcluster` (the local cluster, Azurite launcher and pytest
+plugin), the example's `vcdemo`, the benchmark harness `pluginbench` and the tests' shared
+helpers `support`; the test tools; and Azurite through npm into `.cache/azurite` when it is
+not there yet.
 """
 
 from __future__ import annotations
@@ -16,11 +19,18 @@ import nox
 ROOT = Path(__file__).parent
 AZURITE_DIR = ROOT / ".cache" / "azurite"
 AZURITE_VERSION = "3.35.0"
+IMAGE_CACHE = ROOT / ".cache" / "localcluster" / "images"
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PLUGINS = ["-e", "./storage-plugin", "-e", "./executor-plugin"]
+LOCALCLUSTER = ["-e", "./localcluster"]
+EXAMPLE = ["-e", "./examples/variant-calling"]
+BENCHMARKS = ["-e", "./benchmarks"]
+TEST_SUPPORT = ["-e", "./tests/support"]
+# What the local cluster installs into its job images.
+PLUGIN_SOURCES = [ROOT / "storage-plugin", ROOT / "executor-plugin"]
 SNAKEMAKE = ["snakemake>=9.0,<10"]
 TEST_TOOLS = [
     "pytest>=8",
@@ -55,10 +65,21 @@ def install_azurite(session: nox.Session) -> None:
 
 
 def install_project(session: nox.Session, *extra: str) -> None:
-    session.install(*SNAKEMAKE, *PLUGINS, *TEST_TOOLS, *extra)
+    session.install(
+        *SNAKEMAKE,
+        *PLUGINS,
+        *LOCALCLUSTER,
+        *EXAMPLE,
+        *BENCHMARKS,
+        *TEST_SUPPORT,
+        *TEST_TOOLS,
+        *extra,
+    )
     install_azurite(session)
     session.env["AZURITE_BIN"] = str(AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
-    session.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
+    session.env["LOCALCLUSTER_PLUGIN_SOURCES"] = os.pathsep.join(map(str, PLUGIN_SOURCES))
+    image_cache = os.environ.get("LOCALCLUSTER_IMAGE_CACHE") or IMAGE_CACHE
+    session.env["LOCALCLUSTER_IMAGE_CACHE"] = str(image_cache)
 
 
 def build_cluster_images(session: nox.Session) -> None:
@@ -68,7 +89,20 @@ def build_cluster_images(session: nox.Session) -> None:
         "python",
         "-c",
         "from localcluster.nodeagent.images import ImageCatalog; "
-        "catalog = ImageCatalog(); catalog.build('base'); catalog.build('bio')",
+        "catalog = ImageCatalog.from_environment(); catalog.build('base'); catalog.build('bio')",
+    )
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The fast tier: pure code and Azurite, no cluster and nothing marked slow."""
+    install_project(session, *WORKFLOW_TOOLS)
+    session.run(
+        "pytest",
+        "-m",
+        "not cluster and not slow",
+        "--durations=10",
+        *(session.posargs or ["tests"]),
     )
 
 
@@ -93,21 +127,21 @@ def chaos(session: nox.Session) -> None:
 def up(session: nox.Session) -> None:
     """Start Azurite and the local cluster in the background; write .dev/env.sh."""
     install_project(session, *WORKFLOW_TOOLS)
-    session.run("python", "-m", "localcluster.devenv", "up", "--root", str(ROOT))
+    session.run("localcluster", "up", "--root", str(ROOT))
 
 
 @nox.session
 def down(session: nox.Session) -> None:
     """Stop Azurite and the local cluster and remove their state."""
     install_project(session)
-    session.run("python", "-m", "localcluster.devenv", "down", "--root", str(ROOT))
+    session.run("localcluster", "down", "--root", str(ROOT))
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The reference scenario: variant calling on the local cluster with Blob staging."""
     install_project(session, *WORKFLOW_TOOLS)
-    session.run("python", "-m", "localcluster.devenv", "up", "--root", str(ROOT))
+    session.run("localcluster", "up", "--root", str(ROOT))
     session.run(
         "python", str(ROOT / "examples" / "variant-calling" / "run_demo.py"), *session.posargs
     )

@@ -27,22 +27,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from localcluster.azurite import start_azurite
+from pluginbench import machine, storage_sides, targets, venvs
+from pluginbench.linkshape import LinkModel, ShapedLink
+from pluginbench.proxy import CountingProxy
+from pluginbench.report import Results
+from pluginbench.storage_bench import StorageBench, metadata_figures, transfer_figures
+
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent
-for extra in (HERE, REPO_ROOT / "tests"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-import machine  # noqa: E402
-import storage_sides  # noqa: E402
-import targets  # noqa: E402
-import venvs  # noqa: E402
-from linkshape import LinkModel, ShapedLink  # noqa: E402
-from proxy import CountingProxy  # noqa: E402
-from report import Results  # noqa: E402
-from storage_bench import StorageBench, metadata_figures, transfer_figures  # noqa: E402
-
-from support.azurite import start_azurite  # noqa: E402
 
 UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
 
@@ -283,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             run_storage(args, scratch, results)
             results.write_json(output)  # kept even if the executor part fails
         if args.only in ("all", "executor"):
-            import executor_bench
+            from pluginbench import executor_bench
 
             executor_bench.run_executor(args, scratch, results, log)
             targets.executor_targets(results)

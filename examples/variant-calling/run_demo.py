@@ -22,18 +22,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vcdemo.blobs import blob_table, download, ensure_container, service_client, upload_files
+from vcdemo.command import BIO_IMAGE, snakemake_command, snakemake_environment
+from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment
+from vcdemo.podwatch import PodWatcher
+from vcdemo.recall import compare_files
+from vcdemo.reference import COMMITTED_GENOME, prepare_reference
+from vcdemo.simulate import SimulationSettings
+from vcdemo.workspace import install_workflow, simulate_once, upload_plan
+
 EXAMPLE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = EXAMPLE_DIR.parents[1]
-sys.path.insert(0, str(EXAMPLE_DIR))
-
-from vcdemo.blobs import blob_table, download, ensure_container, service_client, upload_files  # noqa: E402 - after the sys.path entry above
-from vcdemo.command import BIO_IMAGE, snakemake_command, snakemake_environment  # noqa: E402 - after the sys.path entry above
-from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment  # noqa: E402 - after the sys.path entry above
-from vcdemo.podwatch import PodWatcher  # noqa: E402 - after the sys.path entry above
-from vcdemo.recall import compare_files  # noqa: E402 - after the sys.path entry above
-from vcdemo.simulate import SimulationSettings  # noqa: E402 - after the sys.path entry above
-from vcdemo.workspace import install_workflow, reference_files, simulate_once, upload_plan  # noqa: E402 - after the sys.path entry above
-
 MIN_RECALL = 0.9
 MIN_DEPTH = 20
 
@@ -59,10 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo-root", type=Path, default=REPO_ROOT)
     parser.add_argument(
-        "--reference-dir",
+        "--genome",
         type=Path,
-        default=REPO_ROOT.parent / "shared" / "data" / "tutorial",
-        help="folder with genome.fa, its BWA index and .fai",
+        default=COMMITTED_GENOME,
+        help="reference FASTA (default: the tutorial's yeast chromosome I, kept in the "
+        "example); its BWA index and .fai are built beside a copy when missing",
     )
     parser.add_argument("--container", default="snakemake-tutorial")
     parser.add_argument("--jobs", type=int, default=3)
@@ -79,23 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     except DevEnvironmentMissing as error:
         print(f"run_demo: {error}", file=sys.stderr)
         return 2
-    try:
-        reference_files(args.reference_dir)
-    except FileNotFoundError as error:
-        print(f"run_demo: --reference-dir: {error}", file=sys.stderr)
-        return 2
     demo_dir = args.repo_root / ".dev" / "variant-calling"
     work_dir, inputs_dir, results_dir = demo_dir / "work", demo_dir / "inputs", demo_dir / "results"
+    reference_dir = demo_dir / "reference"
     settings = SimulationSettings(depth=args.depth)
 
+    step(f"Preparing the reference {args.genome} in {reference_dir}")
+    try:
+        prepare_reference(reference_dir, args.genome)
+    except FileNotFoundError as error:
+        print(f"run_demo: --genome: {error}", file=sys.stderr)
+        return 2
+
     step(f"Simulating reads for samples {', '.join(settings.samples)} (seed {settings.seed})")
-    truth = simulate_once(args.reference_dir / "genome.fa", inputs_dir, settings)
+    truth = simulate_once(reference_dir / "genome.fa", inputs_dir, settings)
     print(f"reads and truth (planted SNPs) in {inputs_dir}")
 
     step(f"Uploading reference and reads to container '{args.container}' at {dev.endpoint_url}")
     service = service_client(dev.endpoint_url, dev.account_key)
     container = ensure_container(service, args.container)
-    plan = upload_plan(args.reference_dir, inputs_dir, settings)
+    plan = upload_plan(reference_dir, inputs_dir, settings)
     uploaded = upload_files(container, plan)
     print(f"uploaded {len(uploaded)} file(s); {len(plan) - len(uploaded)} already there, unchanged")
 

@@ -1,7 +1,7 @@
 """Simulate the tutorial's samples from a reference genome, with planted SNPs and their truth.
 
     python examples/variant-calling/simulate_reads.py \
-        --reference ../shared/data/tutorial/genome.fa \
+        --reference examples/variant-calling/reference/genome.fa \
         --out data
 
 writes data/samples/A.fastq, B.fastq, C.fastq (or A_1.fastq/A_2.fastq with --paired) and
@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vcdemo.simulate import SimulationSettings, simulate
 

@@ -9,17 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import socketserver
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-from linkshape import LinkModel, ShapedLink
+from pluginbench.linkshape import LinkModel, ShapedLink
 
 MIB = 1024**2
 

@@ -15,28 +15,24 @@ from pathlib import Path
 
 import pytest
 
+from pluginbench.executor_bench import RunMeasure, derive, shape
+from pluginbench.procstat import ProcessSample, cpu_seconds, peak_rss_bytes
+from pluginbench.proxy import CountingProxy, classify
+from pluginbench.report import Results, Row, Target
+from pluginbench.targets import executor_targets, scale_targets
+from pluginbench.timed_snakemake import install_report_timer, last_plugin_report
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO_ROOT / "benchmarks"
-sys.path.insert(0, str(BENCH_DIR))
-
-from executor_bench import RunMeasure, derive, shape  # noqa: E402
-from proxy import CountingProxy, classify  # noqa: E402
-from report import Results, Row, Target  # noqa: E402
-from targets import executor_targets, scale_targets  # noqa: E402
-from timed_snakemake import install_report_timer, last_plugin_report  # noqa: E402
-
 MIB = 1024**2
 
 
 def run_bench(tmp_path: Path, *args: str, timeout: float = 600) -> dict:
     output = tmp_path / "results.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
     done = subprocess.run(
         [sys.executable, str(BENCH_DIR / "run.py"), *args, "--output", str(output)],
         capture_output=True,
         text=True,
-        env=env,
         timeout=timeout,
         check=False,
     )
@@ -199,10 +195,6 @@ def test_scale_targets_judge_the_pending_phase_and_cpu_per_pod() -> None:
 
 
 def test_procstat_reads_this_process() -> None:
-    import os
-
-    from procstat import ProcessSample, cpu_seconds, peak_rss_bytes
-
     sum(i * i for i in range(2_000_000))  # some CPU time to see
     assert cpu_seconds(os.getpid()) > 0
     assert peak_rss_bytes(os.getpid()) > 10 * MIB
@@ -211,6 +203,7 @@ def test_procstat_reads_this_process() -> None:
     assert gone.cpu_seconds == 0 and gone.peak_rss_bytes == 0
 
 
+@pytest.mark.slow  # the whole harness in a subprocess
 def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
         tmp_path,
@@ -287,6 +280,7 @@ def test_the_last_report_counted_is_the_plugins_not_snakemakes_local_rule() -> N
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # run.py starts local clusters of its own
 def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
         tmp_path,

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from chaos.runs import scaled
+
+from support.chaos import scaled
 
 REPORT_PATH = Path(__file__).resolve().parents[2] / ".cache" / "chaos-report.json"
 _figures: dict[str, dict[str, int | float | str]] = {}
@@ -87,7 +88,7 @@ def chaos_secret_env() -> dict[str, str]:
 
 @pytest.fixture
 def chaos_runner(chaos_cluster, azurite, container, tmp_path, chaos_secret_env):
-    from executor.workflows.cluster_harness import WorkflowRunner
+    from support.workflows import WorkflowRunner
 
     return WorkflowRunner(
         kubeconfig=Path(chaos_cluster.kubeconfig),

@@ -14,7 +14,8 @@ from urllib.parse import unquote
 
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-from chaos.runs import JOBS_PATH, run_objects, secret_leaks
+
+from support.chaos import JOBS_PATH, run_objects, secret_leaks
 
 pytestmark = pytest.mark.chaos
 

@@ -9,7 +9,8 @@ import time
 import uuid
 
 import pytest
-from chaos.runs import (
+
+from support.chaos import (
     assert_each_job_finished_once,
     assert_outputs,
     executor_requests,
@@ -19,7 +20,7 @@ from chaos.runs import (
     secret_leaks,
 )
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 POOL_LABEL = "chaos.test/pool"
 SLOW_JOBS = 3

@@ -12,16 +12,17 @@ import textwrap
 import time
 
 import pytest
-from chaos.runs import (
+
+from support.chaos import (
     assert_each_job_finished_once,
     finished_jobs,
     run_id_of,
     run_objects,
     secret_leaks,
 )
-from executor.workflows.cluster_harness import ClusterObserver, WorkflowRun, cleanup_command
+from support.workflows import ClusterObserver, WorkflowRun, cleanup_command
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 PAIRS = 2
 SNAKEFILE = f"""

@@ -11,7 +11,9 @@ import threading
 import time
 
 import pytest
-from chaos.runs import (
+
+from support import workflows
+from support.chaos import (
     JOBS_PATH,
     PODS_PATH,
     assert_each_job_finished_once,
@@ -24,9 +26,8 @@ from chaos.runs import (
     scaled,
     secret_leaks,
 )
-from executor.workflows import cluster_harness
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 # CHAOS_JOBS / CHAOS_PARALLEL / CHAOS_BURSTS pick sizes in between (see docs/reliability.md).
 JOB_COUNT = int(os.environ.get("CHAOS_JOBS") or scaled(12, 2000))
@@ -114,7 +115,7 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
     chaos_runner, chaos_control, chaos_cluster, azurite, container, monkeypatch, chaos_record
 ):
     # A safety net against a hang at full size, not a performance bound.
-    monkeypatch.setattr(cluster_harness, "RUN_TIMEOUT_SECONDS", max(300, 10 * JOB_COUNT))
+    monkeypatch.setattr(workflows, "RUN_TIMEOUT_SECONDS", max(300, 10 * JOB_COUNT))
     # Each observer poll lists up to 2*J objects: at full size poll less often, spare the CPU.
     chaos_runner.observe_interval = scaled(0.3, 1.0)
     bursts = FaultBursts(chaos_control, JOB_COUNT, PARALLEL, BURSTS)

@@ -3,7 +3,7 @@ data of the run's Secret: not in Job or Pod specs, Secret metadata, events, pod 
 Snakemake's output and log files, the executor's saved logs, or the message of a failed job
 - also when API requests fail and a job fails mid-run.
 
-The other chaos scenarios run the same scan (chaos.runs.secret_leaks) after each run.
+The other chaos scenarios run the same scan (support.chaos.secret_leaks) after each run.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from urllib.parse import unquote
 
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-from chaos.runs import JOBS_PATH, SECRETS_PATH, run_id_of, run_objects, secret_leaks
-from executor.workflows.cluster_harness import secret_values_of_run
 
-pytestmark = pytest.mark.chaos
+from support.chaos import JOBS_PATH, SECRETS_PATH, run_id_of, run_objects, secret_leaks
+from support.workflows import secret_values_of_run
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 SNAKEFILE = """
 localrules: all

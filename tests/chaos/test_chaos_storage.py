@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
-from support.azurite import Azurite
 from support.faultproxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.chaos

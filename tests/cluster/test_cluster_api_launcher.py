@@ -10,6 +10,8 @@ from kubernetes import client
 from localcluster.launcher import start_cluster
 from localcluster.pytest_fixtures import _existing_cluster
 
+pytestmark = pytest.mark.cluster  # every test here starts or reaches a cluster
+
 
 def test_kubeconfig_of_a_local_cluster_gets_control(api_cluster) -> None:
     handle = _existing_cluster(str(api_cluster.kubeconfig))

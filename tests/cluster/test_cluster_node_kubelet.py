@@ -121,11 +121,12 @@ def test_each_pod_starts_in_a_fresh_empty_directory_without_the_hosts_environmen
         assert output["scratch"] == "data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test-file"]
 
-    bare = shell_container('echo "$(ls -A | wc -l) $PWD"')  # no workingDir: the pod's root
+    # no workingDir: the pod's root, which holds only the termination message file
+    bare = shell_container('echo "$(ls -A) $(ls -A dev) $PWD"')
     core.create_namespaced_pod(namespace, pod("bare", bare))
     assert _finished(core, namespace, "bare")["status"]["phase"] == "Succeeded"
-    count, cwd = testkit.logs(core, namespace, "bare").split()
-    assert (count, cwd.rsplit("/", 2)[1:]) == ("0", ["bare", "root"])
+    entries, dev, cwd = testkit.logs(core, namespace, "bare").split()
+    assert (entries, dev, cwd.rsplit("/", 2)[1:]) == ("dev", "termination-log", ["bare", "root"])
     core.delete_namespace(namespace)
 
 
@@ -309,8 +310,8 @@ def test_pip_inside_a_pod_installs_only_from_the_wheelhouse(node_cluster) -> Non
     namespace = testkit.new_namespace(core)
     script = (
         'echo "no_index=$PIP_NO_INDEX config=$PIP_CONFIG_FILE"; '
-        "pip install -q --target lib tomlkit && PYTHONPATH=lib python -c "
-        "'import tomlkit; print(\"imported\", tomlkit.__name__)'; "
+        "pip install -q --target lib tomlkit && cd lib && python -c "
+        "'import tomlkit; print(\"imported\", tomlkit.__name__)' && cd ..; "
         "pip install -q --target lib2 surely-not-in-the-wheelhouse-pkg; echo missing=$?"
     )
     core.create_namespaced_pod(namespace, pod("pip", shell_container(script)))
@@ -400,7 +401,8 @@ def test_secret_and_config_map_volumes_are_files_in_the_pod(node_cluster) -> Non
 
 
 def test_bio_image_has_the_workflow_tools_and_both_plugins(node_cluster) -> None:
-    ImageCatalog().build("bio")  # cached across sessions; building is not what this test times
+    # Cached across sessions; building is not what this test times.
+    ImageCatalog.from_environment().build("bio")
     core = testkit.core_api(node_cluster)
     namespace = testkit.new_namespace(core)
     probe = (

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from localcluster.nodeagent.images import ImageCatalog, ImageNotFound, flavour_of
+from localcluster.nodeagent.images import (
+    CACHE_VARIABLE,
+    SOURCES_VARIABLE,
+    ImageCatalog,
+    ImageConfigError,
+    ImageNotFound,
+    default_cache_dir,
+    flavour_of,
+    sources_from_environment,
+)
 from localcluster.nodeagent.kubelet import qualified_image
 from localcluster.nodeagent.nodeobjects import capacity_of
 from localcluster.nodeagent.podenv import expand_references
@@ -100,11 +109,13 @@ def test_unschedulable_message_without_nodes() -> None:
 
 
 def test_image_key_follows_plugin_sources_and_deps_key_only_requirements(tmp_path: Path) -> None:
-    for plugin in ("storage-plugin", "executor-plugin"):
-        (tmp_path / plugin / "src" / "pkg").mkdir(parents=True)
-        (tmp_path / plugin / "pyproject.toml").write_text("[project]\nname = 'x'\n")
-        (tmp_path / plugin / "src" / "pkg" / "mod.py").write_text("VALUE = 1\n")
-    catalog = ImageCatalog(repo_root=tmp_path, cache_dir=tmp_path / "cache")
+    sources = [tmp_path / "storage-plugin", tmp_path / "executor-plugin"]
+    for source in sources:
+        (source / "src" / "pkg").mkdir(parents=True)
+        (source / "pyproject.toml").write_text(f"[project]\nname = '{source.name}'\n")
+        (source / "src" / "pkg" / "mod.py").write_text("VALUE = 1\n")
+    catalog = ImageCatalog(sources, cache_dir=tmp_path / "cache")
+    assert catalog.distributions == ("storage-plugin", "executor-plugin")
     image_key, deps_key = catalog.image_key("base"), catalog._deps_key("base")
     assert catalog.image_key("bio") != image_key
 
@@ -114,6 +125,16 @@ def test_image_key_follows_plugin_sources_and_deps_key_only_requirements(tmp_pat
 
     (tmp_path / "storage-plugin" / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     assert catalog._deps_key("base") != deps_key
+
+
+def test_image_catalog_needs_plugin_sources_that_are_python_projects(tmp_path: Path) -> None:
+    with pytest.raises(ImageConfigError, match="--plugin-source"):
+        ImageCatalog([], cache_dir=tmp_path)
+    with pytest.raises(ImageConfigError, match="not a Python project"):
+        ImageCatalog([tmp_path], cache_dir=tmp_path)
+    environ = {SOURCES_VARIABLE: f"/a{os.pathsep}/b", CACHE_VARIABLE: "/c"}
+    assert sources_from_environment(environ) == (Path("/a"), Path("/b"))
+    assert default_cache_dir(environ) == Path("/c")
 
 
 FORKING_PARENT = """

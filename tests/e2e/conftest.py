@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@ comparison, the dev-environment file, and the tools switch of the rule scripts."
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import subprocess
 from pathlib import Path
 
 import pytest
-from e2e.tutorial_run import EXAMPLE_DIR, REFERENCE_DIR
+
 from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment, parse_env_file
 from vcdemo.recall import compare, non_reference_calls
+from vcdemo.reference import COMMITTED_GENOME, EXAMPLE_DIR, prepare_reference
 from vcdemo.simulate import (
     SimulationSettings,
     TruthRecord,
@@ -34,7 +37,7 @@ def digest(folder: Path) -> str:
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path: Path) -> None:
-    reference = REFERENCE_DIR / "genome.fa"
+    reference = COMMITTED_GENOME
     simulate(reference, tmp_path / "one", SMALL)
     simulate(reference, tmp_path / "two", SMALL)
     simulate(reference, tmp_path / "three", SimulationSettings(**{**SMALL.__dict__, "seed": 1}))
@@ -44,8 +47,8 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path: Path) -> None:
 
 
 def test_planted_snps_are_in_the_reads_at_the_recorded_depth(tmp_path: Path) -> None:
-    _, genome = read_fasta(REFERENCE_DIR / "genome.fa")
-    truth = simulate(REFERENCE_DIR / "genome.fa", tmp_path, SMALL)
+    _, genome = read_fasta(COMMITTED_GENOME)
+    truth = simulate(COMMITTED_GENOME, tmp_path, SMALL)
     assert len(truth) == 2 * 4
     shared = {t.pos for t in truth if t.sample == "A"} & {t.pos for t in truth if t.sample == "B"}
     assert len(shared) == 2  # half of each sample's SNPs are shared
@@ -67,7 +70,7 @@ def test_planted_snps_are_in_the_reads_at_the_recorded_depth(tmp_path: Path) -> 
 
 def test_paired_end_writes_two_files_of_mates(tmp_path: Path) -> None:
     settings = SimulationSettings(**{**SMALL.__dict__, "paired": True, "samples": ("A",)})
-    simulate(REFERENCE_DIR / "genome.fa", tmp_path, settings)
+    simulate(COMMITTED_GENOME, tmp_path, settings)
     first = list(iter_fastq(tmp_path / "samples" / "A_1.fastq"))
     second = list(iter_fastq(tmp_path / "samples" / "A_2.fastq"))
     assert len(first) == len(second) > 0
@@ -88,7 +91,7 @@ def test_paired_end_writes_two_files_of_mates(tmp_path: Path) -> None:
 def test_bad_settings_are_named(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         simulate(
-            REFERENCE_DIR / "genome.fa",
+            COMMITTED_GENOME,
             tmp_path,
             SimulationSettings(**{**SMALL.__dict__, **change}),
         )
@@ -142,11 +145,13 @@ def test_env_file_is_read_like_a_shell_would(tmp_path: Path) -> None:
 
 
 def test_missing_binaries_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.syspath_prepend(str(EXAMPLE_DIR / "scripts"))
-    sys.modules.pop("jobtools", None)
-    import jobtools
+    # The rule scripts' helper, loaded from its file as Snakemake's script runner finds it.
+    spec = importlib.util.spec_from_file_location(
+        "jobtools", EXAMPLE_DIR / "scripts" / "jobtools.py"
+    )
+    assert spec is not None and spec.loader is not None
+    jobtools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jobtools)
 
     monkeypatch.setattr(jobtools.shutil, "which", lambda name: None)
     assert jobtools.use_binaries("python") is False
@@ -155,3 +160,49 @@ def test_missing_binaries_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         jobtools.use_binaries("binaries")
     with pytest.raises(ValueError, match="'tools' must be python, binaries or auto"):
         jobtools.use_binaries("conda")
+
+
+def test_the_reference_is_prepared_from_the_committed_genome(tmp_path: Path) -> None:
+    files = prepare_reference(tmp_path)
+    names = sorted(path.name for path in files)
+    assert names == [f"genome.fa{suffix}" for suffix in ("", ".amb", ".ann", ".bwt", ".fai")] + [
+        "genome.fa.pac",
+        "genome.fa.sa",
+    ]
+    assert (tmp_path / "genome.fa.fai").read_text().split("\t")[:2] == ["I", "230218"]
+    built = {path.name: path.stat().st_mtime_ns for path in files}
+    prepare_reference(tmp_path)
+    assert {path.name: path.stat().st_mtime_ns for path in files} == built, "rebuilt needlessly"
+
+
+def test_a_changed_genome_gets_fresh_indexes(tmp_path: Path) -> None:
+    prepare_reference(tmp_path / "ref")
+    other = tmp_path / "other.fa"
+    other.write_text(">chrX\n" + "ACGT" * 500 + "\n")
+    prepare_reference(tmp_path / "ref", other)
+    assert (tmp_path / "ref" / "genome.fa.fai").read_text().split("\t")[:2] == ["chrX", "2000"]
+
+
+def test_no_tracked_file_reads_the_folder_beside_the_clone() -> None:
+    """A clone in an empty folder has no `shared` folder beside it; nothing may depend on one."""
+    repo = EXAMPLE_DIR.parents[1]
+    found = subprocess.run(
+        [
+            "git",
+            "grep",
+            "-l",
+            "-E",
+            r"\.\./shared|parents?(\[\d\])? / .shared.",
+            "--",
+            ".",
+            f":!{Path(__file__).relative_to(repo)}",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert found.returncode in (0, 1), found.stderr  # 1: no match
+    assert found.stdout.split() == [], (
+        f"tracked files refer to a folder beside the clone: {found.stdout}"
+    )

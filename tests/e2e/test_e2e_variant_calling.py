@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.clusterwatch import (
+
+from localcluster.azurite import Azurite
+from support.clusterwatch import (
     Recording,
     existing_run_ids,
     local_pod_logs,
     recording,
     wait_for_no_leftovers,
 )
-from e2e.tutorial_run import RunResult, TutorialSetup, prepare
-
-from support.azurite import Azurite
+from support.tutorial import RunResult, TutorialSetup, prepare
 
 # Generous: the first test also pays for building the job image when it is not cached yet.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -64,7 +64,11 @@ class TutorialOutcome:
 
 @pytest.fixture(scope="module")
 def tutorial(
-    tmp_path_factory: pytest.TempPathFactory, azurite: Azurite, local_cluster, kube_api
+    tmp_path_factory: pytest.TempPathFactory,
+    azurite: Azurite,
+    local_cluster,
+    kube_api,
+    executor_kubeconfig,
 ) -> Iterator[TutorialOutcome]:
     if local_cluster.control is None:
         pytest.skip(
@@ -74,14 +78,15 @@ def tutorial(
     # Build the job image up front (cached across sessions) so the run measures the run.
     from localcluster.nodeagent.images import ImageCatalog
 
-    ImageCatalog().build("bio")
+    ImageCatalog.from_environment().build("bio")
     container = f"tutorial-{uuid.uuid4().hex[:12]}"
     setup = prepare(
         tmp_path_factory.mktemp("tutorial"),
         container,
         azurite.blob_endpoint,
         azurite.account_key,
-        local_cluster.kubeconfig,
+        # as `nox -s demo`: the executor's least-privilege ServiceAccount
+        executor_kubeconfig,
     )
     earlier_runs = existing_run_ids(kube_api)
     with recording(kube_api) as first_recorder:
@@ -154,6 +159,12 @@ def test_every_job_ran_in_its_own_pod(tutorial: TutorialOutcome) -> None:
     )
     images = {c["image"] for p in pods.values() for c in p["spec"]["containers"]}
     assert images == {"snakemake-k8s-azblob-bio:latest"}
+    # No pod without a memory request and limit (issue 15, section 4).
+    for name, pod in pods.items():
+        for box in pod["spec"]["containers"]:
+            resources = box.get("resources") or {}
+            assert "memory" in (resources.get("requests") or {}), name
+            assert "memory" in (resources.get("limits") or {}), name
 
 
 def test_no_pod_saw_the_submitting_folder(tutorial: TutorialOutcome, azurite: Azurite) -> None:

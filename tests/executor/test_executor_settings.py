@@ -35,6 +35,16 @@ CONTRACT_SETTINGS = {
     "ttl_seconds_after_finished",
     "save_all_logs",
     "log_tail_lines",
+    "default_mem_mb",
+}
+# Every setting of the upstream executor 0.5.1, by its name there.
+UPSTREAM_051_SETTINGS = {
+    "namespace",
+    "cpu_scalar",
+    "service_account_name",
+    "privileged",
+    "persistent_volumes",
+    "omit_job_cleanup",
 }
 
 
@@ -52,6 +62,7 @@ def test_plugin_registers_with_the_contract_settings():
     assert plugin.settings_cls is ExecutorSettings
     names = {info["name"] for info in plugin.get_settings_info()}
     assert names >= CONTRACT_SETTINGS
+    assert names >= UPSTREAM_051_SETTINGS
     assert {"kubeconfig", "auto_deploy_storage_plugins"} <= names
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from executor.test_executor_unit_fakeapi import FakeApiServer
 
 from snakemake_executor_plugin_kubernetes.__main__ import main
+from support.fakeapi import FakeApiServer
 
 
 @pytest.fixture

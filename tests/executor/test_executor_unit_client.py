@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor.test_executor_unit_fakeapi import FakeApiServer, wait_until
 
 from snakemake_executor_plugin_kubernetes import watcher as watcher_module
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher
+from support.fakeapi import FakeApiServer, wait_until
 
 PODS = "/api/v1/namespaces/default/pods"
 

@@ -120,3 +120,16 @@ def test_a_job_pod_does_not_import_the_kubernetes_client():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_launcher_records_the_job_s_usage_in_its_own_interpreter(tmp_path):
+    from snakemake_executor_plugin_kubernetes.usage import parse_message
+
+    message = tmp_path / "termination-log"
+    launched = launcher_command(f"{DEPLOY} && {JOB}", DEPLOY, message_file=str(message))
+    assert launched is not None and launched.count("python -m") == 1
+    assert shlex.split(launched)[3:5] == ["--message-file", str(message)]
+    failed = run_launcher("--message-file", str(message), "--version", SEPARATOR, "--no-such")
+    assert failed.returncode == 2, failed.stderr
+    usage = parse_message(message.read_text())
+    assert usage is not None and usage.exit_code == 2 and usage.cpu_seconds > 0

@@ -11,17 +11,13 @@ import time
 from collections import Counter
 
 import pytest
-from executor import test_executor_unit_executor as unit_executor
-from executor.test_executor_unit_executor import FakeJob
-from executor.test_executor_unit_fakeapi import Logged, wait_until
 
 from snakemake_executor_plugin_kubernetes.client import Backoff
+from support.executor_harness import FakeJob
+from support.fakeapi import Logged, wait_until
 
 JOBS = "/jobs$"
-
-# the Executor on the scripted API, as in the executor's other unit tests
-server = unit_executor.server
-make_executor = unit_executor.make_executor
+# The Executor on the scripted API: `server` and `make_executor` come from conftest.py.
 
 
 def job_posts(api) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
-from support.azurite import Azurite
 
 ProviderFactory = Callable[..., StorageProvider]
 

@@ -29,8 +29,8 @@ from azure.storage.blob import (
 )
 from snakemake_interface_common.exceptions import WorkflowError
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
-from support.azurite import Azurite
 from support.tokens import RequestRecorder
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from snakemake_interface_storage_plugins.tests import TestStorageBase
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
-from support.azurite import Azurite
 
 from .conftest import azurite_settings
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob.content_types import content_type_for
 from snakemake_storage_plugin_azblob.transfer import MIB
-from support.azurite import Azurite
 
 from .conftest import ProviderFactory
 

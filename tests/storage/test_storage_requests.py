@@ -26,10 +26,10 @@ from azure.core.pipeline.transport import HttpTransport
 from snakemake.io import IOCache, IOFile, flag
 from snakemake_interface_common.exceptions import WorkflowError
 
+from localcluster.azurite import Azurite
 from snakemake_storage_plugin_azblob import StorageProvider
 from snakemake_storage_plugin_azblob.errors import AuthenticationFailed
 from snakemake_storage_plugin_azblob.requestlog import REQUEST_LOG_ENV
-from support.azurite import Azurite
 from support.faultproxy import Fault, FaultProxy
 
 from .conftest import ProviderFactory

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from support.azurite import Azurite
+from localcluster.azurite import Azurite
 
 SNAKEFILE = Path(__file__).parent / "workflows" / "samples" / "Snakefile"
 RAW_INPUTS = {"a": "one two\n", "b": "three four five\n", "c": "six\n"}
 CREDENTIAL_ENV_PREFIXES = ("SNAKEMAKE_STORAGE_AZBLOB_", "AZ_BLOB_", "AZURE_STORAGE_")
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # each test runs Snakemake
 
 
 @dataclass

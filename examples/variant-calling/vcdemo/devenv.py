@@ -1,4 +1,4 @@
-"""Read the environment `python -m localcluster.devenv up` writes to REPO/.dev/env.sh."""
+"""Read the environment `localcluster up` writes to REPO/.dev/env.sh."""
 
 from __future__ import annotations
 
@@ -55,7 +55,9 @@ def parse_env_file(text: str) -> dict[str, str]:
 
 def load_dev_environment(repo_root: Path) -> DevEnvironment:
     env_file = repo_root / ".dev" / "env.sh"
-    hint = f"start it with `nox -s up` (or `python -m localcluster.devenv up --root {repo_root}`)"
+    hint = (
+        f"start it with `nox -s up` (or `localcluster up --root {repo_root} --plugin-source ...`)"
+    )
     if not env_file.is_file():
         raise DevEnvironmentMissing(f"{env_file} not found: the local cluster is not up; {hint}")
     variables = parse_env_file(env_file.read_text())

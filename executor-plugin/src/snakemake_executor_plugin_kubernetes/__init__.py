@@ -1,9 +1,8 @@
 """Snakemake executor plugin for Kubernetes (`--executor kubernetes`)."""
 
-from snakemake_interface_executor_plugins.settings import CommonSettings
+from typing import Any
 
-from snakemake_executor_plugin_kubernetes.executor import Executor
-from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+from snakemake_interface_executor_plugins.settings import CommonSettings
 
 common_settings = CommonSettings(
     non_local_exec=True,
@@ -20,3 +19,17 @@ common_settings = CommonSettings(
 )
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, so that the in-pod modules (`python -m ...usage`) do not pay
+    # for the executor's imports (kubernetes, urllib3): 1 s and 40 MB per pod.
+    if name == "Executor":
+        from snakemake_executor_plugin_kubernetes.executor import Executor
+
+        return Executor
+    if name == "ExecutorSettings":
+        from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+
+        return ExecutorSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

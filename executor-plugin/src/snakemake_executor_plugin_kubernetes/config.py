@@ -1,12 +1,12 @@
 """Settings validated and parsed once per run, so every job renders from checked values."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.client import MAX_SUBMIT_WORKERS
-from snakemake_executor_plugin_kubernetes.naming import check_namespace
+from snakemake_executor_plugin_kubernetes.naming import check_job_name_prefix, check_namespace
 from snakemake_executor_plugin_kubernetes.parsing import (
     Toleration,
     parse_annotations,
@@ -19,6 +19,7 @@ from snakemake_executor_plugin_kubernetes.parsing import (
 )
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
 from snakemake_executor_plugin_kubernetes.template import load_pod_template
+from snakemake_executor_plugin_kubernetes.volumes import PersistentVolume, parse_persistent_volumes
 
 
 def _flag(name: str) -> str:
@@ -27,32 +28,41 @@ def _flag(name: str) -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    namespace: str = "default"
-    cpu_scalar: float = 0.95
-    memory_limit_scalar: float = 1.0
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[Toleration] = field(default_factory=list)
-    priority_class: str | None = None
-    runtime_class: str | None = None
-    scheduler_name: str | None = None
-    service_account: str | None = None
-    image_pull_secrets: list[str] = field(default_factory=list)
-    image_pull_policy: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    pod_template: dict[str, Any] | None = None
-    spot: bool = False
-    spot_toleration: Toleration | None = None
-    disruption_retries: int = 3
-    privileged: bool = False
-    unschedulable_timeout: int = 600
-    image_pull_grace: int = 180
-    keep_jobs: bool = False
-    ttl_seconds_after_finished: int | None = 86400
-    save_all_logs: bool = False
-    log_tail_lines: int = 20
-    submit_workers: int = 8
-    job_command: str = "launcher"
+    """Checked and parsed settings. Defaults live in ExecutorSettings only: every field is
+    built by build_run_config from a settings object."""
+
+    namespace: str
+    cpu_scalar: float
+    cpu_limit_scalar: float
+    memory_limit_scalar: float
+    default_mem_mb: int
+    node_selector: dict[str, str]
+    tolerations: list[Toleration]
+    priority_class: str | None
+    runtime_class: str | None
+    scheduler_name: str | None
+    service_account: str | None
+    image_pull_secrets: list[str]
+    image_pull_policy: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    pod_template: dict[str, Any] | None
+    persistent_volumes: tuple[PersistentVolume, ...]
+    spot: bool
+    spot_toleration: Toleration | None
+    disruption_retries: int
+    privileged: bool
+    unschedulable_timeout: int
+    image_pull_grace: int
+    keep_jobs: bool
+    ttl_seconds_after_finished: int | None
+    save_all_logs: bool
+    log_tail_lines: int
+    no_remote_logs: bool
+    job_name_prefix: str
+    no_efficiency_report: bool
+    submit_workers: int
+    job_command: str
 
 
 def _non_negative(value: Any, name: str) -> Any:
@@ -75,11 +85,18 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
         raise WorkflowError(
             f"Invalid value {settings.cpu_scalar!r} for {_flag('cpu_scalar')}: must be > 0."
         )
+    for name in ("cpu_limit_scalar", "memory_limit_scalar"):
+        value = getattr(settings, name)
+        if value != 0 and value < 1:
+            raise WorkflowError(
+                f"Invalid value {value!r} for {_flag(name)}: must be 0 (no limit) or >= 1 "
+                "(a limit below the request is rejected by Kubernetes)."
+            )
     scalar = settings.memory_limit_scalar
-    if scalar != 0 and scalar < 1:
+    if settings.default_mem_mb is None or settings.default_mem_mb <= 0:
         raise WorkflowError(
-            f"Invalid value {scalar!r} for {_flag('memory_limit_scalar')}: must be 0 (no "
-            "limit) or >= 1 (a limit below the request is rejected by Kubernetes)."
+            f"Invalid value {settings.default_mem_mb!r} for {_flag('default_mem_mb')}: "
+            "must be > 0 (every pod gets a memory request)."
         )
     node_selector = parse_labels(settings.node_selector, _flag("node_selector"))
     workers = settings.submit_workers
@@ -91,18 +108,22 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
     return RunConfig(
         namespace=check_namespace(settings.namespace),
         cpu_scalar=settings.cpu_scalar,
+        cpu_limit_scalar=settings.cpu_limit_scalar,
         memory_limit_scalar=scalar,
+        default_mem_mb=settings.default_mem_mb,
         node_selector=node_selector,
         tolerations=parse_tolerations(settings.tolerations, _flag("tolerations")),
         priority_class=parse_object_name(settings.priority_class, _flag("priority_class")),
         runtime_class=parse_object_name(settings.runtime_class, _flag("runtime_class")),
         scheduler_name=parse_object_name(settings.scheduler_name, _flag("scheduler_name")),
-        service_account=parse_object_name(settings.service_account, _flag("service_account")),
+        service_account=_service_account(settings),
         image_pull_secrets=parse_names(settings.image_pull_secrets, _flag("image_pull_secrets")),
         image_pull_policy=parse_pull_policy(settings.image_pull_policy, _flag("image_pull_policy")),
         labels=parse_labels(settings.labels, _flag("labels")),
         annotations=parse_annotations(settings.annotations, _flag("annotations")),
         pod_template=load_pod_template(settings.pod_template, _flag("pod_template")),
+        # Parsed already when given on the command line; API users may pass texts.
+        persistent_volumes=tuple(parse_persistent_volumes(settings.persistent_volumes)),
         spot=bool(settings.spot),
         spot_toleration=parse_toleration(settings.spot_toleration, _flag("spot_toleration")),
         disruption_retries=_non_negative(settings.disruption_retries, "disruption_retries"),
@@ -111,12 +132,28 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
             settings.unschedulable_timeout, "unschedulable_timeout"
         ),
         image_pull_grace=_non_negative(settings.image_pull_grace, "image_pull_grace"),
-        keep_jobs=bool(settings.keep_jobs),
+        keep_jobs=bool(settings.keep_jobs or settings.omit_job_cleanup),
         ttl_seconds_after_finished=_non_negative(
             settings.ttl_seconds_after_finished, "ttl_seconds_after_finished"
         ),
         save_all_logs=bool(settings.save_all_logs),
         log_tail_lines=_non_negative(settings.log_tail_lines, "log_tail_lines"),
+        no_remote_logs=bool(settings.no_remote_logs),
+        job_name_prefix=check_job_name_prefix(settings.job_name_prefix, _flag("job_name_prefix")),
+        no_efficiency_report=bool(settings.no_efficiency_report),
         submit_workers=workers,
         job_command=_choice(settings.job_command, "job_command", ("launcher", "shell")),
     )
+
+
+def _service_account(settings: ExecutorSettings) -> str | None:
+    """--kubernetes-service-account, or its 0.5.1 name --kubernetes-service-account-name."""
+    ours = parse_object_name(settings.service_account, _flag("service_account"))
+    upstream = parse_object_name(settings.service_account_name, _flag("service_account_name"))
+    if ours and upstream and ours != upstream:
+        raise WorkflowError(
+            f"Conflicting {_flag('service_account')}={ours!r} and "
+            f"{_flag('service_account_name')}={upstream!r}: they are one setting "
+            "(the second is its 0.5.1 name); give one."
+        )
+    return ours or upstream

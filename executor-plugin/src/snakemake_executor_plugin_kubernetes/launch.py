@@ -9,23 +9,32 @@ which calls Snakemake's own command line entry (`snakemake.cli.main`) with the f
 argument list, and, if that succeeded, with the second: the same arguments as before
 (the shell still splits and expands them), and the same exit code (the first step's if it
 failed, else the job's).
+
+With the efficiency report on, the launcher is given `--message-file PATH` first and records
+the job's usage itself (`usage.record`), in the same interpreter, instead of a third start
+of `python -m snakemake_executor_plugin_kubernetes.usage` around the command.
 """
 
 import importlib.util
+import os
+import shlex
 import sys
+import time
 
 SEPARATOR = "::"
+MESSAGE_FILE_OPTION = "--message-file"
 LAUNCH_MODULE = "snakemake_executor_plugin_kubernetes.launch"
 DEPLOY_STEP = "python -m snakemake --deploy-sources "
 JOB_STEP = "python -m snakemake "
 
 
-def launcher_command(command: str, precommand: str) -> str | None:
+def launcher_command(command: str, precommand: str, message_file: str | None = None) -> str | None:
     """The job's shell command with its two Snakemake starts made one; None if the
     command does not have the expected shape (then it is used as Snakemake built it).
 
     ``precommand`` is the string Snakemake put before the job's own start
     (``spawned_job_args_factory.precommand``): the sources deployment is its last step.
+    ``message_file``: where the launcher records the job's usage (the efficiency report).
     """
     start = precommand.rfind(DEPLOY_STEP)
     if start < 0 or (start > 0 and not precommand[:start].endswith(" && ")):
@@ -35,7 +44,10 @@ def launcher_command(command: str, precommand: str) -> str | None:
     if command.count(joint) != 1:
         return None
     deploy_args = deploy_step.removeprefix("python -m snakemake ").rstrip()
-    return command.replace(joint, f"python -m {LAUNCH_MODULE} {deploy_args} {SEPARATOR} ")
+    record = (
+        f"{MESSAGE_FILE_OPTION} {shlex.quote(message_file)} " if message_file is not None else ""
+    )
+    return command.replace(joint, f"python -m {LAUNCH_MODULE} {record}{deploy_args} {SEPARATOR} ")
 
 
 def _exit_code(code: object) -> int:
@@ -61,22 +73,38 @@ def run_snakemake(args: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if SEPARATOR not in argv:
-        print(
-            f"usage: python -m {LAUNCH_MODULE} DEPLOY-ARGS... {SEPARATOR} JOB-ARGS...",
-            file=sys.stderr,
-        )
-        return 2
-    split = argv.index(SEPARATOR)
-    deploy, job = argv[:split], argv[split + 1 :]
+def run_steps(deploy: list[str], job: list[str]) -> int:
     code = run_snakemake(deploy)
     if code != 0:
         return code
     sys.stdout.flush()
     sys.stderr.flush()
     return run_snakemake(job)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    message_file = None
+    if argv[:1] == [MESSAGE_FILE_OPTION] and len(argv) > 1:
+        # Resolved now: Snakemake may change the working directory it is relative to.
+        message_file = os.path.abspath(argv[1])
+        argv = argv[2:]
+    if SEPARATOR not in argv:
+        print(
+            f"usage: python -m {LAUNCH_MODULE} [{MESSAGE_FILE_OPTION} PATH] DEPLOY-ARGS... "
+            f"{SEPARATOR} JOB-ARGS...",
+            file=sys.stderr,
+        )
+        return 2
+    split = argv.index(SEPARATOR)
+    started = time.monotonic()
+    code = run_steps(argv[:split], argv[split + 1 :])
+    if message_file is not None:
+        from snakemake_executor_plugin_kubernetes import usage
+
+        usage.reap_orphans()
+        usage.record(message_file, started, code, include_self=True)
+    return code
 
 
 if __name__ == "__main__":

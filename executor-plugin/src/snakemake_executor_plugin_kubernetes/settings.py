@@ -9,6 +9,14 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
+from snakemake_executor_plugin_kubernetes.volumes import (
+    PersistentVolume,
+    parse_persistent_volumes,
+    unparse_persistent_volumes,
+)
+
+# Snakemake's own lower bound of its default mem_mb for remote jobs.
+DEFAULT_MEM_MB = 1000
 DEFAULT_SPOT_TOLERATION = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
 
 
@@ -42,10 +50,27 @@ class ExecutorSettings(ExecutorSettingsBase):
             float,
         ),
     )
+    cpu_limit_scalar: float = field(
+        default=0.0,
+        metadata=_meta(
+            "CPU limit = CPU request x this factor (>= 1), for namespaces whose LimitRange "
+            "or policy demands CPU limits; 0 (the default) sets no CPU limit, so jobs may "
+            "use idle cores instead of being throttled.",
+            float,
+        ),
+    )
     memory_limit_scalar: float = field(
         default=1.0,
         metadata=_meta(
             "Memory limit = mem_mb x this factor (>= 1); 0 sets no memory limit.", float
+        ),
+    )
+    default_mem_mb: int = field(
+        default=DEFAULT_MEM_MB,
+        metadata=_meta(
+            "Memory (MB) of a job whose rule sets no mem_mb and for which Snakemake's "
+            "default resources give none either: every pod gets a memory request and limit.",
+            int,
         ),
     )
     node_selector: str | None = field(
@@ -71,6 +96,23 @@ class ExecutorSettings(ExecutorSettingsBase):
             "mounted only when this is set.",
             str,
         ),
+    )
+    service_account_name: str | None = field(
+        default=None,
+        metadata=_meta(
+            "The upstream 0.5.1 name of --kubernetes-service-account; same meaning.", str
+        ),
+    )
+    persistent_volumes: list[PersistentVolume] = field(
+        default_factory=list,
+        metadata={
+            "help": "PersistentVolumeClaims to mount in every job container, as "
+            "name:path (claim name, absolute path); several separated by spaces.",
+            "parse_func": parse_persistent_volumes,
+            "unparse_func": unparse_persistent_volumes,
+            "nargs": "+",
+            "metavar": "NAME:PATH",
+        },
     )
     image_pull_secrets: str | None = field(
         default=None, metadata=_meta("Comma-separated names of image pull secrets.", str)
@@ -121,7 +163,8 @@ class ExecutorSettings(ExecutorSettingsBase):
         metadata=_meta(
             "Seconds a pod may stay unschedulable while no other pod of the run is on a "
             "node, before its job fails with the scheduler's message. While the run has "
-            "pods on nodes, waiting pods are queued behind them, not stuck.",
+            "pods on nodes, waiting pods are queued behind them, not stuck. A pod the "
+            "cluster-autoscaler says no node pool can hold fails at once.",
             int,
         ),
     )
@@ -135,7 +178,17 @@ class ExecutorSettings(ExecutorSettingsBase):
     )
     keep_jobs: bool = field(
         default=False,
-        metadata=_meta("Keep successful Jobs instead of deleting them as they finish."),
+        metadata=_meta(
+            "Delete no Job of the run, neither as it finishes nor when the run ends "
+            "(ttlSecondsAfterFinished still applies)."
+        ),
+    )
+    omit_job_cleanup: bool = field(
+        default=False,
+        metadata=_meta(
+            "The upstream 0.5.1 name of --kubernetes-keep-jobs: delete no Job, neither "
+            "finished nor failed."
+        ),
     )
     ttl_seconds_after_finished: int | None = field(
         default=86400,
@@ -148,8 +201,32 @@ class ExecutorSettings(ExecutorSettingsBase):
     save_all_logs: bool = field(
         default=False,
         metadata=_meta(
-            "Save the pod logs of every job under .snakemake/logs/kubernetes/ "
-            "(failed jobs' logs are always saved)."
+            "Keep the pod logs of successful jobs too, like those of failed jobs: under "
+            ".snakemake/logs/kubernetes/ and under .snakemake/kubernetes-logs/ of the "
+            "default storage prefix."
+        ),
+    )
+    no_remote_logs: bool = field(
+        default=False,
+        metadata=_meta(
+            "Do not store the saved pod logs under .snakemake/kubernetes-logs/<run id>/ of "
+            "the default storage prefix (they are stored there whenever a default storage "
+            "provider is set, so they outlive the submitting machine)."
+        ),
+    )
+    job_name_prefix: str = field(
+        default="sm",
+        metadata=_meta(
+            "First part of every Job's name (a DNS-1123 label of at most 20 characters), "
+            "e.g. to tell runs of several teams apart in one namespace.",
+            str,
+        ),
+    )
+    no_efficiency_report: bool = field(
+        default=False,
+        metadata=_meta(
+            "Do not record each job's peak memory and CPU time in its pod, nor write the "
+            "efficiency report (TSV, SVG, three log lines) next to Snakemake's log."
         ),
     )
     log_tail_lines: int = field(
