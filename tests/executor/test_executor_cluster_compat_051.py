@@ -48,6 +48,19 @@ UPSTREAM_ARGS = (
     "scratch:/scratch",
 )
 
+# An image with Snakemake but without the storage plugin, as snakemake/snakemake, which 0.5.1
+# users give to --container-image (the local cluster's "bare" flavour).
+BARE_IMAGE = "snakemake-bare:v9"
+INSTALL_LOG = "snakemake-executor-plugin-kubernetes: installing snakemake-storage-plugin-azblob"
+
+ONE_JOB = """
+rule one:
+    output:
+        "one.txt",
+    shell:
+        "echo one > {output}"
+"""
+
 UPSTREAM_PROFILE = """
 kubernetes-cpu-scalar: 0.9
 kubernetes-service-account-name: default
@@ -98,6 +111,14 @@ def assert_upstream_meaning(run: WorkflowRun) -> None:
     assert not [kind for kind, _ in run.leftovers if kind == "Secret"]
 
 
+def assert_no_plugin_installed(run: WorkflowRun) -> None:
+    """The image has the storage plugin: no pod installed it (pods are kept, so their
+    logs were read)."""
+    assert run.observed.pod_logs, "no pod log was read"
+    for pod, log in run.observed.pod_logs.items():
+        assert INSTALL_LOG not in log, (pod, log)
+
+
 def remove_kept_jobs(run: WorkflowRun, kubeconfig: str) -> None:
     for run_id in run.observed.run_ids:
         subprocess.run(
@@ -112,6 +133,7 @@ def test_upstream_command_line_runs_unchanged(k8s_workflow):
     run = k8s_workflow.run(SNAKEFILE, jobs=3, extra_args=UPSTREAM_ARGS, name="cli051")
     try:
         assert_upstream_meaning(run)
+        assert_no_plugin_installed(run)
     finally:
         remove_kept_jobs(run, str(k8s_workflow.kubeconfig))
 
@@ -127,3 +149,40 @@ def test_upstream_profile_runs_unchanged(k8s_workflow, tmp_path):
         assert_upstream_meaning(run)
     finally:
         remove_kept_jobs(run, str(k8s_workflow.kubeconfig))
+
+
+def test_upstream_command_line_with_an_image_without_the_storage_plugin(
+    k8s_workflow, azurite, container
+):
+    """0.5.1 pip-installs the storage plugin into every pod; ours, unchanged, installs it
+    because the image lacks it, and says so in the pod's log."""
+    run = k8s_workflow.run(
+        ONE_JOB, jobs=1, image=BARE_IMAGE, extra_args=UPSTREAM_ARGS, name="bare051"
+    )
+    try:
+        assert run.returncode == 0, run.output
+        (pod,) = pods_of(run)
+        assert pod["spec"]["containers"][0]["image"] == BARE_IMAGE
+        log = run.observed.pod_logs[pod["metadata"]["name"]]
+        (line,) = [line for line in log.splitlines() if INSTALL_LOG in line]
+        assert "the image lacks them" in line, log
+        # The job ran with the installed plugin: its output reached the storage.
+        blobs = azurite.service_client().get_container_client(container)
+        assert blobs.download_blob("one.txt").readall() == b"one\n"
+    finally:
+        remove_kept_jobs(run, str(k8s_workflow.kubeconfig))
+
+
+def test_never_with_an_image_without_the_storage_plugin_fails_in_the_pod(k8s_workflow):
+    run = k8s_workflow.run(
+        ONE_JOB,
+        jobs=1,
+        image=BARE_IMAGE,
+        extra_args=("--kubernetes-auto-deploy-storage-plugins", "never"),
+        name="barenever",
+    )
+    assert run.returncode != 0
+    # The job's error ends with the pod's last log line: without the plugin, Snakemake in the
+    # pod knows none of the storage settings the run passes on.
+    assert "error: unrecognized arguments: --storage-azblob-" in run.output
+    assert INSTALL_LOG not in run.output

@@ -118,7 +118,7 @@ def snakemake_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def render(workflow: Any, job: Any, argv: list[str]) -> tuple[dict[str, Any], Any]:
     """As Executor.render does: facts, memory, manifest; returns the memory choice too."""
     config = build_run_config(parse_settings(argv))
-    facts, choice = with_memory(job_facts(job), job, workflow, config.default_mem_mb)
+    facts, choice = with_memory(job_facts(job), job, workflow, config.settings.default_mem_mb)
     given = RenderInput(
         run_id="0123456789ab", image=IMAGE, command="python -m snakemake --target-jobs x"
     )
@@ -145,16 +145,17 @@ def test_upstream_command_line_parses_to_the_same_meaning():
         PersistentVolume("scratch.data", "/scratch"),
     ]
     config = build_run_config(settings)
-    assert config.namespace == "pipelines"
-    assert config.cpu_scalar == 0.9
+    assert settings.namespace == "pipelines"
+    assert settings.cpu_scalar == 0.9
     assert config.service_account == "workload-id"
-    assert config.privileged is True
+    assert settings.privileged is True
     assert config.keep_jobs is True  # omit_job_cleanup: no Job is deleted
     # 0.5.1's defaults are ours.
     default = build_run_config(parse_settings([]))
-    assert (default.namespace, default.cpu_scalar, default.privileged) == ("default", 0.95, False)
+    plain = default.settings
+    assert (plain.namespace, plain.cpu_scalar, plain.privileged) == ("default", 0.95, False)
     assert default.service_account is None and default.keep_jobs is False
-    assert default.persistent_volumes == ()
+    assert plain.persistent_volumes == []
 
 
 def test_persistent_volumes_are_claims_mounted_at_their_paths(snakemake_jobs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -133,18 +134,40 @@ def test_messages_that_are_not_ours_are_ignored() -> None:
 def test_the_wrapped_command_is_one_shell_line_relative_to_the_working_directory() -> None:
     command = "python -m snakemake --snakefile 'my file' --target-jobs 'a:i=1'"
     wrapped = wrap_command(command, "/workdir")
-    assert wrapped.startswith(
+    assert (
         "exec python -m snakemake_executor_plugin_kubernetes.usage "
         "--message-file ../dev/termination-log -- /bin/sh -c "
-    )
+    ) in wrapped
     # The shell gives the recorder the original command as one argument, unchanged.
+    # This interpreter, which has the plugin, is the pod's python.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     argv = subprocess.run(
         ["/bin/sh", "-c", wrapped.replace("exec python -m", "printf '%s\\n'")],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PATH": path},
     ).stdout.splitlines()
     assert argv[-1] == command
+
+
+def test_an_image_without_the_plugin_runs_the_command_unrecorded(tmp_path) -> None:
+    """As in snakemake/snakemake, whose pods get only the storage plugins: the recorder's
+    package is missing, the command runs as it is, with its own exit code."""
+    wrapped = wrap_command("echo ran > out.txt; exit 3", "/workdir")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # A python without the plugin: the same interpreter, isolated from site-packages.
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    work = tmp_path / "work"  # the message file would be ../dev/termination-log
+    work.mkdir()
+    done = subprocess.run(["/bin/sh", "-c", wrapped], cwd=work, env=env, check=False)
+    assert done.returncode == 3
+    assert (work / "out.txt").read_text() == "ran\n"
+    assert not (tmp_path / "dev").exists()  # no termination message was written
 
 
 def _pod(requests: dict[str, str], message: str | None, node: str = "node-1") -> dict:

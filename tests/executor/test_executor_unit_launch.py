@@ -3,6 +3,7 @@ keeps, and Snakemake imported once for both steps."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from snakemake_executor_plugin_kubernetes.launch import (
     LAUNCH_MODULE,
     SEPARATOR,
+    boot_script,
     launcher_command,
     main,
 )
@@ -32,11 +34,11 @@ def test_the_two_starts_become_one_with_the_same_arguments():
     command = f"{precommand} && {JOB}"
     launched = launcher_command(command, precommand)
     assert launched is not None
-    assert launched.startswith(f"echo hi && python -m {LAUNCH_MODULE} --deploy-sources ")
-    assert launched.count("python -m") == 1
+    assert launched.startswith("echo hi && python -c ")
+    assert launched.count("python -") == 1
     # The shell splits the new command into exactly the old two argument lists.
     words = shlex.split(launched.split(" && ", 1)[1])
-    assert words[:3] == ["python", "-m", LAUNCH_MODULE]
+    assert words[:3] == ["python", "-c", boot_script()]
     split = words.index(SEPARATOR)
     assert words[3:split] == shlex.split(DEPLOY)[3:]
     assert words[split + 1 :] == shlex.split(JOB)[3:]
@@ -127,9 +129,65 @@ def test_the_launcher_records_the_job_s_usage_in_its_own_interpreter(tmp_path):
 
     message = tmp_path / "termination-log"
     launched = launcher_command(f"{DEPLOY} && {JOB}", DEPLOY, message_file=str(message))
-    assert launched is not None and launched.count("python -m") == 1
+    assert launched is not None and launched.count("python -") == 1
     assert shlex.split(launched)[3:5] == ["--message-file", str(message)]
     failed = run_launcher("--message-file", str(message), "--version", SEPARATOR, "--no-such")
     assert failed.returncode == 2, failed.stderr
     usage = parse_message(message.read_text())
     assert usage is not None and usage.exit_code == 2 and usage.cpu_seconds > 0
+
+
+def run_boot(tmp_path, *args: str, python_path: str | None = None):
+    """The pod's boot program as the shell runs it, with this interpreter."""
+    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+    if python_path is not None:
+        env["PYTHONPATH"] = python_path
+    return subprocess.run(
+        [sys.executable, "-c", boot_script(), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+
+
+def test_the_boot_program_launches_in_one_interpreter_where_the_plugin_is(tmp_path):
+    message = tmp_path / "m"
+    done = run_boot(tmp_path, "--message-file", str(message), "--version", SEPARATOR, "--version")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 2 and "two Python starts" not in done.stderr
+    assert message.exists(), "the launcher recorded no usage"
+
+
+def test_the_boot_program_falls_back_to_snakemakes_two_starts_without_the_plugin(tmp_path):
+    # An image with Snakemake but not this plugin (e.g. an older release of it): a stand-in
+    # plugin of the same name without the launch module hides ours.
+    shadow = tmp_path / "shadow" / "snakemake_executor_plugin_kubernetes"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "from snakemake_interface_executor_plugins.executors.base import AbstractExecutor\n"
+        "from snakemake_interface_executor_plugins.settings import CommonSettings\n"
+        "common_settings = CommonSettings(True, True, job_deploy_sources=True)\n"
+        "class Executor(AbstractExecutor):\n"
+        "    pass\n"
+    )
+    (tmp_path / "Snakefile").write_text('rule fail:\n    shell: "exit 3"\n')
+    message = tmp_path / "m"
+    ok = run_boot(
+        tmp_path, "--message-file", str(message), "--version", SEPARATOR, "--version",
+        python_path=str(shadow.parent),
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "two Python starts" in ok.stderr and len(ok.stdout.split()) == 2
+    assert not message.exists()
+    failed_deploy = run_boot(
+        tmp_path, "--no-such-option", SEPARATOR, "--version", python_path=str(shadow.parent)
+    )
+    assert failed_deploy.returncode == 2 and failed_deploy.stdout == ""
+    failed_job = run_boot(
+        tmp_path, "--version", SEPARATOR, "--snakefile", "Snakefile", "--cores", "1",
+        python_path=str(shadow.parent),
+    )  # fmt: skip
+    assert failed_job.returncode == 1, failed_job.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
-from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, judge
+from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, VerdictState, judge
 from support.job_states import LIMITS, job, pod, waiting
 
 UNSCHEDULABLE = {
@@ -112,9 +112,11 @@ def test_success_and_vanished_job():
         JobTracker(),
         0.0,
     )
-    assert done.state == "succeeded" and done.pod == "sm-x-1-a"
+    assert done.state is VerdictState.SUCCEEDED and done.pod == "sm-x-1-a"
     gone = judge(None, [], LIMITS, JobTracker(), 0.0)
-    assert gone.state == "failed" and "deleted" in gone.message
+    assert gone.state is VerdictState.FAILED and "deleted" in gone.message
+    # The states compare equal to their former strings (code that tests those still works).
+    assert judge(job(), [pod()], LIMITS, JobTracker(), 0.0).state == "running"
 
 
 def test_oom_and_deadline_and_failure_target():

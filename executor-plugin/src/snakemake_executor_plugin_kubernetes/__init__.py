@@ -12,8 +12,9 @@ common_settings = CommonSettings(
     pass_default_resources_args=True,
     # Env vars travel in the run's Secret (secretKeyRef), never on the command line.
     pass_envvar_declarations_to_cmd=False,
-    # The job image is expected to contain the storage plugins; the per-run setting
-    # --kubernetes-auto-deploy-storage-plugins turns the pip install per pod back on.
+    # Snakemake's pip install of the storage plugins in every pod is off; the executor
+    # turns it on with --kubernetes-auto-deploy-storage-plugins=always, and by default
+    # installs only those the image lacks (see plugin_deploy.py).
     auto_deploy_default_storage_provider=False,
     init_seconds_before_status_checks=0,
 )

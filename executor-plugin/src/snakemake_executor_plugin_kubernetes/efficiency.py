@@ -28,6 +28,7 @@ from snakemake_executor_plugin_kubernetes.usage import (
     parse_message,
 )
 
+PACKAGE = "snakemake_executor_plugin_kubernetes"
 MB = 1_000_000  # Snakemake's mem_mb is in megabytes, rendered as the quantity suffix "M"
 # Headroom of the suggested mem_mb over the largest peak seen for a rule.
 SUGGESTION_HEADROOM = 1.2
@@ -62,9 +63,15 @@ def message_file(workdir: str) -> str:
 
 def wrap_command(command: str, workdir: str) -> str:
     """The job's shell command, run under the usage recorder (see `message_file`)."""
+    # An image without this plugin (e.g. snakemake/snakemake, whose pods get only the
+    # storage plugins installed) runs the command unrecorded: its row has no usage. The
+    # check finds the package without importing it.
+    probe = f"import importlib.util as u, sys; sys.exit(u.find_spec({PACKAGE!r}) is None)"
     return (
-        f"exec python -m snakemake_executor_plugin_kubernetes.usage --message-file "
-        f"{shlex.quote(message_file(workdir))} -- /bin/sh -c {shlex.quote(command)}"
+        f"python -c {shlex.quote(probe)} && "
+        f"exec python -m {PACKAGE}.usage --message-file "
+        f"{shlex.quote(message_file(workdir))} -- /bin/sh -c {shlex.quote(command)} || "
+        f"exec /bin/sh -c {shlex.quote(command)}"
     )
 
 

@@ -45,12 +45,24 @@ from snakemake_executor_plugin_kubernetes.memory_retries import (
 )
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
-from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, judge
+from snakemake_executor_plugin_kubernetes.outcomes import (
+    JobTracker,
+    Limits,
+    Verdict,
+    VerdictState,
+    judge,
+)
 from snakemake_executor_plugin_kubernetes.permissions import (
     Access,
     explain,
     is_permanent,
     permission_error,
+)
+from snakemake_executor_plugin_kubernetes.plugin_deploy import (
+    PluginDeployment,
+    install_missing_command,
+    install_missing_statements,
+    storage_plugin_modules,
 )
 from snakemake_executor_plugin_kubernetes.podsecurity import (
     privilege_refusal,
@@ -97,6 +109,8 @@ class Executor(RemoteExecutor):
     woken_early = False
     owners_synced_at = 0.0
     precommand: str | None = None
+    install_missing: str | None = None  # the pod's storage plugin check, made at first use
+    install_statements = ""  # the same check, as statements for the launcher
 
     def __post_init__(self) -> None:
         # Says which of two plugins of this name Snakemake loaded (see docs/executor/intro.md).
@@ -105,7 +119,7 @@ class Executor(RemoteExecutor):
         self.config: RunConfig = build_run_config(self.settings)
         # Bad per-rule k8s_* resources stop the run before its first submission.
         check_rules(getattr(self.workflow, "rules", ()), self.config)
-        self.namespace = self.config.namespace
+        self.namespace = self.settings.namespace
         self.image = self.workflow.remote_execution_settings.container_image
         if not self.image:
             raise WorkflowError("--container-image is required by the kubernetes executor.")
@@ -119,9 +133,9 @@ class Executor(RemoteExecutor):
             self.workflow.remote_execution_settings, "preemptible_rules", None
         )
         self.limits = Limits(
-            disruption_retries=self.config.disruption_retries,
-            unschedulable_timeout=self.config.unschedulable_timeout,
-            image_pull_grace=self.config.image_pull_grace,
+            disruption_retries=self.settings.disruption_retries,
+            unschedulable_timeout=self.settings.unschedulable_timeout,
+            image_pull_grace=self.settings.image_pull_grace,
         )
         self.trackers: dict[str, JobTracker] = {}
         self.memory_log = MemoryLog()
@@ -131,11 +145,11 @@ class Executor(RemoteExecutor):
             on_forbidden=self.logger.warning,
             no_autoscaler_grace=self.limits.no_autoscaler_grace,
         )
-        self.efficiency = None if self.config.no_efficiency_report else EfficiencyReport()
+        self.efficiency = None if self.settings.no_efficiency_report else EfficiencyReport()
         self.usage_wait = UsageWait()
         self.remote_logs = (
             None
-            if self.config.no_remote_logs
+            if self.settings.no_remote_logs
             else RemoteLogStore.for_workflow(self.workflow, self.run_id)
         )
         self.memory_kills = MemoryKills()
@@ -155,7 +169,7 @@ class Executor(RemoteExecutor):
         self.watcher.start()
         self.stopping = threading.Event()
         self.submissions: SubmissionPool[QueuedJob] = SubmissionPool(
-            self.config.submit_workers, self._create_and_report, self._submission_crashed
+            self.settings.submit_workers, self._create_and_report, self._submission_crashed
         )
         self.ready = True
         self.logger.info(
@@ -165,24 +179,44 @@ class Executor(RemoteExecutor):
         )
 
     @property
+    def plugin_deployment(self) -> PluginDeployment:
+        return self.settings.auto_deploy_storage_plugins
+
+    @property
     def common_settings(self) -> CommonSettings:
         base = self.workflow.executor_plugin.common_settings
-        return dataclasses.replace(
-            base, auto_deploy_default_storage_provider=self.settings.auto_deploy_storage_plugins
-        )
+        always = self.plugin_deployment is PluginDeployment.ALWAYS
+        return dataclasses.replace(base, auto_deploy_default_storage_provider=always)
+
+    def get_job_exec_prefix(self, job: JobExecutorInterface) -> str:
+        """With 'auto' storage plugin deployment: install the plugins the image lacks."""
+        if self.plugin_deployment is not PluginDeployment.AUTO:
+            return ""
+        if self.install_missing is None:
+            modules = storage_plugin_modules(self.workflow)
+            self.install_statements = install_missing_statements(modules)
+            self.install_missing = install_missing_command(modules, self.get_python_executable())
+        return self.install_missing
 
     def pod_command(self, job: JobExecutorInterface) -> str:
         """The pod's shell command: Snakemake's, its two Python starts made one by the
         launcher (which then records the job's usage itself), or, with the shell form,
         Snakemake's command under the usage recorder."""
         command = self.format_job_exec(job)
-        if self.config.job_command == "launcher":
+        if self.settings.job_command == "launcher":
             if self.precommand is None:  # the same for every job of the run
                 self.precommand = self.workflow.spawned_job_args_factory.precommand(
                     executor_common_settings=self.common_settings
                 )
-            record = message_file(WORKDIR) if self.efficiency else None
-            launched = launcher_command(command, self.precommand, record)
+            # The storage plugin check ('auto') runs in the launcher's interpreter too,
+            # instead of a Python start of its own before it.
+            check = self.get_job_exec_prefix(job)
+            launched = launcher_command(
+                command.removeprefix(f"{check} && ") if check else command,
+                self.precommand,
+                message_file(WORKDIR) if self.efficiency else None,
+                self.install_statements if check else "",
+            )
             if launched is not None:
                 return launched
         return wrap_command(command, WORKDIR) if self.efficiency else command
@@ -205,7 +239,7 @@ class Executor(RemoteExecutor):
     def render(self, job: JobExecutorInterface) -> dict[str, Any]:
         facts = job_facts(job, self.preemptible_rules)
         # No pod without a memory request: see memory.py for the order of sources.
-        facts, choice = with_memory(facts, job, self.workflow, self.config.default_mem_mb)
+        facts, choice = with_memory(facts, job, self.workflow, self.settings.default_mem_mb)
         if choice and (message := self.memory_log.message(facts.rule, choice)):
             self.logger.info(message)
         given = RenderInput(
@@ -358,21 +392,25 @@ class Executor(RemoteExecutor):
                 last_occupied=self.occupancy.last_occupied,
                 diagnoses=diagnoses,
             )
-            if name in refused and verdict.state == "running" and not pods_by_job.get(name):
+            if (
+                name in refused
+                and verdict.state == VerdictState.RUNNING
+                and not pods_by_job.get(name)
+            ):
                 verdict = judge_refusal(name, refused[name], self.limits, tracker, now) or verdict
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
             for line in verdict.progress:
                 self.logger.info(f"{self._describe(job_info)}: {line}")
-            if verdict.state == "running":
+            if verdict.state == VerdictState.RUNNING:
                 yield job_info
             elif (
-                verdict.state == "succeeded"
+                verdict.state == VerdictState.SUCCEEDED
                 and self.efficiency is not None
                 and self.usage_wait.should_wait(name, pods_by_job.get(name, []), now)
             ):
                 yield job_info  # its pod's final status, with the usage, is on its way
-            elif verdict.state == "succeeded":
+            elif verdict.state == VerdictState.SUCCEEDED:
                 self._on_success(job_info, verdict)
             else:
                 self._on_failure(job_info, verdict)
@@ -474,7 +512,7 @@ class Executor(RemoteExecutor):
     def _on_success(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
         self._record_usage(job_info, "succeeded", verdict.pod)
-        if self.config.save_all_logs and verdict.pod:
+        if self.settings.save_all_logs and verdict.pod:
             text = fetch_log(self.client, self.namespace, verdict.pod)
             if text is not None:
                 self._store_remote(name, save_log(name, text))
@@ -515,7 +553,7 @@ class Executor(RemoteExecutor):
             if text is not None:
                 aux_logs.append(str(save_log(name, text)))
                 stored = self._store_remote(name, aux_logs[-1])
-                lines = tail(text, self.config.log_tail_lines)
+                lines = tail(text, self.settings.log_tail_lines)
                 code = command_exit_code(text)
                 if code is not None:
                     reason += f"; the rule's command exited with exit code {code}"

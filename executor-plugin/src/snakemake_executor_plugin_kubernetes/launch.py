@@ -13,6 +13,13 @@ failed, else the job's).
 With the efficiency report on, the launcher is given `--message-file PATH` first and records
 the job's usage itself (`usage.record`), in the same interpreter, instead of a third start
 of `python -m snakemake_executor_plugin_kubernetes.usage` around the command.
+
+The pod's image may lack this plugin (a 0.5.1 user's plain Snakemake image), so the command
+is `python -c BOOT ARGS...` (`boot_script`), not `python -m` of this module: in the same
+interpreter, BOOT first pip-installs the storage plugins the image lacks (with
+`--kubernetes-auto-deploy-storage-plugins auto`, see plugin_deploy), then runs `main` if
+this plugin is importable, else Snakemake's two steps as the shell form would (deploy, then
+exec the job; no usage recorded). One Python start per pod when the image has the plugins.
 """
 
 import importlib.util
@@ -28,13 +35,42 @@ DEPLOY_STEP = "python -m snakemake --deploy-sources "
 JOB_STEP = "python -m snakemake "
 
 
-def launcher_command(command: str, precommand: str, message_file: str | None = None) -> str | None:
+def boot_script(install_missing: str = "") -> str:
+    """The pod's `python -c` program (standard library only until it imports `main`).
+
+    ``install_missing``: `plugin_deploy.install_missing_statements`, run first (they leave
+    pip's exit code in `c`); empty for none."""
+    lines = ["import importlib.util as u,os,subprocess as s,sys"]
+    if install_missing:
+        lines += [install_missing, "c and sys.exit(c)"]
+    package = LAUNCH_MODULE.rpartition(".")[0]
+    lines += [
+        f"if u.find_spec({package!r}) and u.find_spec({LAUNCH_MODULE!r}):",
+        f"    from {LAUNCH_MODULE} import main",
+        "    sys.exit(main(sys.argv[1:]))",
+        "a=sys.argv[1:]",
+        f"a=a[2:] if a[:1]==[{MESSAGE_FILE_OPTION!r}] else a",
+        f"i=a.index({SEPARATOR!r})",
+        f"print('snakemake-executor-plugin-kubernetes: the image lacks {package}, so "
+        "Snakemake runs in two Python starts and the job reports no usage',"
+        "file=sys.stderr,flush=True)",
+        "c=s.call([sys.executable,'-m','snakemake',*a[:i]])",
+        "c and sys.exit(c)",
+        "os.execv(sys.executable,[sys.executable,'-m','snakemake',*a[i+1:]])",
+    ]
+    return "\n".join(lines)
+
+
+def launcher_command(
+    command: str, precommand: str, message_file: str | None = None, install_missing: str = ""
+) -> str | None:
     """The job's shell command with its two Snakemake starts made one; None if the
     command does not have the expected shape (then it is used as Snakemake built it).
 
     ``precommand`` is the string Snakemake put before the job's own start
     (``spawned_job_args_factory.precommand``): the sources deployment is its last step.
-    ``message_file``: where the launcher records the job's usage (the efficiency report).
+    ``message_file``: where the launcher records the job's usage (the efficiency report);
+    ``install_missing``: statements installing the storage plugins the image lacks.
     """
     start = precommand.rfind(DEPLOY_STEP)
     if start < 0 or (start > 0 and not precommand[:start].endswith(" && ")):
@@ -47,7 +83,8 @@ def launcher_command(command: str, precommand: str, message_file: str | None = N
     record = (
         f"{MESSAGE_FILE_OPTION} {shlex.quote(message_file)} " if message_file is not None else ""
     )
-    return command.replace(joint, f"python -m {LAUNCH_MODULE} {record}{deploy_args} {SEPARATOR} ")
+    boot = shlex.quote(boot_script(install_missing))
+    return command.replace(joint, f"python -c {boot} {record}{deploy_args} {SEPARATOR} ")
 
 
 def _exit_code(code: object) -> int:

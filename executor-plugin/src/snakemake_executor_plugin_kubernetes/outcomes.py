@@ -1,6 +1,7 @@
 """Decide from a Job and its pods whether a job runs, succeeded or failed, and why."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from snakemake_executor_plugin_kubernetes.placement import Diagnosis
@@ -24,9 +25,15 @@ class Limits:
     no_autoscaler_grace: float = 60
 
 
+class VerdictState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 @dataclass
 class Verdict:
-    state: str  # "running" | "succeeded" | "failed"
+    state: VerdictState
     message: str = ""
     pod: str | None = None  # the pod whose logs explain the outcome
     delete_job: bool = False  # the executor ends the Job itself (Kubernetes would not)
@@ -169,11 +176,11 @@ def judge(
     `last_occupied`: when the run last had a pod on a node (see occupancy); `diagnoses`:
     why unschedulable pods wait, by pod name (see placement)."""
     if job is None:
-        return Verdict("failed", "its Kubernetes Job was deleted from outside this run")
+        return Verdict(VerdictState.FAILED, "its Kubernetes Job was deleted from outside this run")
     conds = _conditions(job)
     if _true(conds, "Complete") or _true(conds, "SuccessCriteriaMet"):
         done = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
-        return Verdict("succeeded", pod=_name(done[-1]) if done else None)
+        return Verdict(VerdictState.SUCCEEDED, pod=_name(done[-1]) if done else None)
 
     notices: list[str] = []
     live_names = {_name(p) for p in pods}
@@ -201,14 +208,14 @@ def judge(
         pod = app_failed[-1] if app_failed else (pods[-1] if pods else None)
         reason = f" ({failed.get('reason')})" if failed and failed.get("reason") else ""
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"Kubernetes Job {_name(job)} failed{reason}: {describe_failure(job, pod)}",
             pod=_name(pod) if pod else None,
             notices=notices,
         )
     if len(disrupted) > limits.disruption_retries:
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"Kubernetes Job {_name(job)}: its pod was disrupted {len(disrupted)} times, more "
             f"than --kubernetes-disruption-retries={limits.disruption_retries} "
             f"(last: {describe_disruption(disrupted[-1])})",
@@ -230,7 +237,7 @@ def judge(
             stall.notices = notices
             stall.progress = progress
             return stall
-    return Verdict("running", notices=notices, progress=progress)
+    return Verdict(VerdictState.RUNNING, notices=notices, progress=progress)
 
 
 def _stall(
@@ -254,7 +261,10 @@ def _stall(
                 progress.append(f"pod {name} is pending: {diagnosis.text}")
             if diagnosis.never and stalled >= diagnosis.grace:
                 return Verdict(
-                    "failed", f"Unschedulable: {diagnosis.failure}", pod=name, delete_job=True
+                    VerdictState.FAILED,
+                    f"Unschedulable: {diagnosis.failure}",
+                    pod=name,
+                    delete_job=True,
                 )
         waited = stalled
         if last_occupied is not None:
@@ -264,7 +274,7 @@ def _stall(
             if diagnosis is not None:
                 why += f" ({diagnosis.text})"
             return Verdict(
-                "failed",
+                VerdictState.FAILED,
                 f"Unschedulable: pod {name} could not be placed, with no other pod of this "
                 f"run on a node, for more than "
                 f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: {why}",
@@ -282,7 +292,7 @@ def _stall(
     if kind and tracker.stalled_for(name, kind, now) > limits.image_pull_grace:
         image = next((c.get("image") for c in (pod.get("spec") or {}).get("containers") or []), "?")
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"{reason}: pod {name} (image {image}) stayed in {reason} for more than "
             f"--kubernetes-image-pull-grace={limits.image_pull_grace:g}s: "
             f"{waiting.get('message', '')}".rstrip(": "),
@@ -306,9 +316,9 @@ def ended_beside_sidecar(job: dict[str, Any], pod: dict[str, Any]) -> Verdict | 
         return None
     others = sorted(s.get("name", "?") for s in statuses if s.get("name") != CONTAINER_NAME)
     if terminated.get("exitCode") == 0:
-        return Verdict("succeeded", pod=_name(pod), end_pod=True)
+        return Verdict(VerdictState.SUCCEEDED, pod=_name(pod), end_pod=True)
     return Verdict(
-        "failed",
+        VerdictState.FAILED,
         f"Kubernetes Job {_name(job)}: the job container failed ({describe_failure(job, pod)}) "
         f"while container(s) {', '.join(others)} kept pod {_name(pod)} running; the executor "
         "ended the pod",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path
-from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict
+from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, VerdictState
 from snakemake_executor_plugin_kubernetes.quantities import parse_quantity
 
 SCAN_INTERVAL_SECONDS = 3.0
@@ -105,7 +105,7 @@ def judge_refusal(
         never = [k for k, v in requested.items() if k in limited and v > limited[k]]
         if never:
             return Verdict(
-                "failed",
+                VerdictState.FAILED,
                 f"{head}. It can never fit: ResourceQuota {quota['quota']} allows "
                 f"{quota['limited']} in all; lower the rule's resources or raise the quota.",
                 delete_job=True,
@@ -125,7 +125,7 @@ def judge_refusal(
             ". The namespace's ResourceQuota requires every container to set these "
             "resources; give the rule mem_mb and cpu resources, or set defaults in a LimitRange"
         )
-    return Verdict("failed", head + hint, delete_job=True)
+    return Verdict(VerdictState.FAILED, head + hint, delete_job=True)
 
 
 def _wait(
@@ -134,12 +134,12 @@ def _wait(
     waited = tracker.stalled_for(job, kind, now)
     if waited > limits.unschedulable_timeout:
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"{head}; still refused after --kubernetes-unschedulable-timeout="
             f"{limits.unschedulable_timeout:g}s",
             delete_job=True,
         )
     if (job, f"{kind}-noticed") not in tracker.stalls:
         tracker.stalls[(job, f"{kind}-noticed")] = now
-        return Verdict("running", notices=[f"{head}; waiting, Kubernetes retries"])
+        return Verdict(VerdictState.RUNNING, notices=[f"{head}; waiting, Kubernetes retries"])
     return None

@@ -45,16 +45,17 @@ def run_labels(run_id: str) -> dict[str, str]:
 
 
 def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[str, Any]:
+    settings = config.settings
     resources = plan_resources(
         facts,
-        cpu_scalar=config.cpu_scalar,
-        memory_limit_scalar=config.memory_limit_scalar,
-        default_mem_mb=config.default_mem_mb,
-        cpu_limit_scalar=config.cpu_limit_scalar,
+        cpu_scalar=settings.cpu_scalar,
+        memory_limit_scalar=settings.memory_limit_scalar,
+        default_mem_mb=settings.default_mem_mb,
+        cpu_limit_scalar=settings.cpu_limit_scalar,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
     name = job_name(
-        given.run_id, facts.rule, facts.jobid, facts.attempt, prefix=config.job_name_prefix
+        given.run_id, facts.rule, facts.jobid, facts.attempt, prefix=settings.job_name_prefix
     )
     labels = {
         **sched.labels,
@@ -73,7 +74,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         "workingDir": WORKDIR,
         "volumeMounts": [
             {"name": WORKDIR_VOLUME, "mountPath": WORKDIR},
-            *volume_mounts(list(config.persistent_volumes)),
+            *volume_mounts(settings.persistent_volumes),
         ],
         "resources": {"requests": resources.requests},
         "env": _env(given),
@@ -94,7 +95,7 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         "containers": [container],
         "volumes": [
             {"name": WORKDIR_VOLUME, "emptyDir": {}},
-            *pod_volumes(list(config.persistent_volumes)),
+            *pod_volumes(settings.persistent_volumes),
         ],
         "automountServiceAccountToken": sched.service_account is not None,
         "securityContext": _pod_security_context(sched.privileged),
@@ -153,14 +154,14 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         },
         "template": pod_template,
     }
-    if config.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = config.ttl_seconds_after_finished
+    if settings.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": name,
-            "namespace": config.namespace,
+            "namespace": settings.namespace,
             "labels": labels,
             "annotations": annotations,
         },

@@ -85,21 +85,22 @@ def plan_scheduling(config: RunConfig, facts: JobFacts, apptainer: bool = False)
         value = res.get(name)
         return None if value is None or value == "" else value
 
-    tolerations = [t.to_dict() for t in config.tolerations]
+    settings = config.settings
+    tolerations = [t.to_dict() for t in settings.tolerations]
     tolerations += [
         t.to_dict()
         for t in parse_tolerations(rule_value("k8s_tolerations"), _origin(facts, "k8s_tolerations"))
     ]
     affinity = parse_affinity(rule_value("k8s_affinity"), _origin(facts, "k8s_affinity"))
-    if (config.spot or facts.preemptible) and config.spot_toleration is not None:
-        spot = config.spot_toleration
+    if settings.spot or facts.preemptible:
+        spot = settings.spot_toleration
         if spot.to_dict() not in tolerations:
             tolerations.append(spot.to_dict())
         affinity = combine_affinities(_prefer_spot_affinity(spot.key, spot.value), affinity)
     image = rule_value("k8s_image")
     template = rule_value("k8s_pod_template")
 
-    privileged = config.privileged or apptainer
+    privileged = settings.privileged or apptainer
     if rule_value("k8s_privileged") is not None:
         privileged = privileged or parse_bool(
             rule_value("k8s_privileged"), _origin(facts, "k8s_privileged")
@@ -107,7 +108,7 @@ def plan_scheduling(config: RunConfig, facts: JobFacts, apptainer: bool = False)
 
     return SchedulingPlan(
         node_selector={
-            **config.node_selector,
+            **settings.node_selector,
             **parse_labels(rule_value("k8s_node_selector"), _origin(facts, "k8s_node_selector")),
         },
         tolerations=tolerations,
@@ -115,27 +116,27 @@ def plan_scheduling(config: RunConfig, facts: JobFacts, apptainer: bool = False)
         priority_class=parse_object_name(
             rule_value("k8s_priority_class"), _origin(facts, "k8s_priority_class")
         )
-        or config.priority_class,
+        or settings.priority_class,
         runtime_class=parse_object_name(
             rule_value("k8s_runtime_class"), _origin(facts, "k8s_runtime_class")
         )
-        or config.runtime_class,
-        scheduler_name=config.scheduler_name,
+        or settings.runtime_class,
+        scheduler_name=settings.scheduler_name,
         service_account=parse_object_name(
             rule_value("k8s_service_account"), _origin(facts, "k8s_service_account")
         )
         or config.service_account,
-        image_pull_secrets=list(config.image_pull_secrets),
+        image_pull_secrets=list(settings.image_pull_secrets),
         image_pull_policy=parse_pull_policy(
             rule_value("k8s_image_pull_policy"), _origin(facts, "k8s_image_pull_policy")
         )
-        or config.image_pull_policy,
+        or settings.image_pull_policy,
         labels={
-            **config.labels,
+            **settings.labels,
             **parse_labels(rule_value("k8s_labels"), _origin(facts, "k8s_labels")),
         },
         annotations={
-            **config.annotations,
+            **settings.annotations,
             **parse_annotations(rule_value("k8s_annotations"), _origin(facts, "k8s_annotations")),
         },
         privileged=privileged,
