@@ -34,12 +34,20 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/snakemake/bin:$PATH
 
 # A virtual environment owned by root keeps the installed tools read-only for the job user.
+# pip compiles every module's bytecode at install; since the job user cannot write it, a
+# missing .pyc would be compiled again at every pod start, so the build checks a few.
+ARG CHECK_BYTECODE="import importlib.util as u, pathlib, snakemake.cli, snakemake.workflow, \
+azure.storage.blob, snakemake_executor_plugin_kubernetes.launch as launch; \
+missing = [m.__file__ for m in (snakemake.cli, snakemake.workflow, azure.storage.blob, launch) \
+if not pathlib.Path(u.cache_from_source(m.__file__)).is_file()]; \
+assert not missing, f'no bytecode for {missing}'"
 COPY --from=wheels /wheels /tmp/wheels
 RUN python -m venv "$VIRTUAL_ENV" \
     && pip install "$SNAKEMAKE_REQUIREMENT" /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels \
     && snakemake --version \
-    && python -c "import snakemake_storage_plugin_azblob, snakemake_executor_plugin_kubernetes"
+    && python -c "import snakemake_storage_plugin_azblob, snakemake_executor_plugin_kubernetes" \
+    && python -c "$CHECK_BYTECODE"
 
 # Non-root job user; the executor sets each container's workingDir to an emptyDir volume.
 RUN groupadd --gid 1000 snakemake \

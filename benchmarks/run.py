@@ -72,7 +72,18 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--small-files", type=int, help="files in the directory output (2000)")
     parser.add_argument("--jobs", type=int, help="jobs submitted at once, executor (1000)")
     parser.add_argument(
-        "--complete-jobs", type=int, help="jobs of the executor run to completion (30)"
+        "--complete-jobs", type=int, help="jobs of the executor run to completion (30; 0: skip)"
+    )
+    parser.add_argument(
+        "--pending-jobs",
+        type=int,
+        help="jobs submitted at once to a cluster that can run none, ours only (10000; 0: skip)",
+    )
+    parser.add_argument(
+        "--job-rate",
+        default="100000/1s",
+        help="Snakemake's --max-jobs-per-timespan in the submission phases, both sides "
+        "(100000/1s; 'default' keeps Snakemake's 100/1s)",
     )
     parser.add_argument(
         "--shaped-size",
@@ -140,6 +151,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "small_files": 200,
         "jobs": 40,
         "complete_jobs": 4,
+        "pending_jobs": 200,
     }
     full = {
         "size": parse_size("1G"),
@@ -148,13 +160,18 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "small_files": 2_000,
         "jobs": 1_000,
         "complete_jobs": 30,
+        "pending_jobs": 10_000,
     }
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    for name in ("files", "small_files", "jobs", "complete_jobs", "pod_slots"):
+    for name in ("files", "small_files", "jobs", "pod_slots"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.pending_jobs < 0 or args.complete_jobs < 0:
+        parser.error("--pending-jobs and --complete-jobs must be at least 0 (0: skip)")
+    if args.job_rate == "default":
+        args.job_rate = None
     if args.size < 1024**2 or args.shaped_size < 1024**2:
         parser.error("--size and --shaped-size must be at least 1M")
     try:
@@ -262,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
             executor_bench.run_executor(args, scratch, results, log)
             targets.executor_targets(results)
+            targets.scale_targets(results)
     finally:
         if args.keep_scratch:
             log(f"scratch kept: {scratch}")

@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from pluginbench.cluster_watch import PodCompletions, RequestCollector
+from pluginbench.procstat import (
+    ProcessSample,
+    cpu_seconds,
+    peak_rss_bytes,
+    reaped_children_cpu_seconds,
+)
 from pluginbench.report import Results, Row
 from pluginbench.timed_snakemake import REPORT_TIMES_VARIABLE, last_plugin_report
 from pluginbench.venvs import KUBERNETES_EXECUTOR, ensure
@@ -81,6 +87,18 @@ def our_side() -> ExecutorSide:
     )
 
 
+def our_shell_side() -> ExecutorSide:
+    """Ours with the pod command Snakemake builds: two `python -m snakemake` starts
+    (deploy the sources, then the job), the baseline of the one-start launcher."""
+    return ExecutorSide(
+        "ours-shell",
+        "ours, --kubernetes-job-command shell",
+        Path(sys.executable),
+        "snakemake-k8s-azblob:latest",
+        ("--kubernetes-job-command", "shell"),
+    )
+
+
 def baseline_side(wheel_dir: Path) -> ExecutorSide:
     """snakemake-executor-plugin-kubernetes 0.5.1: one batch/v1 Job per Snakemake job, its
     image from --container-image (the local catalog maps snakemake/snakemake:* to the same
@@ -134,6 +152,10 @@ class RunMeasure:
     failed_pods: int
     pod_seconds: list[float]
     overflowed: bool
+    executor: ProcessSample | None = None  # the Snakemake process under test
+    server_peak_rss_bytes: int | None = None  # the local cluster's process
+    server_cpu_seconds: float | None = None  # the local cluster's own CPU time in the run
+    pods_cpu_seconds: float | None = None  # every pod's process tree, summed
     workdir: Path | None = None
     output_tail: str = ""
     derived: dict[str, Any] = field(default_factory=dict)
@@ -164,8 +186,21 @@ def derive(run: RunMeasure, interval: float, active: int | None = None) -> dict[
         # No per-job reads: nominal rounds, one per interval.
         rounds = max((steady_end - last_create) / interval, 1.0)
     kinds = Counter(f"{r['method']} {shape(r['path'])}" for r in records)
+    mib = 1024**2
     return {
         "total_requests": len(records),
+        "throttled_429": sum(1 for r in records if r.get("status") == 429),
+        "executor_cpu_seconds": run.executor and round(run.executor.cpu_seconds, 1),
+        "executor_peak_rss_mib": run.executor and round(run.executor.peak_rss_bytes / mib, 1),
+        "server_cpu_seconds": (
+            round(run.server_cpu_seconds, 1) if run.server_cpu_seconds is not None else None
+        ),
+        "server_peak_rss_mib": (
+            round(run.server_peak_rss_bytes / mib, 1) if run.server_peak_rss_bytes else None
+        ),
+        "pod_cpu_seconds_per_job": (
+            round(run.pods_cpu_seconds / run.jobs, 2) if run.pods_cpu_seconds else None
+        ),
         "startup_seconds": round(first_request - run.started, 2),
         "submission_seconds": round(last_create - first_request, 2),
         "submission_requests": submit_requests,
@@ -205,20 +240,29 @@ class ExecutorBench:
     scratch: Path
     interval: float
     log: Any
+    # Snakemake's --max-jobs-per-timespan for both sides (its default, 100/1s, alone
+    # makes 1,000 submissions last 10 s); None leaves Snakemake's default.
+    job_rate: str | None = None
 
     @staticmethod
-    def _wait(process, collector, jobs: int, observe_after_submit: float | None) -> int:
+    def _wait(
+        process, collector, jobs: int, observe_after_submit: float | None, sample: ProcessSample
+    ) -> int:
         deadline = time.monotonic() + run_timeout(jobs)
         all_created_at: float | None = None
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
+            sample.take()
             if observe_after_submit is None:
                 continue
             if all_created_at is None:
-                collector.poll()
-                if sum(1 for r in collector.records if is_job_create(r)) >= jobs:
+                # The collector's own thread reads the request log every few seconds (and
+                # rides out a busy cluster's timeouts): each read returns the whole log,
+                # so reading it here every tick would load the API server under test.
+                if sum(1 for r in list(collector.records) if is_job_create(r)) >= jobs:
                     all_created_at = time.monotonic()
             elif time.monotonic() - all_created_at >= observe_after_submit:
+                sample.take()
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 return 0
@@ -256,6 +300,7 @@ class ExecutorBench:
             str(jobs),
             "--seconds-between-status-checks",
             str(self.interval),
+            *(("--max-jobs-per-timespan", self.job_rate) if self.job_rate else ()),
             *side.extra_args,
             "--config",
             f"jobs={jobs}",
@@ -271,6 +316,9 @@ class ExecutorBench:
         collector = RequestCollector(self.cluster.control).start()
         log_path = workdir / "snakemake.log"
         report_times = workdir / "report-times.txt"
+        server_pid = self.cluster.process.pid
+        pods_cpu_before = reaped_children_cpu_seconds(server_pid)
+        server_cpu_before = cpu_seconds(server_pid)
         started = time.time()
         with log_path.open("w") as log_file:
             process = subprocess.Popen(
@@ -281,9 +329,13 @@ class ExecutorBench:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            returncode = self._wait(process, collector, jobs, observe_after_submit)
+            sample = ProcessSample(process.pid)
+            returncode = self._wait(process, collector, jobs, observe_after_submit, sample)
         finished = time.time()
         time.sleep(1)  # let late watch events and log records land
+        pods_cpu = reaped_children_cpu_seconds(server_pid) - pods_cpu_before
+        server_peak_rss = peak_rss_bytes(server_pid)
+        server_cpu = cpu_seconds(server_pid) - server_cpu_before
         records = [r for r in collector.stop() if r["time"] >= started]
         observer.stop()
         # Kept beside the run's log (with --keep-scratch) to study its requests afterwards.
@@ -302,6 +354,10 @@ class ExecutorBench:
             failed_pods=len(observer.failed),
             pod_seconds=observer.run_seconds(),
             overflowed=collector.overflowed,
+            executor=sample,
+            server_peak_rss_bytes=server_peak_rss,
+            server_cpu_seconds=server_cpu,
+            pods_cpu_seconds=pods_cpu,
             workdir=workdir,
             output_tail=output[-3000:],
         )
@@ -388,36 +444,38 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
         ensure(KUBERNETES_EXECUTOR, log)
         sides.append(baseline_side(build_storage_wheel(scratch / "wheels")))
     scale: dict[str, RunMeasure | None] = {}
+    pending: dict[str, RunMeasure | None] = {}
     complete: dict[str, RunMeasure | None] = {}
+    window = args.observe_seconds or max(OBSERVED_ROUNDS * args.status_interval, MIN_OBSERVATION_S)
+    scale_runs = [(scale, side, args.jobs) for side in sides]
+    if args.pending_jobs:
+        # 0.5.1 is not run at this size: it would take about 7 minutes to submit, and a
+        # single status round over 10,000 jobs would last over half an hour (10 reads/s).
+        scale_runs.append((pending, our_side(), args.pending_jobs))
     try:
-        for side in sides:
-            cluster = start_cluster_with(scratch, f"cluster-scale-{side.key}", NO_ROOM_NODE)
+        for runs, side, jobs in scale_runs:
+            cluster = start_cluster_with(scratch, f"cluster-{jobs}-{side.key}", NO_ROOM_NODE)
             try:
                 bench = ExecutorBench(
-                    cluster, azurite, container, scratch / "exec", args.status_interval, log
+                    cluster,
+                    azurite,
+                    container,
+                    scratch / "exec",
+                    args.status_interval,
+                    log,
+                    job_rate=args.job_rate,
                 )
-                window = args.observe_seconds or max(
-                    OBSERVED_ROUNDS * args.status_interval, MIN_OBSERVATION_S
-                )
-                scale[side.key] = measured(bench, side, args.jobs, problems, window)
+                runs[side.key] = measured(bench, side, jobs, problems, window)
             finally:
                 cluster.stop()
-        cluster = start_cluster_with(scratch, "cluster-run", cluster_nodes(args.pod_slots))
-        try:
-            bench = ExecutorBench(
-                cluster, azurite, container, scratch / "exec", args.status_interval, log
-            )
-            # Builds the job image once (and warms caches) so no side pays for it.
-            if not args.skip_warmup and measured(bench, our_side(), 2, problems) is None:
-                problems.append("warm-up run of our executor failed")
-            for side in sides:
-                complete[side.key] = measured(bench, side, args.complete_jobs, problems)
-        finally:
-            cluster.stop()
+        if args.complete_jobs:
+            run_to_completion(args, scratch, azurite, container, log, sides, complete, problems)
     finally:
         results.problems += problems
         azurite.stop()
-    for phase, runs in (("scale", scale), ("complete", complete)):
+    details["pending_jobs"] = args.pending_jobs
+    details["job_rate"] = args.job_rate
+    for phase, runs in (("scale", scale), ("pending", pending), ("complete", complete)):
         details[phase] = {
             key: None
             if run is None
@@ -425,21 +483,111 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
             for key, run in runs.items()
         }
     ours_scale, ours_complete = scale.get("ours"), complete.get("ours")
-    if ours_scale and ours_complete:
+    ours_pending = pending.get("ours")
+    if ours_scale:
         # A list, not a mapping by job count: both phases may run the same number of jobs.
         details["requests_per_round_by_active_jobs"] = [
             {
-                "phase": "complete",
-                "active_jobs": args.complete_jobs,
-                "requests_per_round": ours_complete.derived["requests_per_round"],
-            },
-            {
-                "phase": "scale",
-                "active_jobs": args.jobs,
-                "requests_per_round": ours_scale.derived["requests_per_round"],
-            },
+                "phase": phase,
+                "active_jobs": active,
+                "requests_per_round": run.derived["requests_per_round"],
+            }
+            for phase, active, run in (
+                ("complete", args.complete_jobs, ours_complete),
+                ("scale", args.jobs, ours_scale),
+                ("pending", args.pending_jobs, ours_pending),
+            )
+            if run is not None
         ]
     add_rows(results, scale, complete, args.jobs, args.complete_jobs)
+    add_scale_rows(results, scale, pending, complete, args)
+
+
+def run_to_completion(args, scratch, azurite, container, log, sides, complete, problems) -> None:
+    cluster = start_cluster_with(scratch, "cluster-run", cluster_nodes(args.pod_slots))
+    try:
+        bench = ExecutorBench(
+            cluster, azurite, container, scratch / "exec", args.status_interval, log
+        )
+        # Builds the job image once (and warms caches) so no side pays for it.
+        if not args.skip_warmup and measured(bench, our_side(), 2, problems) is None:
+            problems.append("warm-up run of our executor failed")
+        for side in [*sides, our_shell_side()]:
+            complete[side.key] = measured(bench, side, args.complete_jobs, problems)
+    finally:
+        cluster.stop()
+
+
+def add_scale_rows(
+    results: Results,
+    scale: dict[str, RunMeasure | None],
+    pending: dict[str, RunMeasure | None],
+    complete: dict[str, RunMeasure | None],
+    args: Any,
+) -> None:
+    """Issue 20's figures: the executor's own cost at size, and CPU per trivial pod."""
+
+    def pick(run: RunMeasure | None, name: str):
+        return None if run is None else run.derived.get(name)
+
+    baseline = "kubernetes 0.5.1"
+    for name, figure, unit in (
+        ("throttled_429", "429 responses", "responses"),
+        ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
+        ("executor_cpu_seconds", "executor CPU time", "s"),
+        ("server_peak_rss_mib", "API server peak RSS", "MiB"),
+        ("server_cpu_seconds", "API server CPU time", "s"),
+    ):
+        results.add(
+            Row(
+                f"submit {args.jobs} jobs: {figure}",
+                unit,
+                pick(scale.get("ours"), name),
+                pick(scale.get("baseline"), name),
+                baseline,
+            )
+        )
+    ours = pending.get("ours")
+    if args.pending_jobs:
+        note = "0.5.1 not run at this size (see docs/performance.md)"
+        for name, figure, unit in (
+            ("submission_seconds", "submission time", "s"),
+            ("submission_requests", "submission API requests", "requests"),
+            ("throttled_429", "429 responses", "responses"),
+            ("requests_per_round", "API requests per status round", "requests"),
+            ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
+            ("executor_cpu_seconds", "executor CPU time", "s"),
+            ("server_peak_rss_mib", "API server peak RSS", "MiB"),
+            ("server_cpu_seconds", "API server CPU time", "s"),
+        ):
+            results.add(
+                Row(
+                    f"{args.pending_jobs} jobs Pending: {figure}",
+                    unit,
+                    pick(ours, name),
+                    None,
+                    baseline,
+                    note,
+                )
+            )
+    results.add(
+        Row(
+            f"{args.complete_jobs} trivial jobs: CPU time per pod (node agent)",
+            "CPU-s",
+            pick(complete.get("ours"), "pod_cpu_seconds_per_job"),
+            pick(complete.get("ours-shell"), "pod_cpu_seconds_per_job"),
+            "ours, job-command shell (two Python starts)",
+        )
+    )
+    results.add(
+        Row(
+            f"{args.complete_jobs} trivial jobs: CPU time per pod (node agent)",
+            "CPU-s",
+            pick(complete.get("ours"), "pod_cpu_seconds_per_job"),
+            pick(complete.get("baseline"), "pod_cpu_seconds_per_job"),
+            baseline,
+        )
+    )
 
 
 def add_rows(

@@ -107,3 +107,54 @@ def executor_targets(results: Results) -> None:
         results.target(name, "not measured", None)
     else:
         results.target(name, f"{notice:.2f} s", notice <= NOTICE_SECONDS)
+
+
+SUBMIT_SHARE = 0.2
+POD_CPU_SHARE = 0.5
+PEAK_MB = 300
+
+
+def scale_targets(results: Results) -> None:
+    """Issue 20: submission speed, CPU per trivial pod, the executor at 10,000 Pending."""
+    details = results.details.get("executor", {})
+    submit = find(results, "jobs: time", "kubernetes 0.5.1")
+    ratio_target(
+        results,
+        "submitting 1,000 jobs <= 0.2x of 0.5.1's time",
+        submit,
+        lambda r: r <= SUBMIT_SHARE,
+    )
+    throttled = find(results, "jobs: 429 responses", "kubernetes 0.5.1")
+    name = "no more 429 responses than 0.5.1 while submitting"
+    if throttled is None or throttled.ours is None or throttled.baseline is None:
+        results.target(name, "not measured", None)
+    else:
+        results.target(
+            name,
+            f"{throttled.ours} vs {throttled.baseline}",
+            throttled.ours <= throttled.baseline,
+        )
+    ratio_target(
+        results,
+        "CPU-seconds per trivial pod <= 0.5x of two Python starts",
+        find(results, "CPU time per pod", "ours, job-command shell"),
+        lambda r: r <= POD_CPU_SHARE,
+    )
+    pending = (details.get("pending") or {}).get("ours") or {}
+    rounds = details.get("requests_per_round_by_active_jobs") or []
+    name = "requests per status round O(1) up to the Pending size"
+    if pending and len(rounds) >= 2:
+        values = [phase["requests_per_round"] for phase in rounds]
+        measured = ", ".join(
+            f"{phase['active_jobs']} active: {phase['requests_per_round']}" for phase in rounds
+        )
+        results.target(name, measured, max(values) <= min(values) + 1)
+    else:
+        results.target(name, "not measured", None)
+    rss = pending.get("executor_peak_rss_mib")
+    name = f"executor peak RSS <= {PEAK_MB} MB with {details.get('pending_jobs')} Pending"
+    if rss is None:
+        results.target(name, "not measured", None)
+    else:
+        megabytes = rss * 1024**2 / 1e6  # the row is in MiB, the issue's bound in MB
+        results.target(name, f"{rss} MiB = {megabytes:.0f} MB", megabytes <= PEAK_MB)

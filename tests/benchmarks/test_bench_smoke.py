@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from pluginbench.executor_bench import RunMeasure, derive, shape
+from pluginbench.procstat import ProcessSample, cpu_seconds, peak_rss_bytes
 from pluginbench.proxy import CountingProxy, classify
 from pluginbench.report import Results, Row, Target
-from pluginbench.targets import executor_targets
+from pluginbench.targets import executor_targets, scale_targets
 from pluginbench.timed_snakemake import install_report_timer, last_plugin_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +166,43 @@ def test_requests_per_round_target_judges_both_phases_at_the_same_job_count() ->
     assert verdict(2000.0).verdict == "MISS"
 
 
+def test_scale_targets_judge_the_pending_phase_and_cpu_per_pod() -> None:
+    def judged(pending_rss: float, per_round: float, shell_cpu: float) -> dict[str, str]:
+        results = Results(machine={}, command="x", parameters={})
+        results.add(Row("submit 1000 jobs: time", "s", 5.0, 40.0, "kubernetes 0.5.1"))
+        results.add(Row("submit 1000 jobs: 429 responses", "responses", 0, 0, "kubernetes 0.5.1"))
+        results.add(
+            Row("30 trivial jobs: CPU time per pod (node agent)", "CPU-s", 2.0, shell_cpu,
+                "ours, job-command shell (two Python starts)")
+        )  # fmt: skip
+        results.details["executor"] = {
+            "pending_jobs": 10000,
+            "pending": {"ours": {"executor_peak_rss_mib": pending_rss}},
+            "requests_per_round_by_active_jobs": [
+                {"phase": "scale", "active_jobs": 1000, "requests_per_round": 0.1},
+                {"phase": "pending", "active_jobs": 10000, "requests_per_round": per_round},
+            ],
+        }
+        scale_targets(results)
+        return {t.name: t.verdict for t in results.targets}
+
+    good = judged(pending_rss=250.0, per_round=0.3, shell_cpu=4.5)
+    assert set(good.values()) == {"PASS"}, good
+    bad = judged(pending_rss=290.0, per_round=20.0, shell_cpu=3.0)
+    assert bad["executor peak RSS <= 300 MB with 10000 Pending"] == "MISS"  # 304 MB
+    assert bad["requests per status round O(1) up to the Pending size"] == "MISS"
+    assert bad["CPU-seconds per trivial pod <= 0.5x of two Python starts"] == "MISS"
+
+
+def test_procstat_reads_this_process() -> None:
+    sum(i * i for i in range(2_000_000))  # some CPU time to see
+    assert cpu_seconds(os.getpid()) > 0
+    assert peak_rss_bytes(os.getpid()) > 10 * MIB
+    gone = ProcessSample(pid=2**22 + 1)  # above pid_max's default: no such process
+    gone.take()
+    assert gone.cpu_seconds == 0 and gone.peak_rss_bytes == 0
+
+
 @pytest.mark.slow  # the whole harness in a subprocess
 def test_storage_figures_at_tiny_size(tmp_path: Path) -> None:
     results = run_bench(
@@ -248,6 +286,7 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
         tmp_path,
         "--only", "executor", "--skip-baselines", "--jobs", "3", "--complete-jobs", "1",
         "--status-interval", "1", "--observe-seconds", "3", "--pod-slots", "1", "--skip-warmup",
+        "--pending-jobs", "5",
     )  # fmt: skip
     assert results["problems"] == []
     executor = results["details"]["executor"]
@@ -264,4 +303,21 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     assert [(p["phase"], p["active_jobs"]) for p in phases] == [
         ("complete", 1),
         ("scale", 3),
+        ("pending", 5),
     ]
+    # The scale phases measure the executor process and the API server's process.
+    pending = executor["pending"]["ours"]
+    assert pending["job_creates"] == 5 and pending["throttled_429"] == 0
+    for phase in (scale, pending):
+        assert phase["executor_peak_rss_mib"] > 50  # Snakemake and the plugins loaded
+        assert phase["executor_cpu_seconds"] > 0
+        assert phase["server_peak_rss_mib"] > 10
+    # One pod per side, measured by the node agent's reaped CPU time: both were counted.
+    shell = executor["complete"]["ours-shell"]
+    assert shell["job_creates"] == 1 and shell["failed_pods"] == 0
+    assert complete["pod_cpu_seconds_per_job"] > 0 and shell["pod_cpu_seconds_per_job"] > 0
+    rows = {(r["figure"], r["baseline_name"]) for r in results["rows"]}
+    assert ("5 jobs Pending: executor peak RSS", "kubernetes 0.5.1") in rows
+    verdicts = {t["name"]: t["verdict"] for t in results["targets"]}
+    assert verdicts["submitting 1,000 jobs <= 0.2x of 0.5.1's time"] == "N/A"  # no baseline
+    assert verdicts["CPU-seconds per trivial pod <= 0.5x of two Python starts"] in ("PASS", "MISS")

@@ -166,6 +166,9 @@ def test_upstream_command_line_with_an_image_without_the_storage_plugin(
         log = run.observed.pod_logs[pod["metadata"]["name"]]
         (line,) = [line for line in log.splitlines() if INSTALL_LOG in line]
         assert "the image lacks them" in line, log
+        # Without our executor plugin in the image, the launcher's boot program falls back
+        # to Snakemake's two starts.
+        assert "Snakemake runs in two Python starts" in log, log
         # The job ran with the installed plugin: its output reached the storage.
         blobs = azurite.service_client().get_container_client(container)
         assert blobs.download_blob("one.txt").readall() == b"one\n"

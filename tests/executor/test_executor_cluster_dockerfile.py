@@ -54,6 +54,11 @@ def test_runtime_installs_snakemake_9_and_the_built_wheels(dockerfile):
     assert "/tmp/wheels/*.whl" in install
     for package in ("snakemake_storage_plugin_azblob", "snakemake_executor_plugin_kubernetes"):
         assert package in install, f"the build does not verify that {package} imports"
+    # The job user cannot write bytecode: the build checks it was compiled at install.
+    assert '"$CHECK_BYTECODE"' in install
+    check = base.arguments("ARG")
+    assert any(a.startswith("CHECK_BYTECODE=") and "cache_from_source" in a for a in check)
+    assert "PYTHONDONTWRITEBYTECODE=1" in " ".join(base.arguments("ENV"))
 
 
 def test_every_stage_that_can_be_a_target_runs_as_non_root(dockerfile):

@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from snakemake_executor_plugin_kubernetes.plugin_deploy import install_missing_command
+from snakemake_executor_plugin_kubernetes.launch import boot_script
+from snakemake_executor_plugin_kubernetes.plugin_deploy import (
+    install_missing_command,
+    install_missing_statements,
+)
 from support.executor_harness import (
     STORAGE_KEY,
     TOKEN,
@@ -42,11 +46,16 @@ def test_submission_secret_and_success(server, make_executor):
     assert base64.b64decode(secret["data"]["E1_TOKEN"]).decode() == TOKEN
     assert secret["metadata"]["labels"]["snakemake.io/run-id"] == executor.run_id
     job = api.get("jobs", names[0])
-    wrapped = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    # Run under the usage recorder of the efficiency report: its last argument is the job's.
-    assert "exec python -m snakemake_executor_plugin_kubernetes.usage " in wrapped
-    command = shlex.split(wrapped)[-1]
-    assert command.startswith("python -m snakemake --deploy-sources")
+    command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    # One Python start per pod: deploy the sources, then run the job, and record the
+    # job's usage for the efficiency report in the same interpreter (see launch.py).
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-c", boot_script()]
+    assert words[3:9] == [
+        "--message-file", "../dev/termination-log",
+        "--deploy-sources", "az://c/archive.tar.gz", "abc", "::",
+    ]  # fmt: skip
+    assert words[9] == "--snakefile"
     assert "--general-args" in command and "--mode 'remote'" in command
     assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
 
@@ -92,8 +101,19 @@ def job_command(api: Any, name: str) -> str:
     return shlex.split(wrapped)[-1]
 
 
+def test_the_shell_job_command_keeps_snakemakes_two_starts(server, make_executor):
+    executor = make_executor(job_command="shell")
+    executor.run_job(FakeJob("align", 1))
+    (name,) = server.api.names("jobs")
+    assert job_command(server.api, name).startswith(
+        "python -m snakemake --deploy-sources az://c/archive.tar.gz abc && "
+        "python -m snakemake --snakefile "
+    )
+    executor.shutdown()
+
+
 def test_storage_plugin_is_installed_in_the_pod_only_when_the_image_lacks_it(server, make_executor):
-    executor = make_executor()  # default: auto
+    executor = make_executor(job_command="shell")  # deployment default: auto
     executor.workflow.storage_settings.default_storage_provider = "azblob"
     executor.run_job(FakeJob("align", 1))
     executor.run_job(FakeJob("sort", 2))
@@ -107,11 +127,27 @@ def test_storage_plugin_is_installed_in_the_pod_only_when_the_image_lacks_it(ser
     executor.shutdown()
 
 
+def test_the_launcher_runs_the_storage_plugin_check_in_its_own_interpreter(server, make_executor):
+    executor = make_executor()  # defaults: launcher, auto
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    (name,) = server.api.names("jobs")
+    (box,) = server.api.get("jobs", name)["spec"]["template"]["spec"]["containers"]
+    command = box["args"][0]
+    check = install_missing_statements(["snakemake_storage_plugin_azblob"])
+    # One Python start: the check, then the launcher (or Snakemake's two steps where the
+    # image lacks this plugin), all in the boot program.
+    assert command.count("python -") == 1
+    assert shlex.split(command)[:3] == ["python", "-c", boot_script(check)]
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
+    executor.shutdown()
+
+
 @pytest.mark.parametrize(("mode", "snakemake_installs"), [("always", True), ("never", False)])
 def test_storage_plugin_deployment_always_and_never(
     server, make_executor, mode, snakemake_installs
 ):
-    executor = make_executor(auto_deploy_storage_plugins=mode)
+    executor = make_executor(auto_deploy_storage_plugins=mode, job_command="shell")
     executor.workflow.storage_settings.default_storage_provider = "azblob"
     executor.run_job(FakeJob("align", 1))
     (name,) = server.api.names("jobs")

@@ -2,25 +2,37 @@
 
 It reuses the official client's configuration loading (kubeconfig incl. exec plugins,
 in-cluster service account) and transport, but sends and returns plain dicts.
+
+The official client is imported only when a client is made: Snakemake imports every
+installed executor plugin at start, so in each job pod a module-level import would cost
+0.2 to 0.4 CPU-seconds (measured in the job image and in the test venv) for a package the
+pod never uses.
 """
+
+from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
 from snakemake_interface_common.exceptions import WorkflowError
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = "snakemake-executor-plugin-kubernetes"
 MERGE_PATCH = "application/merge-patch+json"
+# Connections kept open: the submission pool (at most MAX_SUBMIT_WORKERS), two watches,
+# status rounds and cleanup.
+MAX_SUBMIT_WORKERS = 32
+CONNECTION_POOL_SIZE = MAX_SUBMIT_WORKERS + 8
 
 
 class ApiError(Exception):
@@ -36,6 +48,25 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
+def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    intern = sys.intern
+    return {
+        intern(key): intern(value) if type(value) is str and len(value) <= 80 else value
+        for key, value in pairs
+    }
+
+
+def decode_json(data: bytes | str) -> Any:
+    """json.loads, with keys and short strings shared between objects.
+
+    The watch cache holds every Job and Pod of the run: with 10,000 jobs, each object's
+    own copies of the same keys, labels and values ("metadata", "snakemake.io/run-id",
+    "Pending", ...) would be half of the executor's memory (a Pod takes 15 KB as parsed
+    dicts, 7.7 KB with shared strings; parsing is about 15% slower).
+    """
+    return json.loads(data, object_pairs_hook=_shared_strings)
+
+
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
@@ -46,6 +77,10 @@ def _retry_after(headers: Any) -> float | None:
 
 def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Configuration:
     """Kubeconfig (explicit, $KUBECONFIG or ~/.kube/config), else in-cluster."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
     conf = k8s.Configuration()
     try:
         k8s_config.load_kube_config(
@@ -66,7 +101,7 @@ def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Confi
                 f"--kubernetes-kubeconfig) and not running in a cluster ({e2})."
             ) from None
     conf.retries = False  # this client retries itself, with backoff and Retry-After
-    conf.connection_pool_maxsize = 16
+    conf.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return conf
 
 
@@ -90,6 +125,39 @@ class Backoff:
         return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
 
 
+class ThrottleGate:
+    """A pause shared by every request of one client. A 429 is the API server's Priority
+    and Fairness telling this client's flow to slow down: all its requests, on every
+    thread, wait out the Retry-After, not just the one that was refused."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self.holds = 0
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, self._clock() + seconds)
+            self.holds += 1
+
+    def wait(self, sleep: Callable[[float], None]) -> float:
+        """Sleep until the pause is over; returns the seconds asked for. A hold extended
+        while sleeping is waited out too (each hold once, so an injected sleep that does
+        not advance the clock still returns)."""
+        slept = 0.0
+        waited_for = None
+        while True:
+            with self._lock:
+                until = self._until
+                remaining = until - self._clock()
+            if remaining <= 0 or until == waited_for:
+                return slept
+            sleep(remaining)
+            slept += remaining
+            waited_for = until
+
+
 class KubeClient:
     def __init__(
         self,
@@ -103,16 +171,19 @@ class KubeClient:
         self._sleep = sleep
         self._timeout = request_timeout
         self._swap_lock = threading.Lock()
+        self.gate = ThrottleGate()
         self._api = self._new_api_client()
         self.credential_reloads = 0
 
     @classmethod
     def from_kubeconfig(
         cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any
-    ) -> "KubeClient":
+    ) -> KubeClient:
         return cls(lambda: load_configuration(kubeconfig, context), **kw)
 
     def _new_api_client(self) -> k8s.ApiClient:
+        from kubernetes import client as k8s
+
         api = k8s.ApiClient(self._loader())
         api.user_agent = USER_AGENT
         return api
@@ -140,6 +211,8 @@ class KubeClient:
         content_type: str | None,
         timeout: Any,
     ) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
@@ -157,7 +230,7 @@ class KubeClient:
             )
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise ApiError(0, type(e).__name__, str(e)) from None
-        except k8s.ApiException as e:  # transport-level (e.g. TLS) failure
+        except ApiException as e:  # transport-level (e.g. TLS) failure
             raise ApiError(int(e.status or 0), str(e.reason or "error")) from None
 
     def _raise_for_status(self, response: Any) -> None:
@@ -183,12 +256,15 @@ class KubeClient:
         content_type: str | None = None,
         timeout: Any = None,
         retry: bool = True,
+        give_up: threading.Event | None = None,
     ) -> Any:
-        """Send one request, retrying transient failures; returns the open response."""
+        """Send one request, retrying transient failures; returns the open response.
+        Once ``give_up`` is set (e.g. the run is being cancelled), the next failure is final."""
         attempt = 0
         slept = 0.0
         reloaded = False
         while True:
+            slept += self.gate.wait(self._sleep)
             api = self.api_client
             try:
                 response = self._send(
@@ -202,17 +278,25 @@ class KubeClient:
                     self._reload_credentials(api)
                     continue
                 retryable = e.status == 0 or e.status in RETRYABLE_STATUS
-                if not retry or not retryable or self._backoff.exhausted(attempt, slept):
+                if (
+                    not retry
+                    or not retryable
+                    or self._backoff.exhausted(attempt, slept)
+                    or (give_up is not None and give_up.is_set())
+                ):
                     raise
                 delay = self._backoff.delay(attempt, e.retry_after)
-                self._sleep(delay)
-                slept += delay
+                if e.status == 429:
+                    self.gate.hold(delay)  # waited out at the top, with every other request
+                else:
+                    self._sleep(delay)
+                    slept += delay
                 attempt += 1
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         response = self.raw(method, path, **kw)
         data = response.read()
-        return json.loads(data) if data else {}
+        return decode_json(data) if data else {}
 
     def stream_lines(
         self, path: str, query: list[tuple[str, Any]], read_timeout: float

@@ -11,6 +11,7 @@ from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_executor_plugin_kubernetes.client import MAX_SUBMIT_WORKERS
 from snakemake_executor_plugin_kubernetes.naming import check_namespace
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
 from snakemake_executor_plugin_kubernetes.template import load_pod_template
@@ -42,6 +43,16 @@ NON_NEGATIVE = (
 )
 
 
+JOB_COMMANDS = ("launcher", "shell")
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise WorkflowError(
+            f"Invalid value {value!r} for {_flag(name)}: must be one of {', '.join(choices)}."
+        )
+
+
 def build_run_config(settings: ExecutorSettings) -> RunConfig:
     """Check every setting; a bad one raises WorkflowError naming it."""
     if settings.cpu_scalar <= 0:
@@ -65,6 +76,13 @@ def build_run_config(settings: ExecutorSettings) -> RunConfig:
         if value is not None and value < 0:
             raise WorkflowError(f"Invalid value {value!r} for {_flag(name)}: must be >= 0.")
     check_namespace(settings.namespace)
+    workers = settings.submit_workers
+    if not 1 <= workers <= MAX_SUBMIT_WORKERS:
+        raise WorkflowError(
+            f"Invalid value {workers!r} for {_flag('submit_workers')}: must be 1 to "
+            f"{MAX_SUBMIT_WORKERS}."
+        )
+    _choice(settings.job_command, "job_command", JOB_COMMANDS)
     return RunConfig(
         settings=settings,
         service_account=_service_account(settings),

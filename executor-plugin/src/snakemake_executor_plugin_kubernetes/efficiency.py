@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from kubernetes.utils import parse_quantity
-
 from snakemake_executor_plugin_kubernetes.naming import ATTEMPT_LABEL
+from snakemake_executor_plugin_kubernetes.quantities import parse_quantity
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
 from snakemake_executor_plugin_kubernetes.usage import (
     TERMINATION_MESSAGE_PATH,
@@ -54,14 +53,16 @@ COLUMNS = (
 )
 
 
-def wrap_command(command: str, workdir: str) -> str:
-    """The job's shell command, run under the usage recorder.
+def message_file(workdir: str) -> str:
+    """The termination message file, relative to the container's working directory: in a
+    real container that is the absolute path, and on the local cluster, whose containers
+    are processes that see their pod's files below the working directory's parent, it is
+    the file the node agent reads."""
+    return os.path.relpath(TERMINATION_MESSAGE_PATH, workdir)
 
-    The message file is given relative to the container's working directory: in a real
-    container that is the absolute path, and on the local cluster, whose containers are
-    processes that see their pod's files below the working directory's parent, it is the
-    file the node agent reads."""
-    message_file = os.path.relpath(TERMINATION_MESSAGE_PATH, workdir)
+
+def wrap_command(command: str, workdir: str) -> str:
+    """The job's shell command, run under the usage recorder (see `message_file`)."""
     # An image without this plugin (e.g. snakemake/snakemake, whose pods get only the
     # storage plugins installed) runs the command unrecorded: its row has no usage. The
     # check finds the package without importing it.
@@ -69,7 +70,7 @@ def wrap_command(command: str, workdir: str) -> str:
     return (
         f"python -c {shlex.quote(probe)} && "
         f"exec python -m {PACKAGE}.usage --message-file "
-        f"{shlex.quote(message_file)} -- /bin/sh -c {shlex.quote(command)} || "
+        f"{shlex.quote(message_file(workdir))} -- /bin/sh -c {shlex.quote(command)} || "
         f"exec /bin/sh -c {shlex.quote(command)}"
     )
 

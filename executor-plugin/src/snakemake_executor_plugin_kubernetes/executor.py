@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -21,12 +22,14 @@ from snakemake_executor_plugin_kubernetes.efficiency import (
     UsageWait,
     job_row,
     log_files,
+    message_file,
     report_base,
     usage_pod,
     wrap_command,
 )
 from snakemake_executor_plugin_kubernetes.facts import job_facts
 from snakemake_executor_plugin_kubernetes.jobargs import ArgumentsChanged, corrected_job_args
+from snakemake_executor_plugin_kubernetes.launch import launcher_command
 from snakemake_executor_plugin_kubernetes.logs import (
     command_exit_code,
     fetch_log,
@@ -58,6 +61,7 @@ from snakemake_executor_plugin_kubernetes.permissions import (
 from snakemake_executor_plugin_kubernetes.plugin_deploy import (
     PluginDeployment,
     install_missing_command,
+    install_missing_statements,
     storage_plugin_modules,
 )
 from snakemake_executor_plugin_kubernetes.podsecurity import (
@@ -70,6 +74,7 @@ from snakemake_executor_plugin_kubernetes.render import WORKDIR, RenderInput, re
 from snakemake_executor_plugin_kubernetes.scheduling import check_rules
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
+from snakemake_executor_plugin_kubernetes.submission import SubmissionPool
 from snakemake_executor_plugin_kubernetes.version import plugin_banner
 from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
 
@@ -85,6 +90,16 @@ EARLY_ROUND_COST_FACTOR = 4
 SLEEP_TICK = 0.1
 
 
+@dataclasses.dataclass(frozen=True)
+class QueuedJob:
+    job: JobExecutorInterface
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]
+
+
 class Executor(RemoteExecutor):
     # (kubeconfig, context) -> KubeClient; a subclass may bind another client.
     client_factory = staticmethod(KubeClient.from_kubeconfig)
@@ -93,7 +108,9 @@ class Executor(RemoteExecutor):
     last_round_seconds = 0.0
     woken_early = False
     owners_synced_at = 0.0
+    precommand: str | None = None
     install_missing: str | None = None  # the pod's storage plugin check, made at first use
+    install_statements = ""  # the same check, as statements for the launcher
 
     def __post_init__(self) -> None:
         # Says which of two plugins of this name Snakemake loaded (see docs/executor/intro.md).
@@ -150,6 +167,10 @@ class Executor(RemoteExecutor):
             self.client, self.namespace, run_selector(self.run_id), on_error=self.logger.warning
         )
         self.watcher.start()
+        self.stopping = threading.Event()
+        self.submissions: SubmissionPool[QueuedJob] = SubmissionPool(
+            self.settings.submit_workers, self._create_and_report, self._submission_crashed
+        )
         self.ready = True
         self.logger.info(
             f"Kubernetes run id {self.run_id} in namespace {self.namespace}, image {self.image}. "
@@ -173,8 +194,32 @@ class Executor(RemoteExecutor):
             return ""
         if self.install_missing is None:
             modules = storage_plugin_modules(self.workflow)
+            self.install_statements = install_missing_statements(modules)
             self.install_missing = install_missing_command(modules, self.get_python_executable())
         return self.install_missing
+
+    def pod_command(self, job: JobExecutorInterface) -> str:
+        """The pod's shell command: Snakemake's, its two Python starts made one by the
+        launcher (which then records the job's usage itself), or, with the shell form,
+        Snakemake's command under the usage recorder."""
+        command = self.format_job_exec(job)
+        if self.settings.job_command == "launcher":
+            if self.precommand is None:  # the same for every job of the run
+                self.precommand = self.workflow.spawned_job_args_factory.precommand(
+                    executor_common_settings=self.common_settings
+                )
+            # The storage plugin check ('auto') runs in the launcher's interpreter too,
+            # instead of a Python start of its own before it.
+            check = self.get_job_exec_prefix(job)
+            launched = launcher_command(
+                command.removeprefix(f"{check} && ") if check else command,
+                self.precommand,
+                message_file(WORKDIR) if self.efficiency else None,
+                self.install_statements if check else "",
+            )
+            if launched is not None:
+                return launched
+        return wrap_command(command, WORKDIR) if self.efficiency else command
 
     def get_job_args(self, job: JobExecutorInterface) -> str:
         """Snakemake's arguments for the pod, with two Snakemake 9 flaws corrected (jobargs)."""
@@ -197,11 +242,10 @@ class Executor(RemoteExecutor):
         facts, choice = with_memory(facts, job, self.workflow, self.settings.default_mem_mb)
         if choice and (message := self.memory_log.message(facts.rule, choice)):
             self.logger.info(message)
-        command = self.format_job_exec(job)
         given = RenderInput(
             run_id=self.run_id,
             image=self.image,
-            command=wrap_command(command, WORKDIR) if self.efficiency else command,
+            command=self.pod_command(job),
             secret_name=self.secret.name if self.secret.needed else None,
             secret_env=self.secret.env_names,
             apptainer=self.apptainer,
@@ -209,6 +253,8 @@ class Executor(RemoteExecutor):
         return render_job(self.config, facts, given)
 
     def run_job(self, job: JobExecutorInterface) -> None:
+        """Render the Job here (rendering reads the DAG, which belongs to this thread) and
+        queue its creation; the pool reports the submission, or the job's error."""
         manifest = self.render(job)
         notice = self.memory_kills.retry_notice(
             memory_kill_key(job),
@@ -227,22 +273,48 @@ class Executor(RemoteExecutor):
                 msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}\n",
             )
             return
-        created = self._create(manifest)
+        self.submissions.submit(QueuedJob(job, manifest))
+
+    def _create_and_report(self, queued: "QueuedJob") -> None:
+        """On a pool thread: create the Job once (409 then GET if an earlier attempt of
+        the same request did create it), then report it submitted, or failed."""
+        name = queued.name
+        try:
+            created = self._create(queued.manifest)
+        except WorkflowError as e:
+            self.report_job_error(SubmittedJobInfo(job=queued.job), msg=f"{e}\n")
+            return
         self.watcher.cache.put("jobs", created, only_if_newer=True)
         self.secret.add_owner(created)
-        self.secret.ensure_created()
         self.trackers[name] = JobTracker()
+        try:
+            self.secret.ensure_created()
+        except (WorkflowError, ApiError) as e:
+            # Every pod of the run needs the Secret: the run cannot go on without it. The
+            # Job exists, so it is reported submitted and removed with the run.
+            self.workflow.scheduler.executor_error_callback(
+                WorkflowError(f"Cannot create the run's Secret: {e}")
+            )
         self.logger.debug(f"Submitted Kubernetes Job {name} in namespace {self.namespace}.")
-        self.report_job_submission(SubmittedJobInfo(job=job, external_jobid=name))
+        self.report_job_submission(SubmittedJobInfo(job=queued.job, external_jobid=name))
+
+    def _submission_crashed(self, queued: "QueuedJob", error: BaseException) -> None:
+        self.report_job_error(
+            SubmittedJobInfo(job=queued.job),
+            msg=f"Submitting Kubernetes Job {queued.name} failed unexpectedly: {error!r}\n",
+        )
 
     def _create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
+        path = job_path(self.namespace)
         try:
-            return self.client.request("POST", job_path(self.namespace), body=manifest)
+            return self.client.request("POST", path, body=manifest, give_up=self.stopping)
         except ApiError as e:
             if e.status == 409:  # an earlier attempt of this request did create it
                 try:
-                    return self.client.request("GET", job_path(self.namespace, name))
+                    return self.client.request(
+                        "GET", job_path(self.namespace, name), give_up=self.stopping
+                    )
                 except ApiError as e2:
                     e = e2
             if is_permanent(e, self.namespace):
@@ -251,6 +323,20 @@ class Executor(RemoteExecutor):
             raise WorkflowError(
                 f"Cannot create Kubernetes Job {name} in namespace {self.namespace}: {e}"
             ) from None
+
+    def _stop_submitting(self) -> None:
+        """Cancel the Jobs still queued and wait for the creations already sent (their
+        next failure is final), so that every Job that may exist is known before the
+        run's objects are deleted."""
+        self.stopping.set()
+        if self.submissions.pending:
+            self.logger.info(
+                f"Waiting for {self.submissions.pending} Kubernetes Job creations in flight "
+                "or queued to end."
+            )
+        cancelled = self.submissions.close(cancel_queued=True)
+        if cancelled:
+            self.logger.info(f"{len(cancelled)} queued jobs were not submitted: the run is ending.")
 
     async def check_active_jobs(
         self, active_jobs: list[SubmittedJobInfo]
@@ -492,7 +578,8 @@ class Executor(RemoteExecutor):
         self.report_job_error(job_info, msg=msg, aux_logs=aux_logs)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
-        if not active_jobs:
+        self._stop_submitting()
+        if not active_jobs and not self.submissions.counts.started:
             return
         try:
             counts = delete_run(self.client, self.namespace, self.run_id, kinds=("jobs", "pods"))
@@ -506,6 +593,7 @@ class Executor(RemoteExecutor):
             )
 
     def shutdown(self) -> None:
+        self._stop_submitting()
         super().shutdown()
         self.watcher.stop()
         self._write_efficiency_report()

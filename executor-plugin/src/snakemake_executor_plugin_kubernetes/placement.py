@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
+from snakemake_executor_plugin_kubernetes.quantities import parse_quantity
 
 MAX_SIZE_REACHED = "max node group size reached"
 AFFINITY = "node(s) didn't match Pod's node affinity/selector"

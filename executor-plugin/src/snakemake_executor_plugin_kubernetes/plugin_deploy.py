@@ -82,11 +82,11 @@ def storage_plugin_modules(workflow: Any) -> list[str]:
     return sorted(module for module in modules if _MODULE.match(module))
 
 
-def install_missing_command(modules: list[str], python: str = "python") -> str:
-    """A shell command that pip-installs the packages of those `modules` the image lacks,
-    where the pod's Snakemake finds them (its PIP_DEPLOYMENTS_PATH); empty for none.
-
-    It needs nothing but the image's Python: the image may have neither plugin."""
+def install_missing_statements(modules: list[str]) -> str:
+    """Python statements (one line, standard library only) that pip-install the packages of
+    those `modules` the image lacks, where the pod's Snakemake finds them (its
+    PIP_DEPLOYMENTS_PATH), and leave pip's exit code in `c` (0 when nothing was missing);
+    empty for no modules. The launcher runs them in its own interpreter (launch.py)."""
     if not modules:
         return ""
     from snakemake import PIP_DEPLOYMENTS_PATH
@@ -95,15 +95,26 @@ def install_missing_command(modules: list[str], python: str = "python") -> str:
         if not _MODULE.match(module):
             raise ValueError(f"not a storage plugin module: {module!r}")
     packages = tuple(module.replace("_", "-") for module in modules)
-    script = (
-        "import importlib.util as u,subprocess as s,sys;"
+    return (
+        "import importlib,importlib.util as u,subprocess as s,sys;"
         f"d={PIP_DEPLOYMENTS_PATH!r};sys.path.append(d);"
         f"m=[p for p in {packages!r} if u.find_spec(p.replace('-','_')) is None];"
         "m and print('snakemake-executor-plugin-kubernetes: installing '+' '.join(m)+"
         "' into '+d+' with pip: the image lacks them and the run uses them as storage "
         f"providers ({SETTING}=auto; build them into the image to skip this, or set "
         "never)',file=sys.stderr,flush=True);"
-        "sys.exit(s.call([sys.executable,'-m','pip','install','--no-input',"
-        "'--disable-pip-version-check','--target',d,*m]) if m else 0)"
+        "c=s.call([sys.executable,'-m','pip','install','--no-input',"
+        "'--disable-pip-version-check','--target',d,*m]) if m else 0;"
+        "importlib.invalidate_caches()"
     )
-    return f"{python} -c {shlex.quote(script)}"
+
+
+def install_missing_command(modules: list[str], python: str = "python") -> str:
+    """A shell command running `install_missing_statements` and exiting with pip's code;
+    empty for no modules.
+
+    It needs nothing but the image's Python: the image may have neither plugin."""
+    statements = install_missing_statements(modules)
+    if not statements:
+        return ""
+    return f"{python} -c {shlex.quote(statements + ';sys.exit(c)')}"

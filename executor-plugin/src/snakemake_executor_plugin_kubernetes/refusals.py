@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from kubernetes.utils import parse_quantity
-
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, Limits, Verdict, VerdictState
+from snakemake_executor_plugin_kubernetes.quantities import parse_quantity
 
 SCAN_INTERVAL_SECONDS = 3.0
 FIELD_SELECTOR = "involvedObject.kind=Job,reason=FailedCreate"

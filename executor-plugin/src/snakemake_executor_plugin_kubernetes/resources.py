@@ -3,12 +3,12 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.utils import parse_quantity
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.facts import JobFacts
 from snakemake_executor_plugin_kubernetes.naming import check_label_value
 from snakemake_executor_plugin_kubernetes.parsing import parse_bool
+from snakemake_executor_plugin_kubernetes.quantities import parse_quantity
 
 GPU_VENDORS = ("nvidia", "amd")
 GPU_MODEL_LABELS = {"nvidia": "nvidia.com/gpu.product", "amd": "amd.com/gpu.product-name"}

@@ -367,6 +367,24 @@ class ExecutorSettings(ExecutorSettingsBase):
             "metavar": "{auto,always,never}",
         },
     )
+    submit_workers: int = field(
+        default=8,
+        metadata=_meta(
+            "Jobs created at once (1 to 32): run_job returns as soon as a job is queued, "
+            "and this many threads create the queued Jobs in order.",
+            int,
+        ),
+    )
+    job_command: str = field(
+        default="launcher",
+        metadata=_meta(
+            "How a pod starts Snakemake: 'launcher' deploys the workflow sources and runs "
+            "the job in one Python process; 'shell' runs the two `python -m snakemake` "
+            "commands Snakemake builds (one more interpreter start per job).",
+            str,
+            choices=["launcher", "shell"],
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Snakemake's command line hands parse_func results; the Python API may give texts.

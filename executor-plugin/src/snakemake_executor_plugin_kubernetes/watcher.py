@@ -4,7 +4,6 @@ Status rounds read the cache, so they cost no API requests however many jobs are
 active. A watch that breaks or answers 410 Gone is followed by a fresh list.
 """
 
-import json
 import math
 import threading
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import urllib3
 
-from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
+from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient, decode_json
 from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -243,7 +242,7 @@ class ResourceWatch(threading.Thread):
         for line in self.client.stream_lines(self.path, query, timeout + 30):
             if self.stop_event.is_set():
                 return
-            event = json.loads(line)
+            event = decode_json(line)
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 # 410 Gone (history compacted) and any other watch error: relist.

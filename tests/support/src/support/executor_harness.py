@@ -141,11 +141,21 @@ def make_executor(server, tmp_path, monkeypatch):
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     made: list[Executor] = []
 
-    def make(**settings: Any) -> Executor:
+    def make(wait_for_creation: bool = True, **settings: Any) -> Executor:
+        """With ``wait_for_creation``, run_job returns once the pool has created the Job
+        (as it did before submission was concurrent), so tests can look at it at once."""
         config = ExecutorSettings(kubeconfig=str(kubeconfig), **settings)
         executor = Executor(fake_workflow(config), Recorder())
         made.append(executor)
         assert executor.watcher.wait_synced(10)
+        if wait_for_creation:
+            queue_only = executor.run_job
+
+            def run_job_and_wait(job: Any) -> None:
+                queue_only(job)
+                assert executor.submissions.wait_idle(30), "Job creation did not end"
+
+            executor.run_job = run_job_and_wait
         return executor
 
     yield make
