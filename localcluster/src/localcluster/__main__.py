@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -88,7 +89,13 @@ def _make_agent(
     return NodeAgent(store, nodes, state_dir, catalog)
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(
+    args: argparse.Namespace,
+    stopping: asyncio.Event | None = None,
+    on_ready: Callable[[ClusterServer], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, or until ``stopping`` is set when given (then no signal
+    handlers are installed, so that it can run on any thread: see inprocess.py)."""
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     nodes = load_nodes(args.nodes) if args.nodes else list(DEFAULT_NODES)
@@ -120,10 +127,13 @@ async def serve(args: argparse.Namespace) -> None:
     )
     partial.replace(info)
     log.warning("localcluster serving %s (state %s)", server.url, state_dir)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+    if stopping is None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+    if on_ready is not None:
+        on_ready(server)
     await stopping.wait()
     server.watches.close_all()
     try:

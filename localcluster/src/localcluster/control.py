@@ -81,10 +81,12 @@ class ClusterControl:
         path: str = ".*",
         method: str = "*",
         count: int = 1,
-        retry_after: int = 1,
+        retry_after: int | None = None,
     ) -> int:
-        """The next ``count`` requests matching method and path regex get ``action``:
-        429 (with Retry-After), 500, 503, or "drop" (connection closed, no response)."""
+        """The next ``count`` requests matching method and path regex get ``action``: an
+        error status (405, 429, 500, 502, 503; a 429 always carries Retry-After, default 1 s,
+        the others when ``retry_after`` is given), "drop" (connection closed, request not
+        served) or "drop-response" (served, then the connection closed before the answer)."""
         body = {
             "action": str(action),
             "path": path,
@@ -99,6 +101,11 @@ class ClusterControl:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    # ----- credentials -------------------------------------------------------------------
+    def set_token(self, token: str) -> None:
+        """From now on accept only ``token`` (as if the cluster's credentials were rotated)."""
+        self._call("POST", "token", {"token": token})
 
     # ----- watches -----------------------------------------------------------------------
     def close_watches(self) -> int:

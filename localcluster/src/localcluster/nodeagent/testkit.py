@@ -14,7 +14,7 @@ from kubernetes import client
 
 from localcluster.launcher import RunningCluster, start_cluster
 from localcluster.nodeagent.images import ImageCatalog
-from localcluster.testing import wait_for
+from localcluster.testing import wait_until
 
 IMAGE = "snakemake/snakemake:v9.27.1"
 LEAK_MARKER = "NODEAGENT_TEST_HOST_ONLY"
@@ -103,7 +103,7 @@ def wait_pod(
         current = read_pod(core, namespace, name)
         return current if check(current) else None
 
-    return wait_for(probe, f"pod {namespace}/{name}: {what}", timeout=timeout, interval=0.1)
+    return wait_until(probe, f"pod {namespace}/{name}: {what}", timeout=timeout, interval=0.1)
 
 
 def phase_is(*phases: str) -> Callable[[dict[str, Any]], bool]:
