@@ -51,21 +51,29 @@ class ClusterControl:
     def info(self) -> dict[str, Any]:
         return self._call("GET", "info")
 
-    def requests(self) -> list[dict[str, Any]]:
-        """Every API request since the last reset: method, path, query, status, user_agent."""
-        return self._call("GET", "requests")["requests"]
+    def requests(self, user_agent: str | None = None) -> list[dict[str, Any]]:
+        """Every API request since the last reset (method, path, query, body, status,
+        user_agent, fault), or those whose user agent starts with ``user_agent``."""
+        records = self._call("GET", "requests")["requests"]
+        if user_agent is None:
+            return records
+        return [r for r in records if (r.get("user_agent") or "").startswith(user_agent)]
 
     def request_counts(self) -> dict[str, int]:
         """Counts keyed "METHOD /path"."""
         return self._call("GET", "requests")["counts"]
 
     def count_requests(
-        self, method: str | None = None, path: str | None = None, status: int | None = None
+        self,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        user_agent: str | None = None,
     ) -> int:
-        """Requests matching a method, a path regex (searched) and a status."""
+        """Requests matching a method, a path regex (searched), a status and a user agent."""
         return sum(
             1
-            for record in self.requests()
+            for record in self.requests(user_agent)
             if (method is None or record["method"] == method.upper())
             and (path is None or re.search(path, record["path"]))
             and (status is None or record["status"] == status)

@@ -11,6 +11,10 @@ from typing import Any
 # Statuses an API server, or the load balancer in front of it (502), answers under load or
 # trouble; "drop" closes the connection before the request is served, "drop-response" after
 # it was served (the change is made, the client never hears of it: a timed-out answer).
+# The user agent of localcluster.observer: injected faults and watch expiry pass its requests
+# by, since an observer must not change what it observes.
+OBSERVER_USER_AGENT = "localcluster-observer"
+
 FAULT_ACTIONS = ("405", "429", "500", "502", "503", "drop", "drop-response")
 
 

@@ -17,7 +17,7 @@ from localcluster.control_api import control_routes
 from localcluster.errors import ApiError
 from localcluster.kinds import KINDS, Kind
 from localcluster.logs import serve_log
-from localcluster.requestlog import FaultInjector, RequestLog, RequestRecord
+from localcluster.requestlog import OBSERVER_USER_AGENT, FaultInjector, RequestLog, RequestRecord
 from localcluster.store import Store
 from localcluster.watch import WatchRegistry, serve_watch
 
@@ -106,7 +106,8 @@ class ClusterServer:
                 body=await _json_body(request),
             )
         )
-        fault = self.faults.take(request.method, request.path)
+        observer = request.headers.get("User-Agent", "").startswith(OBSERVER_USER_AGENT)
+        fault = None if observer else self.faults.take(request.method, request.path)
         if fault is not None and fault.action != "drop-response":
             record.fault = fault.action
             if fault.action == "drop":
