@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -154,7 +153,4 @@ def process_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not process_alive(pid), f"process {pid} still alive"
+    wait_until(lambda: not process_alive(pid), f"process {pid} to end", timeout=timeout)
