@@ -10,24 +10,29 @@ container `snakemake-tutorial`; run
             --default-storage-prefix az://snakemake-tutorial
             --envvars AZ_BLOB_ACCOUNT_URL AZ_BLOB_CREDENTIAL --jobs 3
             --container-image snakemake-k8s-azblob-bio:latest
-in .dev/variant-calling/work; list the container; check the calls against the planted SNPs.
-Running it again finds nothing to do.
+in .dev/variant-calling/work, printing the pods, the cluster-autoscaler's events and the node
+count of each pool as they change (mapping three samples with 3 threads each needs three
+Standard_D3_v2 nodes: nodepool1 grows from 1 to 3); list the container; check the calls against
+the planted SNPs. Running it again finds nothing to do.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from localcluster.devenv import DEV_SCALE_DOWN_UNNEEDED_SECONDS
 from vcdemo.blobs import blob_table, download, ensure_container, service_client, upload_files
 from vcdemo.command import BIO_IMAGE, snakemake_command, snakemake_environment
 from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment
 from vcdemo.podwatch import PodWatcher
 from vcdemo.recall import compare_files
 from vcdemo.reference import COMMITTED_GENOME, prepare_reference
+from vcdemo.scalewatch import ScaleWatcher
 from vcdemo.simulate import SimulationSettings
 from vcdemo.workspace import install_workflow, simulate_once, upload_plan
 
@@ -119,8 +124,26 @@ def main(argv: list[str] | None = None) -> int:
         f"inspect one:              KUBECONFIG={dev.kubeconfig} kubectl describe pod POD",
         flush=True,
     )
-    with PodWatcher(dev.kubeconfig, args.namespace):
+    if dev.admin_kubeconfig:
+        print(
+            f"watch the nodes:          KUBECONFIG={dev.admin_kubeconfig} kubectl get nodes -w\n"
+            f"and the autoscaler:       KUBECONFIG={dev.admin_kubeconfig} kubectl get events "
+            "-A --field-selector reason=TriggeredScaleUp",
+            flush=True,
+        )
+    with contextlib.ExitStack() as watchers:
+        watchers.enter_context(PodWatcher(dev.kubeconfig, args.namespace))
+        scale = None
+        if dev.admin_kubeconfig:
+            # The executor's account may not list nodes; the admin's may.
+            scale = watchers.enter_context(ScaleWatcher(dev.admin_kubeconfig))
         returncode, output = run_streaming(command, work_dir, env)
+    if scale is not None:
+        step("Cluster autoscaler")
+        for line in scale.story.summary(DEV_SCALE_DOWN_UNNEEDED_SECONDS, dev.admin_kubeconfig):
+            print(line)
+    else:
+        print("(no LOCALCLUSTER_ADMIN_KUBECONFIG in .dev/env.sh: node counts not shown)")
     if returncode != 0:
         print(f"\nrun_demo: snakemake failed (exit {returncode}); see above", file=sys.stderr)
         return 1

@@ -22,8 +22,14 @@ def test_discovery_lists_core_and_batch(api_client: client.ApiClient) -> None:
     core_resources = {r.name for r in client.CoreV1Api(api_client).get_api_resources().resources}
     assert {"pods", "pods/status", "pods/log", "secrets", "configmaps", "events"} <= core_resources
     assert {"namespaces", "nodes"} <= core_resources
+    assert {"serviceaccounts", "serviceaccounts/token", "limitranges"} <= core_resources
+    assert {"resourcequotas", "resourcequotas/status"} <= core_resources
     groups = client.ApisApi(api_client).get_api_versions().groups
-    assert [g.name for g in groups] == ["batch"]
+    assert [g.name for g in groups] == [
+        "authorization.k8s.io",
+        "batch",
+        "rbac.authorization.k8s.io",
+    ]
     batch = client.BatchV1Api(api_client).get_api_resources()
     assert batch.group_version == "batch/v1"
     assert {r.name for r in batch.resources} == {"jobs", "jobs/status"}

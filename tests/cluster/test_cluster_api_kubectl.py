@@ -109,3 +109,101 @@ def test_table_watch_for_kubectl_get_w(core: client.CoreV1Api, namespace: str) -
     assert [e["type"] for e in events] == ["ADDED", "DELETED"]
     assert all(e["object"]["kind"] == "Table" for e in events)
     assert [e["object"]["rows"][0]["cells"][2] for e in events] == ["Pending", "Terminating"]
+
+
+def test_kubectl_auth_can_i_and_a_denial_as_the_executor_account(
+    api_cluster, namespace: str, tmp_path
+) -> None:
+    from localcluster.accounts import write_executor_kubeconfig
+
+    account = write_executor_kubeconfig(
+        api_cluster.kubeconfig, tmp_path / "executor.kubeconfig", namespace
+    )
+    env = {**os.environ, "KUBECONFIG": str(account)}
+    env.pop("HTTPS_PROXY", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [KUBECTL, "--namespace", namespace, "--request-timeout=30s", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    # `kubectl auth can-i` answers yes/no through a SelfSubjectAccessReview (exit 0/1).
+    assert run("auth", "can-i", "deletecollection", "jobs.batch").stdout.strip() == "yes"
+    assert run("auth", "can-i", "get", "pods", "--subresource=log").stdout.strip() == "yes"
+    refused = run("auth", "can-i", "create", "configmaps")
+    assert (refused.returncode, refused.stdout.strip()) == (1, "no")
+    denied = run("get", "configmaps")
+    assert denied.returncode != 0
+    assert (
+        'Error from server (Forbidden): configmaps is forbidden: User "system:serviceaccount:'
+        f'{namespace}:snakemake-executor" cannot list resource "configmaps" in API group "" '
+        f'in the namespace "{namespace}"'
+    ) in denied.stderr
+    assert run("get", "jobs,pods").returncode == 0
+
+
+def test_kubectl_as_impersonates_a_service_account_for_the_admin(
+    api_cluster, namespace: str, tmp_path
+) -> None:
+    from localcluster.accounts import write_executor_kubeconfig
+
+    write_executor_kubeconfig(api_cluster.kubeconfig, tmp_path / "executor.kubeconfig", namespace)
+    who = f"--as=system:serviceaccount:{namespace}:snakemake-executor"
+    env = {**os.environ, "KUBECONFIG": str(api_cluster.kubeconfig)}
+    env.pop("HTTPS_PROXY", None)
+
+    def can_i(*args: str) -> str:
+        return subprocess.run(
+            [KUBECTL, "--namespace", namespace, "auth", "can-i", *args, who],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stdout.strip()
+
+    assert can_i("watch", "pods") == "yes"
+    assert can_i("list", "secrets") == "yes"
+    assert can_i("list", "nodes") == "no"
+    assert can_i("create", "configmaps") == "no"
+
+
+def test_kubectl_get_quota_and_rolebindings_print_the_real_columns(
+    api_cluster, api_client, namespace: str
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_resource_quota(
+        namespace,
+        {
+            "metadata": {"name": "compute"},
+            "spec": {"hard": {"requests.cpu": "1", "limits.memory": "1Gi", "pods": "3"}},
+        },
+    )
+    wait_until(
+        lambda: (
+            (status := core.read_namespaced_resource_quota("compute", namespace).status)
+            and status.used
+        ),
+        "quota status",
+    )
+    lines = kubectl(api_cluster, namespace, "get", "quota").splitlines()
+    assert lines[0].split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert "pods: 0/3, requests.cpu: 0/1" in lines[1]
+    assert lines[1].rstrip().endswith("limits.memory: 0/1Gi")
+    client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "rb"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": namespace}],
+        },
+    )
+    wide = kubectl(api_cluster, namespace, "get", "rolebindings", "-o", "wide").splitlines()
+    assert wide[0].split() == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert wide[1].split()[:2] == ["rb", "Role/r"]
+    assert wide[1].split()[-1] == f"{namespace}/bot"

@@ -62,10 +62,27 @@ def test_up_writes_a_usable_env_reuses_running_services_and_down_removes_them(
         assert "--kubernetes-namespace" in plugins.stdout
         assert "--storage-azblob-endpoint-url" in plugins.stdout
 
-        api = config.new_client_from_config(config_file=env["KUBECONFIG"])
-        nodes = [n.metadata.name for n in client.CoreV1Api(api).list_node().items]
-        api.close()
-        assert nodes == ["node-1", "node-2"]
+        admin = config.new_client_from_config(config_file=env["LOCALCLUSTER_ADMIN_KUBECONFIG"])
+        admin_core = client.CoreV1Api(admin)
+        pools = {
+            n.metadata.labels["kubernetes.azure.com/agentpool"]: n.metadata.labels[
+                "node.kubernetes.io/instance-type"
+            ]
+            for n in admin_core.list_node().items
+        }
+        # The seed tutorial's cluster: one node of nodepool1 (min 1, max 3) and a system pool.
+        assert pools == {"system": "Standard_D2s_v3", "nodepool1": "Standard_D3_v2"}
+        status = admin_core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system")
+        assert "maxSize: 3" in status.data["status"]
+        admin.close()
+        # KUBECONFIG is the executor's least-privilege account: its namespace, nothing more.
+        executor = config.new_client_from_config(config_file=env["KUBECONFIG"])
+        core = client.CoreV1Api(executor)
+        assert core.list_namespaced_pod("default").kind == "PodList"
+        with pytest.raises(client.ApiException) as refused:
+            core.list_node()
+        executor.close()
+        assert refused.value.status == 403
         endpoint = env["SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL"]
         assert endpoint.startswith("http://127.0.0.1:")
         blob = BlobServiceClient(

@@ -121,11 +121,12 @@ def test_each_pod_starts_in_a_fresh_empty_directory_without_the_hosts_environmen
         assert output["scratch"] == "data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test-file"]
 
-    bare = shell_container('echo "$(ls -A | wc -l) $PWD"')  # no workingDir: the pod's root
+    # no workingDir: the pod's root, which holds only the termination message file
+    bare = shell_container('echo "$(ls -A) $(ls -A dev) $PWD"')
     core.create_namespaced_pod(namespace, pod("bare", bare))
     assert _finished(core, namespace, "bare")["status"]["phase"] == "Succeeded"
-    count, cwd = testkit.logs(core, namespace, "bare").split()
-    assert (count, cwd.rsplit("/", 2)[1:]) == ("0", ["bare", "root"])
+    entries, dev, cwd = testkit.logs(core, namespace, "bare").split()
+    assert (entries, dev, cwd.rsplit("/", 2)[1:]) == ("dev", "termination-log", ["bare", "root"])
     core.delete_namespace(namespace)
 
 

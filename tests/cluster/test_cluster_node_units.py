@@ -43,6 +43,8 @@ from localcluster.nodes import NodeSpec
         ("localhost:5000/snakemake-k8s-azblob:dev", "base"),
         ("snakemake-k8s-azblob-bio:1", "bio"),
         ("ghcr.io/lab/snakemake-k8s-azblob-bio@sha256:" + "0" * 64, "bio"),
+        ("snakemake-bare:v9", "bare"),
+        ("localhost:5000/snakemake-bare:9.27.1", "bare"),
     ],
 )
 def test_image_names_map_to_flavours(image: str, flavour: str) -> None:

@@ -1,11 +1,13 @@
 """The variant-calling example's own parts, without a cluster: read simulation, the truth
-comparison, the dev-environment file, and the tools switch of the rule scripts."""
+comparison, the dev-environment file, the autoscaler story the demo prints, and the tools
+switch of the rule scripts."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from vcdemo.devenv import DevEnvironmentMissing, load_dev_environment, parse_env_file
 from vcdemo.recall import compare, non_reference_calls
 from vcdemo.reference import COMMITTED_GENOME, EXAMPLE_DIR, prepare_reference
+from vcdemo.scalewatch import ScaleStory, SeenEvent
 from vcdemo.simulate import (
     SimulationSettings,
     TruthRecord,
@@ -206,3 +209,40 @@ def test_no_tracked_file_reads_the_folder_beside_the_clone() -> None:
     assert found.stdout.split() == [], (
         f"tracked files refer to a folder beside the clone: {found.stdout}"
     )
+
+
+def test_scale_story_prints_events_once_and_node_counts_when_they_change() -> None:
+    story = ScaleStory(started=100.0)
+    later = story.since + timedelta(seconds=3)
+
+    def event(uid: str, reason: str, count: int = 1, when: datetime | None = later) -> SeenEvent:
+        return SeenEvent(uid, count, reason, "Pod", "sm-bwa-map-1", f"{reason} text", when)
+
+    assert story.observe_nodes(["system", "nodepool1"], now=100.0) == [
+        "  [nodes] +   0s nodepool1 1, system 1"
+    ]
+    assert story.observe_nodes(["nodepool1", "system"], now=101.0) == []
+    old = event("e0", "TriggeredScaleUp", when=story.since - timedelta(minutes=5))
+    lines = story.observe_events(
+        [event("e1", "TriggeredScaleUp"), event("e2", "Scheduled"), old], now=102.0
+    )
+    assert lines == [
+        "  [autoscaler] +   2s TriggeredScaleUp pod/sm-bwa-map-1: TriggeredScaleUp text"
+    ]
+    assert story.observe_events([event("e1", "TriggeredScaleUp")], now=103.0) == []
+    assert len(story.observe_events([event("e1", "TriggeredScaleUp", count=2)], now=104.0)) == 1
+    assert story.observe_nodes(["system"] + ["nodepool1"] * 3, now=120.0) == [
+        "  [nodes] +  20s nodepool1 3, system 1"
+    ]
+    story.observe_nodes(["system", "nodepool1", "nodepool1"], now=300.0)
+    assert story.summary(120, Path("/k")) == [
+        "nodepool1: 1 -> 3 nodes (now 2)",
+        "scale-down follows after 120 s idle: watch with KUBECONFIG=/k kubectl get nodes -w",
+    ]
+    assert story.reasons_seen() == {"TriggeredScaleUp"}
+
+
+def test_scale_story_says_when_nothing_scaled() -> None:
+    story = ScaleStory()
+    story.observe_nodes(["nodepool1"])
+    assert story.summary(120, None) == ["node pools did not change size (nodes: nodepool1 1)"]

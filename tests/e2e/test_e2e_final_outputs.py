@@ -18,10 +18,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_local_rule_reads_a_pod_output_and_stores_its_own(
-    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods
+    tmp_path: Path, azurite: Azurite, blob_container: str, local_pods, executor_kubeconfig
 ) -> None:
     shutil.copy(WORKFLOWS / "two_steps" / "Snakefile", tmp_path / "Snakefile")
-    result = run_snakemake(tmp_path, blob_container, azurite, local_pods.kubeconfig)
+    result = run_snakemake(tmp_path, blob_container, azurite, executor_kubeconfig)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from localcluster.azurite import Azurite
+from support.executor_harness import api, make_executor, server  # noqa: F401 - fixtures
 from support.workflows import WorkflowRunner
 
 
@@ -20,7 +21,12 @@ def secret_env() -> dict[str, str]:
 
 @pytest.fixture
 def k8s_workflow(
-    local_cluster, azurite: Azurite, container: str, tmp_path: Path, secret_env: dict[str, str]
+    local_cluster,
+    azurite: Azurite,
+    container: str,
+    tmp_path: Path,
+    secret_env: dict[str, str],
+    executor_kubeconfig: Path,
 ) -> Iterator[WorkflowRunner]:
     yield WorkflowRunner(
         kubeconfig=Path(local_cluster.kubeconfig),
@@ -29,6 +35,7 @@ def k8s_workflow(
         tmp_path=tmp_path,
         secret_env=secret_env,
         local=local_cluster.control is not None,
+        executor_kubeconfig=executor_kubeconfig,
     )
 
 

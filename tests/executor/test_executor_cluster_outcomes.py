@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from support.snakefiles import CHAIN_SNAKEFILE, ONE_JOB_SNAKEFILE
 from support.workflows import (
     paragraphs_mentioning,
     places_with_secret,
@@ -68,27 +69,6 @@ def test_success_runs_every_job_as_a_pod_and_leaves_nothing(
     assert set(secrets) <= secret_values_of_run(run)
     assert run.observed.pod_logs, "no pod log was read: the scan below would prove nothing"
     assert places_with_secret(run, secrets) == []
-
-
-CHAIN_SNAKEFILE = """
-rule all:
-    input:
-        "second.txt",
-
-rule first:
-    output:
-        "first.txt",
-    shell:
-        "echo one > {output}"
-
-rule second:
-    input:
-        "first.txt",
-    output:
-        "second.txt",
-    shell:
-        "echo stopping-here; exit 3"
-"""
 
 
 def test_endings_are_reported_without_waiting_for_the_status_interval(
@@ -157,6 +137,8 @@ def test_failures_name_the_rule_and_the_kubernetes_reason(k8s_workflow):
     assert run.returncode != 0
     assert paragraphs_mentioning(run.output, "hog_memory", "OOMKilled", "500"), run.output
     assert paragraphs_mentioning(run.output, "overrun", "DeadlineExceeded"), run.output
+    # Decided (no node has the label, no autoscaler) or timed out, whichever comes first:
+    # both quote the scheduler.
     assert paragraphs_mentioning(
         run.output, "unplaceable", "Unschedulable", "nodes are available"
     ), run.output
@@ -166,19 +148,6 @@ def test_failures_name_the_rule_and_the_kubernetes_reason(k8s_workflow):
     saved = run.saved_logs()
     assert any("about-to-fail" in text for text in saved.values()), sorted(saved)
     assert run.leftovers == set()
-
-
-ONE_JOB_SNAKEFILE = """
-rule all:
-    input:
-        "one.txt",
-
-rule one:
-    output:
-        "one.txt",
-    shell:
-        "touch {output}"
-"""
 
 
 def test_an_image_that_cannot_be_pulled_fails_after_the_grace(k8s_workflow):

@@ -4,85 +4,24 @@ kubernetes-validate in strict mode against Kubernetes 1.28 and the newest schema
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import kubernetes_validate
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.config import build_run_config
-from snakemake_executor_plugin_kubernetes.facts import job_facts
-from snakemake_executor_plugin_kubernetes.render import RenderInput, render_job
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
-
-SCHEMA_VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
-RUN_ID = "0123456789ab"
-SECRET_VALUE = "s3cr3t-value-never-in-a-spec"
-
-
-@dataclass
-class FakeJob:
-    """The part of Snakemake's JobExecutorInterface that rendering reads."""
-
-    name: str = "align"
-    jobid: int | str = 7
-    attempt: int = 1
-    threads: int = 1
-    resources: dict[str, Any] = field(default_factory=dict)
-    group: bool = False
-    group_rules: tuple[str, ...] = ()
-    is_containerized: bool = False
-
-    def is_group(self) -> bool:
-        return self.group
-
-    @property
-    def rules(self) -> list[str]:
-        return list(self.group_rules) if self.group else [self.name]
-
-
-@dataclass
-class Preemptible:
-    names: set[str]
-
-    def is_preemptible(self, rule: str) -> bool:
-        return rule in self.names
-
-
-def render(
-    job: FakeJob | None = None,
-    *,
-    preemptible: Preemptible | None = None,
-    apptainer: bool = False,
-    secret_env: tuple[str, ...] = ("AZ_TOKEN",),
-    **settings: Any,
-) -> dict[str, Any]:
-    config = build_run_config(ExecutorSettings(**settings))
-    given = RenderInput(
-        run_id=RUN_ID,
-        image="snakemake-k8s-azblob:latest",
-        command="python -m snakemake --snakefile Snakefile --target-jobs 'align:'",
-        secret_name=f"snakemake-run-{RUN_ID}",
-        secret_env=secret_env,
-        apptainer=apptainer,
-    )
-    return render_job(config, job_facts(job or FakeJob(), preemptible), given)
-
-
-def validate(manifest: dict[str, Any]) -> None:
-    for version in SCHEMA_VERSIONS:
-        kubernetes_validate.validate(manifest, version, strict=True)
-
-
-def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
-    return manifest["spec"]["template"]["spec"]
-
-
-def container(manifest: dict[str, Any]) -> dict[str, Any]:
-    (only,) = [c for c in pod_spec(manifest)["containers"] if c["name"] == "snakemake"]
-    return only
+from support.rendering import (
+    RUN_ID,
+    SCHEMA_VERSIONS,
+    SECRET_VALUE,
+    FakeJob,
+    Preemptible,
+    container,
+    pod_spec,
+    render,
+    validate,
+)
 
 
 def test_schema_versions_are_distinct_and_include_1_28():
@@ -120,7 +59,11 @@ def test_minimal_job_has_secure_defaults_and_disruption_policy():
     assert box["workingDir"] == "/workdir"
     assert box["volumeMounts"] == [{"name": "workdir", "mountPath": "/workdir"}]
     assert pod["volumes"] == [{"name": "workdir", "emptyDir": {}}]
-    assert box["resources"] == {"requests": {"cpu": "950m"}}
+    # No mem_mb: --kubernetes-default-mem-mb (1000) gives request and limit.
+    assert box["resources"] == {
+        "requests": {"cpu": "950m", "memory": "1000M"},
+        "limits": {"memory": "1000M"},
+    }
     labels = manifest["metadata"]["labels"]
     assert labels["snakemake.io/run-id"] == RUN_ID
     assert labels["snakemake.io/rule"] == "align"
@@ -141,15 +84,15 @@ def test_minimal_job_has_secure_defaults_and_disruption_policy():
         ),
         (
             {"_cores": 1, "runtime": 90, "machine_type": "Standard_D4s_v5"},
-            {"cpu": "950m"},
-            None,
+            {"cpu": "950m", "memory": "1000M"},
+            {"memory": "1000M"},
             {"node.kubernetes.io/instance-type": "Standard_D4s_v5"},
             5400,
         ),
         (
             {"_cores": 2, "gpu": 2, "gpu_model": "NVIDIA-A100-SXM4-80GB"},
-            {"cpu": "1900m", "nvidia.com/gpu": "2"},
-            {"nvidia.com/gpu": "2"},
+            {"cpu": "1900m", "nvidia.com/gpu": "2", "memory": "1000M"},
+            {"nvidia.com/gpu": "2", "memory": "1000M"},
             {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
             None,
         ),
@@ -160,7 +103,13 @@ def test_minimal_job_has_secure_defaults_and_disruption_policy():
             {},
             None,
         ),
-        ({"_cores": 0.001, "runtime": 0.5}, {"cpu": "1m"}, None, {}, 30),
+        (
+            {"_cores": 0.001, "runtime": 0.5},
+            {"cpu": "1m", "memory": "1000M"},
+            {"memory": "1000M"},
+            {},
+            30,
+        ),
     ],
 )
 def test_resources_map_to_requests_limits_selectors_and_deadline(
@@ -419,6 +368,7 @@ def _error(excinfo: pytest.ExceptionInfo[WorkflowError]) -> str:
     ("resources", "culprits"),
     [
         ({"mem_mb": -1}, ["mem_mb", "-1", "align"]),
+        ({"scale": "sometimes"}, ["scale", "sometimes", "align"]),
         ({"gpu": "abc"}, ["gpu", "abc", "align"]),
         ({"gpu": 1, "gpu_manufacturer": "intel"}, ["gpu_manufacturer", "intel"]),
         ({"disk_mb": 1.5}, ["disk_mb", "1.5"]),
@@ -455,6 +405,19 @@ def test_bad_resources_name_the_rule_and_resource(resources, culprits):
         ({"image_pull_secrets": "ok,NOT OK"}, ["--kubernetes-image-pull-secrets", "NOT OK"]),
         ({"memory_limit_scalar": 0.5}, ["--kubernetes-memory-limit-scalar", "0.5"]),
         ({"cpu_scalar": 0}, ["--kubernetes-cpu-scalar", "0"]),
+        ({"default_mem_mb": 0}, ["--kubernetes-default-mem-mb", "0"]),
+        (
+            {"service_account": "a", "service_account_name": "b"},
+            ["--kubernetes-service-account", "--kubernetes-service-account-name"],
+        ),
+        ({"persistent_volumes": ["data"]}, ["--kubernetes-persistent-volumes", "name:path"]),
+        ({"persistent_volumes": ["data:rel"]}, ["--kubernetes-persistent-volumes", "absolute"]),
+        ({"persistent_volumes": ["Data_X:/data"]}, ["--kubernetes-persistent-volumes", "Data_X"]),
+        ({"persistent_volumes": ["d:/workdir"]}, ["--kubernetes-persistent-volumes", "/workdir"]),
+        (
+            {"persistent_volumes": ["a:/data", "b:/data/"]},
+            ["--kubernetes-persistent-volumes", "more than one volume at /data"],
+        ),
         ({"disruption_retries": -1}, ["--kubernetes-disruption-retries", "-1"]),
         ({"priority_class": "two,names"}, ["--kubernetes-priority-class", "two,names"]),
     ],

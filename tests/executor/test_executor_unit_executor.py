@@ -8,207 +8,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import shlex
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from localcluster.launcher import RunningCluster
-from localcluster.testing import ApiDriver, wait_until
-from snakemake_executor_plugin_kubernetes import Executor, ExecutorSettings, common_settings
-
-TOKEN = "tok-7c0ffee-never-printed"
-STORAGE_KEY = "c3RvcmFnZS1rZXktbmV2ZXItcHJpbnRlZA=="
-
-
-@dataclass
-class FakeJob:
-    name: str
-    jobid: int
-    attempt: int = 1
-    threads: int = 1
-    resources: dict[str, Any] = field(default_factory=lambda: {"_cores": 1, "_nodes": 1})
-    is_containerized: bool = False
-    is_updated: bool = False
-    is_local: bool = False
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    registered: list[str] = field(default_factory=list)
-
-    def is_group(self) -> bool:
-        return False
-
-    @property
-    def rules(self) -> list[str]:
-        return [self.name]
-
-    def get_target_spec(self) -> list[Any]:
-        return []
-
-    def register(self, external_jobid: str | None = None) -> None:
-        self.registered.append(external_jobid or "")
-
-    def log_info(self) -> None:
-        pass
-
-    def log_error(self, msg: str | None = None, **kwargs: Any) -> None:
-        self.errors.append({"msg": msg, **kwargs})
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def __getattr__(self, level: str) -> Callable[[str], None]:
-        return lambda message, *a, **k: self.lines.append((level, str(message)))
-
-    def text(self) -> str:
-        return "\n".join(message for _, message in self.lines)
-
-
-class FakeScheduler:
-    def __init__(self) -> None:
-        self.submitted: list[str] = []
-        self.finished: list[str] = []
-        self.failed: list[str] = []
-
-    def submit_callback(self, job: FakeJob) -> None:
-        self.submitted.append(job.name)
-
-    def finish_callback(self, job: FakeJob) -> None:
-        self.finished.append(job.name)
-
-    def error_callback(self, job: FakeJob) -> None:
-        self.failed.append(job.name)
-
-    def executor_error_callback(self, e: Exception) -> None:
-        raise AssertionError(f"executor error: {e}")
-
-
-class FakeArgs:
-    def general_args(self, executor_common_settings: Any) -> str:
-        return "--general-args"
-
-    def precommand(self, executor_common_settings: Any) -> str:
-        self.seen_auto_deploy = executor_common_settings.auto_deploy_default_storage_provider
-        return "python -m snakemake --deploy-sources az://c/archive.tar.gz abc"
-
-    def envvars(self) -> dict[str, str]:
-        return {"E1_TOKEN": TOKEN, "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": STORAGE_KEY}
-
-
-def fake_workflow(settings: ExecutorSettings) -> SimpleNamespace:
-    return SimpleNamespace(
-        executor_settings=settings,
-        remote_execution_settings=SimpleNamespace(
-            max_status_checks_per_second=100,
-            seconds_between_status_checks=3600,
-            jobname="snakejob.{rulename}.{jobid}.sh",
-            jobscript=None,
-            container_image="snakemake-k8s-azblob:latest",
-            immediate_submit=False,
-            preemptible_rules=None,
-        ),
-        storage_settings=SimpleNamespace(shared_fs_usage=set()),
-        deployment_settings=SimpleNamespace(deployment_method=set()),
-        group_settings=SimpleNamespace(local_groupid="local"),
-        resource_settings=SimpleNamespace(cores=4),
-        main_snakefile="Snakefile",
-        executor_plugin=SimpleNamespace(common_settings=common_settings),
-        spawned_job_args_factory=FakeArgs(),
-        dag=SimpleNamespace(get_unneeded_temp_files=lambda job: []),
-        scheduler=FakeScheduler(),
-        resource_scopes=SimpleNamespace(excluded=set()),
-    )
-
-
-@pytest.fixture
-def api(api_server: RunningCluster) -> Iterator[ApiDriver]:
-    driver = ApiDriver(api_server)
-    yield driver
-    driver.close()
-
-
-async def idle_status_loop(self: Executor) -> None:
-    """Stands in for the base class's status loop, which would otherwise run rounds of
-    its own on every job ending and race the tests' rounds for the same jobs. Real
-    Snakemake runs on the local cluster exercise the real loop."""
-    while self.wait:
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def make_executor(api, tmp_path, monkeypatch):
-    monkeypatch.setattr(Executor, "_wait_for_jobs", idle_status_loop)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / ".snakemake").mkdir()
-    made: list[Executor] = []
-
-    def make(**settings: Any) -> Executor:
-        config = ExecutorSettings(kubeconfig=str(api.cluster.kubeconfig), **settings)
-        executor = Executor(fake_workflow(config), Recorder())
-        made.append(executor)
-        assert executor.watcher.wait_synced(10)
-        return executor
-
-    yield make
-    for executor in made:
-        executor.watcher.stop()
-
-
-def status_round(executor: Executor) -> list[str]:
-    """One status round over the executor's active jobs; returns the still-active names."""
-
-    async def run() -> list[Any]:
-        with executor.lock:
-            active = list(executor.active_jobs)
-            executor.active_jobs.clear()
-        still = [info async for info in executor.check_active_jobs(active)]
-        with executor.lock:
-            executor.active_jobs.extend(still)
-        return still
-
-    return [info.external_jobid for info in asyncio.run(run())]
-
-
-def terminated(code: int, reason: str = "Error") -> list[dict[str, Any]]:
-    state = {"terminated": {"exitCode": code, "reason": reason}}
-    return [{"name": "snakemake", "state": state}]
-
-
-def run_pod(api: ApiDriver, job: str, count: int = 1) -> str:
-    """Play the scheduler and kubelet: bind the Job's newest pod to node-1 and start it."""
-    pod = api.pod_of(job, count)["metadata"]["name"]
-    api.bind(pod)
-    api.set_pod_status(pod, phase="Running")
-    return pod
-
-
-def finish(api: ApiDriver, job: str, code: int = 0, **status: Any) -> str:
-    """Run the Job's pod to its end with exit code ``code``; the Job controller then
-    judges the Job (Complete, or Failed by its pod failure policy)."""
-    pod = run_pod(api, job)
-    phase = "Succeeded" if code == 0 else "Failed"
-    reason = "Completed" if code == 0 else "Error"
-    api.set_pod_status(pod, phase=phase, containerStatuses=terminated(code, reason), **status)
-    return pod
-
-
-def job_conditions(executor: Executor, name: str) -> list[str]:
-    job = executor.watcher.cache.job(name) or {}
-    conditions = job.get("status", {}).get("conditions") or []
-    return [c["type"] for c in conditions if c["status"] == "True"]
-
-
-def nothing_left(api: ApiDriver, *kinds: str) -> bool:
-    """Deleted Jobs' pods go with the garbage collector, a moment later."""
-    return not any(api.names(kind) for kind in kinds)
-
-
-def writes(api: ApiDriver) -> list[tuple[str, str]]:
-    return [(r["method"], r["path"]) for r in api.requests() if r["method"] != "GET"]
+from localcluster.testing import wait_until
+from snakemake_executor_plugin_kubernetes.plugin_deploy import install_missing_command
+from support.executor_harness import (
+    STORAGE_KEY,
+    TOKEN,
+    FakeJob,
+    finish,
+    job_conditions,
+    nothing_left,
+    run_pod,
+    status_round,
+    terminated,
+    writes,
+)
 
 
 def test_submission_secret_and_success(api, make_executor):
@@ -227,7 +46,10 @@ def test_submission_secret_and_success(api, make_executor):
     assert base64.b64decode(secret["data"]["E1_TOKEN"]).decode() == TOKEN
     assert secret["metadata"]["labels"]["snakemake.io/run-id"] == executor.run_id
     job = api.get("jobs", names[0])
-    command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    wrapped = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    # Run under the usage recorder of the efficiency report: its last argument is the job's.
+    assert "exec python -m snakemake_executor_plugin_kubernetes.usage " in wrapped
+    command = shlex.split(wrapped)[-1]
     assert command.startswith("python -m snakemake --deploy-sources")
     assert "--general-args" in command and "--mode 'remote'" in command
     assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
@@ -266,6 +88,40 @@ def test_no_secret_value_in_anything_the_executor_sends_but_the_secret(api, make
         text = json.dumps([request["path"], request["query"], request["body"]])
         assert TOKEN not in text and STORAGE_KEY not in text
     assert TOKEN not in executor.logger.text()
+
+
+def job_command(api: Any, name: str) -> str:
+    """The job's shell command, as the usage recorder (efficiency report) runs it."""
+    (box,) = api.get("jobs", name)["spec"]["template"]["spec"]["containers"]
+    assert box["command"] == ["/bin/sh", "-c"]
+    wrapped = box["args"][0]
+    assert "exec python -m snakemake_executor_plugin_kubernetes.usage " in wrapped
+    return shlex.split(wrapped)[-1]
+
+
+def test_storage_plugin_is_installed_in_the_pod_only_when_the_image_lacks_it(api, make_executor):
+    executor = make_executor()  # default: auto
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    executor.run_job(FakeJob("sort", 2))
+    check = install_missing_command(["snakemake_storage_plugin_azblob"], "python")
+    for name in api.names("jobs"):
+        assert job_command(api, name).startswith(f"{check} && python -m snakemake --deploy-sources")
+    # Snakemake's own unconditional pip install stays off.
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is False
+    executor.shutdown()
+
+
+@pytest.mark.parametrize(("mode", "snakemake_installs"), [("always", True), ("never", False)])
+def test_storage_plugin_deployment_always_and_never(api, make_executor, mode, snakemake_installs):
+    executor = make_executor(auto_deploy_storage_plugins=mode)
+    executor.workflow.storage_settings.default_storage_provider = "azblob"
+    executor.run_job(FakeJob("align", 1))
+    (name,) = api.names("jobs")
+    # No check of ours: 'always' is Snakemake's pip install (in its precommand), 'never' none.
+    assert job_command(api, name).startswith("python -m snakemake --deploy-sources")
+    assert executor.workflow.spawned_job_args_factory.seen_auto_deploy is snakemake_installs
+    executor.shutdown()
 
 
 def test_status_rounds_cost_no_requests_with_many_active_jobs(api, make_executor):

@@ -27,8 +27,12 @@ class TestWorkflowsOnCluster(TestWorkflowsBase):
     latency_wait = 1
 
     @pytest.fixture(autouse=True)
-    def _on_cluster(self, local_cluster, azurite: Azurite) -> Iterator[None]:
+    def _on_cluster(
+        self, local_cluster, azurite: Azurite, executor_kubeconfig: Path
+    ) -> Iterator[None]:
         self.kubeconfig = Path(local_cluster.kubeconfig)
+        # Snakemake runs as the executor's least-privilege account; the observer as admin.
+        self.executor_kubeconfig = executor_kubeconfig
         self.azurite = azurite
         self.container = f"t-{uuid.uuid4().hex[:20]}"
         azurite.service_client().create_container(self.container)
@@ -46,7 +50,9 @@ class TestWorkflowsOnCluster(TestWorkflowsBase):
         # The test workflows give rule c mem="5MB": as a request that is fine, as a limit
         # it kills any Snakemake process, so these runs set no memory limit.
         return ExecutorSettings(
-            namespace=NAMESPACE, kubeconfig=str(self.kubeconfig), memory_limit_scalar=0
+            namespace=NAMESPACE,
+            kubeconfig=str(self.executor_kubeconfig),
+            memory_limit_scalar=0,
         )
 
     def get_assume_shared_fs(self) -> bool:

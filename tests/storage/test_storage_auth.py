@@ -224,6 +224,11 @@ def _azure_account_and_key_env(az: Azurite, _c: str):
     return {"endpoint_url": az.blob_endpoint}, env
 
 
+def _azure_sas_token_env(az: Azurite, c: str):
+    env = {"AZURE_STORAGE_SAS_TOKEN": "?" + container_sas(az, c)}
+    return {"endpoint_url": az.blob_endpoint}, env
+
+
 def _settings_beat_legacy_env(az: Azurite, _c: str):
     wrong = "d3Jvbmcta2V5LWZyb20tYW4tb2xkLWVudmlyb25tZW50LXZhcmlhYmxlLTAwMDAwMDAwMA=="
     return _key(az, _c)[0], {"AZ_BLOB_CREDENTIAL": wrong, "AZURE_STORAGE_KEY": wrong}
@@ -246,6 +251,7 @@ MODES: list = [
     pytest.param(_legacy_url_slash_question_sas, "sas", id="env-AZ_BLOB_ACCOUNT_URL-slash-sas"),
     pytest.param(_azure_connection_string_env, "shared-key", id="env-AZURE_STORAGE_CONN_STR"),
     pytest.param(_azure_account_and_key_env, "shared-key", id="env-AZURE_STORAGE_ACCOUNT+KEY"),
+    pytest.param(_azure_sas_token_env, "sas", id="env-AZURE_STORAGE_SAS_TOKEN"),
     pytest.param(_settings_beat_legacy_env, "shared-key", id="settings-before-legacy-env"),
 ]
 

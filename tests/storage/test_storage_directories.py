@@ -176,3 +176,51 @@ def test_hierarchical_namespace_folder_placeholders_are_directories(
     asyncio.run(obj.inventory(cache))
     assert cache.exists_in_storage[obj.cache_key()] is True
     assert obj.cache_key() not in cache.size
+
+
+def hierarchical_directory(azurite: Azurite, container: str, root: str) -> None:
+    """What a listing of a hierarchical-namespace account shows for ROOT holding one file
+    two levels down: directory entries (marked hdi_isfolder) and the file."""
+    service = azurite.service_client().get_container_client(container)
+    for folder in (root, f"{root}/sub", f"{root}/sub/deeper"):
+        service.upload_blob(folder, b"", metadata={"hdi_isfolder": "true"})
+    service.upload_blob(f"{root}/sub/deeper/member.txt", b"member")
+    service.upload_blob(f"{root}/top.txt", b"top")
+
+
+def names_under(azurite: Azurite, container: str, prefix: str) -> list[str]:
+    service = azurite.service_client().get_container_client(container)
+    return [blob.name for blob in service.list_blobs(name_starts_with=prefix)]
+
+
+def test_removing_a_hierarchical_directory_removes_its_directory_entries_too(
+    make_provider: ProviderFactory, azurite: Azurite, container: str
+) -> None:
+    hierarchical_directory(azurite, container, "hns-rm/dir")
+    obj = make_provider().object(f"az://{container}/hns-rm/dir")
+    assert obj.exists()
+
+    obj.remove()
+
+    # Deepest first: Delete Blob removes a directory of such an account only when empty.
+    assert names_under(azurite, container, "hns-rm/") == []
+    assert obj.exists() is False
+
+
+def test_a_directory_the_service_refuses_to_delete_as_a_blob_is_emptied_first(
+    make_provider: ProviderFactory, azurite: Azurite, container: str
+) -> None:
+    from support.faultproxy import Fault, FaultProxy
+
+    hierarchical_directory(azurite, container, "hns-409/dir")
+    with FaultProxy(upstream_port=azurite.port) as proxy:
+        # A hierarchical-namespace account answers Delete Blob on a directory that is
+        # not empty with 409 Conflict; Azurite (flat) would just delete the entry.
+        refusal = Fault("status", 1, "DELETE", r"hns-409/dir(\?|$)", status=409, retry_after=None)
+        proxy.add_fault(refusal)
+        provider = make_provider(endpoint_url=f"http://127.0.0.1:{proxy.port}/devstoreaccount1")
+
+        provider.object(f"az://{container}/hns-409/dir").remove()
+
+        assert proxy.stats.faults_injected == 1
+    assert names_under(azurite, container, "hns-409/") == []

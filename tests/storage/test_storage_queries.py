@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from localcluster.azurite import Azurite
@@ -22,6 +24,9 @@ VALID = [
     "http://localhost:10000/devstoreaccount1/data/{sample}.txt",
     "az://c0c/" + "/".join(["d"] * 254),
     "az://c0c/" + "n" * 1024,
+    "abfss://data@myaccount.dfs.core.windows.net/reads/s1.fq.gz",
+    "abfs://data@myaccount.dfs.core.windows.net/reads/{sample}.fq.gz",
+    "ABFSS://data@MyAccount.dfs.core.usgovcloudapi.net/x.txt",
 ]
 
 INVALID = [
@@ -55,6 +60,16 @@ INVALID = [
     ("https://My_Account.blob.core.windows.net/data/x", "account name"),
     ("http://127.0.0.1:10000/devstoreaccount1", "no container"),
     ("https://user:pw@myaccount.blob.core.windows.net/data/x", "user name"),
+    ("abfss://myaccount.dfs.core.windows.net/data/x", "no container before '@'"),
+    ("abfss://data:pw@myaccount.dfs.core.windows.net/x", "no container before '@'"),
+    ("abfss://data@myaccount.blob.core.windows.net/x", "not a Data Lake endpoint"),
+    ("abfss://data@myaccount.dfs.core.windows.net:443/x", "not a Data Lake endpoint"),
+    ("abfss://data@myaccount.dfs.core.windows.net/", "no blob path"),
+    ("abfss://data@myaccount.dfs.core.windows.net/x?sv=1&sig=abc", "sas_token"),
+    ("abfss://Data@myaccount.dfs.core.windows.net/x", "container name"),
+    ("abfss://data@my_account.dfs.core.windows.net/x", "account name"),
+    ("abfss://data@myaccount.dfs.core.windows.net/a//b", "empty segments"),
+    ("wasbs://data@myaccount.blob.core.windows.net/x", "scheme 'wasbs://'"),
 ]
 
 
@@ -90,6 +105,8 @@ def test_invalid_query_cannot_become_an_object(provider: StorageProvider) -> Non
         "http://127.0.0.1:10000/devstoreaccount1/data/results/a.txt",
         "http://[::1]:10000/devstoreaccount1/data/results/a.txt",
         "https://acct.blob.core.windows.net/data/with%20space/a.txt",
+        "abfss://data@acct.dfs.core.windows.net/results/a.txt",
+        "abfs://data@acct.dfs.core.chinacloudapi.cn/with%20space/a.txt",
     ],
 )
 def test_queries_round_trip_through_their_parsed_form(query: str) -> None:
@@ -126,6 +143,37 @@ def test_local_paths_are_unique_per_account_and_keep_the_blob_path(
     assert az.get_inventory_parent() == str(provider.local_prefix / "data/results")
 
 
+@pytest.mark.parametrize(
+    ("abfs", "https"),
+    [
+        (
+            "abfss://data@acct.dfs.core.windows.net/results/a.txt",
+            "https://acct.blob.core.windows.net/data/results/a.txt",
+        ),
+        (
+            "abfs://data@acct.dfs.core.chinacloudapi.cn/with%20space/a.txt",
+            "https://acct.blob.core.chinacloudapi.cn/data/with%20space/a.txt",
+        ),
+    ],
+)
+def test_abfs_queries_are_aliases_of_the_blob_url(
+    make_provider, abfs: str, https: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("AZURE_STORAGE_")]:
+        monkeypatch.delenv(name)
+    provider = make_provider(endpoint_url=None, account_name="acct", account_key="a2V5")
+    data_lake, blob = provider.object(abfs), provider.object(https)
+
+    for attribute in ("account_url", "account_name", "container", "blob"):
+        assert getattr(data_lake.parsed, attribute) == getattr(blob.parsed, attribute)
+    assert data_lake.local_path() == blob.local_path()
+    assert data_lake.auth == blob.auth
+    assert data_lake.auth.mode == "key"  # the configured account's credential
+    assert data_lake.blob_client.url == blob.blob_client.url
+    assert data_lake.blob_client.url.startswith("https://acct.blob.")
+    assert provider.request_log.total == 0
+
+
 def test_safe_print_hides_sas_secrets(provider: StorageProvider) -> None:
     query = (
         "https://acct.blob.core.windows.net/data/x.txt"
@@ -149,7 +197,7 @@ def test_safe_print_hides_sas_secrets(provider: StorageProvider) -> None:
 def test_example_queries_are_valid() -> None:
     examples = StorageProvider.example_queries()
 
-    assert len(examples) == 3
+    assert len(examples) == 4
     for example in examples:
         assert StorageProvider.is_valid_query(example.query).valid, example.query
 

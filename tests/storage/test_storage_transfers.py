@@ -246,3 +246,29 @@ def test_missing_container_that_cannot_be_created_is_named(
     assert "credential mode 'sas'" in message
     assert "sig=" not in message
     assert name not in [c.name for c in azurite.service_client().list_containers()]
+
+
+@pytest.mark.timeout(60)  # before the guard, reading the FIFO blocked forever
+def test_a_named_pipe_is_never_read_as_an_upload(
+    provider: StorageProvider, azurite: Azurite, container: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import os
+
+    pipe = provider.object(f"az://{container}/piped/test.0.txt")
+    pipe.local_path().parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(pipe.local_path())
+    directory = provider.object(f"az://{container}/piped/dir")
+    (directory.local_path()).mkdir(parents=True)
+    (directory.local_path() / "kept.txt").write_bytes(b"kept")
+    os.mkfifo(directory.local_path() / "stream")
+
+    with caplog.at_level(logging.WARNING):
+        pipe.store_object()
+        directory.store_object()
+
+    assert provider.request_log.count("PUT") == 1  # kept.txt only
+    assert f"Not storing az://{container}/piped/test.0.txt" in caplog.text
+    assert "named pipe (FIFO)" in caplog.text
+    names = [b.name for b in azurite.service_client().get_container_client(container).list_blobs()]
+    assert names == ["piped/dir/kept.txt"]

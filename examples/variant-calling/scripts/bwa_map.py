@@ -15,10 +15,10 @@ def read_group_fields(read_group: str) -> dict[str, str]:
 
 
 def map_with_pybwa(
-    genome: Path, reads: list[Path], read_group: str, output: Path, log: TextIO
+    genome: Path, reads: list[Path], read_group: str, threads: int, output: Path, log: TextIO
 ) -> None:
     import pysam
-    from pybwa import BwaIndex, BwaMem
+    from pybwa import BwaIndex, BwaMem, BwaMemOptions
 
     # pybwa wants genome.dict beside the index; the staged reference folder may be read-only
     # or shared with other jobs, so the index is linked into a private folder instead.
@@ -29,6 +29,7 @@ def map_with_pybwa(
         pysam.samtools.dict("-o", str(prefix.with_suffix(".dict")), str(prefix))
         index = BwaIndex(prefix)
         aligner = BwaMem(index=index)
+        options = BwaMemOptions(threads=threads)  # bwa mem -t: the rule's threads
         fields = read_group_fields(read_group)
         header = index.header.to_dict()
         header["RG"] = [fields]
@@ -39,13 +40,15 @@ def map_with_pybwa(
                 # Mates are aligned independently: pybwa 2 has no paired-end mode.
                 with pysam.FastxFile(str(fastq)) as records:
                     batch = list(records)
-                for alignments in aligner.align(batch):
+                for alignments in aligner.align(batch, opt=options):
                     for alignment in alignments:
                         alignment.set_tag("RG", fields["ID"])
                         out = pysam.AlignedSegment.from_dict(alignment.to_dict(), bam.header)
                         bam.write(out)
                         written += 1
-    log.write(f"pybwa: aligned {len(reads)} file(s), wrote {written} records\n")
+    log.write(
+        f"pybwa: aligned {len(reads)} file(s) with {threads} thread(s), wrote {written} records\n"
+    )
 
 
 def map_with_bwa(
@@ -67,7 +70,7 @@ def main(job: Any) -> None:
         if use_binaries(job.params.tools):
             map_with_bwa(genome, reads, job.params.read_group, job.threads, output, log)
         else:
-            map_with_pybwa(genome, reads, job.params.read_group, output, log)
+            map_with_pybwa(genome, reads, job.params.read_group, job.threads, output, log)
 
 
 main(snakemake)  # noqa: F821 - injected by Snakemake's script directive

@@ -26,6 +26,12 @@ class DevEnvironment:
         return Path(self.variables["KUBECONFIG"])
 
     @property
+    def admin_kubeconfig(self) -> Path | None:
+        """The cluster admin's kubeconfig (may list nodes and events), when env.sh names it."""
+        value = self.variables.get("LOCALCLUSTER_ADMIN_KUBECONFIG")
+        return Path(value) if value else None
+
+    @property
     def endpoint_url(self) -> str:
         return self.variables["SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL"]
 

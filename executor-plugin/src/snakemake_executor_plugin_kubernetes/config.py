@@ -1,21 +1,17 @@
-"""Settings validated and parsed once per run, so every job renders from checked values."""
+"""Settings checked once per run, and the values a run derives from them.
 
-from dataclasses import dataclass, field
+The settings parse themselves (see settings.py); this module checks what a single setting
+cannot (ranges, files, two names of one setting) and keeps only what is derived. Every
+plain value (namespace, scalars, timeouts, parsed selectors and tolerations) is read from
+`RunConfig.settings`.
+"""
+
+from dataclasses import dataclass
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.naming import check_namespace
-from snakemake_executor_plugin_kubernetes.parsing import (
-    Toleration,
-    parse_annotations,
-    parse_labels,
-    parse_names,
-    parse_object_name,
-    parse_pull_policy,
-    parse_toleration,
-    parse_tolerations,
-)
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
 from snakemake_executor_plugin_kubernetes.template import load_pod_template
 
@@ -26,78 +22,63 @@ def _flag(name: str) -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    namespace: str = "default"
-    cpu_scalar: float = 0.95
-    memory_limit_scalar: float = 1.0
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[Toleration] = field(default_factory=list)
-    priority_class: str | None = None
-    runtime_class: str | None = None
-    scheduler_name: str | None = None
-    service_account: str | None = None
-    image_pull_secrets: list[str] = field(default_factory=list)
-    image_pull_policy: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    pod_template: dict[str, Any] | None = None
-    spot: bool = False
-    spot_toleration: Toleration | None = None
-    disruption_retries: int = 3
-    privileged: bool = False
-    unschedulable_timeout: int = 600
-    image_pull_grace: int = 180
-    keep_jobs: bool = False
-    ttl_seconds_after_finished: int | None = 86400
-    save_all_logs: bool = False
-    log_tail_lines: int = 20
+    """The run's checked settings and what is derived from them."""
+
+    settings: ExecutorSettings
+    # --kubernetes-service-account, or its 0.5.1 name --kubernetes-service-account-name
+    service_account: str | None
+    # --kubernetes-keep-jobs, or its 0.5.1 name --kubernetes-omit-job-cleanup
+    keep_jobs: bool
+    # the file of --kubernetes-pod-template, loaded as {metadata, spec}
+    pod_template: dict[str, Any] | None
 
 
-def _non_negative(value: Any, name: str) -> Any:
-    if value is not None and value < 0:
-        raise WorkflowError(f"Invalid value {value!r} for {_flag(name)}: must be >= 0.")
-    return value
+NON_NEGATIVE = (
+    "disruption_retries",
+    "unschedulable_timeout",
+    "image_pull_grace",
+    "ttl_seconds_after_finished",
+    "log_tail_lines",
+)
 
 
 def build_run_config(settings: ExecutorSettings) -> RunConfig:
-    """Validate every setting; a bad one raises WorkflowError naming it."""
+    """Check every setting; a bad one raises WorkflowError naming it."""
     if settings.cpu_scalar <= 0:
         raise WorkflowError(
             f"Invalid value {settings.cpu_scalar!r} for {_flag('cpu_scalar')}: must be > 0."
         )
-    scalar = settings.memory_limit_scalar
-    if scalar != 0 and scalar < 1:
+    for name in ("cpu_limit_scalar", "memory_limit_scalar"):
+        value = getattr(settings, name)
+        if value != 0 and value < 1:
+            raise WorkflowError(
+                f"Invalid value {value!r} for {_flag(name)}: must be 0 (no limit) or >= 1 "
+                "(a limit below the request is rejected by Kubernetes)."
+            )
+    if settings.default_mem_mb is None or settings.default_mem_mb <= 0:
         raise WorkflowError(
-            f"Invalid value {scalar!r} for {_flag('memory_limit_scalar')}: must be 0 (no "
-            "limit) or >= 1 (a limit below the request is rejected by Kubernetes)."
+            f"Invalid value {settings.default_mem_mb!r} for {_flag('default_mem_mb')}: "
+            "must be > 0 (every pod gets a memory request)."
         )
-    node_selector = parse_labels(settings.node_selector, _flag("node_selector"))
+    for name in NON_NEGATIVE:
+        value = getattr(settings, name)
+        if value is not None and value < 0:
+            raise WorkflowError(f"Invalid value {value!r} for {_flag(name)}: must be >= 0.")
+    check_namespace(settings.namespace)
     return RunConfig(
-        namespace=check_namespace(settings.namespace),
-        cpu_scalar=settings.cpu_scalar,
-        memory_limit_scalar=scalar,
-        node_selector=node_selector,
-        tolerations=parse_tolerations(settings.tolerations, _flag("tolerations")),
-        priority_class=parse_object_name(settings.priority_class, _flag("priority_class")),
-        runtime_class=parse_object_name(settings.runtime_class, _flag("runtime_class")),
-        scheduler_name=parse_object_name(settings.scheduler_name, _flag("scheduler_name")),
-        service_account=parse_object_name(settings.service_account, _flag("service_account")),
-        image_pull_secrets=parse_names(settings.image_pull_secrets, _flag("image_pull_secrets")),
-        image_pull_policy=parse_pull_policy(settings.image_pull_policy, _flag("image_pull_policy")),
-        labels=parse_labels(settings.labels, _flag("labels")),
-        annotations=parse_annotations(settings.annotations, _flag("annotations")),
+        settings=settings,
+        service_account=_service_account(settings),
+        keep_jobs=bool(settings.keep_jobs or settings.omit_job_cleanup),
         pod_template=load_pod_template(settings.pod_template, _flag("pod_template")),
-        spot=bool(settings.spot),
-        spot_toleration=parse_toleration(settings.spot_toleration, _flag("spot_toleration")),
-        disruption_retries=_non_negative(settings.disruption_retries, "disruption_retries"),
-        privileged=bool(settings.privileged),
-        unschedulable_timeout=_non_negative(
-            settings.unschedulable_timeout, "unschedulable_timeout"
-        ),
-        image_pull_grace=_non_negative(settings.image_pull_grace, "image_pull_grace"),
-        keep_jobs=bool(settings.keep_jobs),
-        ttl_seconds_after_finished=_non_negative(
-            settings.ttl_seconds_after_finished, "ttl_seconds_after_finished"
-        ),
-        save_all_logs=bool(settings.save_all_logs),
-        log_tail_lines=_non_negative(settings.log_tail_lines, "log_tail_lines"),
     )
+
+
+def _service_account(settings: ExecutorSettings) -> str | None:
+    ours, upstream = settings.service_account, settings.service_account_name
+    if ours and upstream and ours != upstream:
+        raise WorkflowError(
+            f"Conflicting {_flag('service_account')}={ours!r} and "
+            f"{_flag('service_account_name')}={upstream!r}: they are one setting "
+            "(the second is its 0.5.1 name); give one."
+        )
+    return ours or upstream

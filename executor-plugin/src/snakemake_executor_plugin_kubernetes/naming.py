@@ -20,6 +20,8 @@ _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 MAX_NAME = 63
+MAX_JOB_NAME_PREFIX = 20  # leaves room for the rule, its hash, the run id, job id and attempt
+DEFAULT_JOB_NAME_PREFIX = "sm"
 
 
 def new_run_id() -> str:
@@ -39,7 +41,9 @@ def _short_token(value: int | str) -> str:
     return hashlib.sha256(str(value).encode()).hexdigest()[:10]
 
 
-def job_name(run_id: str, rule: str, jobid: int | str, attempt: int) -> str:
+def job_name(
+    run_id: str, rule: str, jobid: int | str, attempt: int, prefix: str = DEFAULT_JOB_NAME_PREFIX
+) -> str:
     """Job name unique per run, job and attempt, at most 63 characters.
 
     Job names become pod label values (job-name), hence the 63 limit. A hash of the
@@ -48,9 +52,9 @@ def job_name(run_id: str, rule: str, jobid: int | str, attempt: int) -> str:
     """
     suffix = f"{run_id}-{_short_token(jobid)}-{attempt}"
     digest = hashlib.sha256(rule.encode()).hexdigest()[:4]
-    room = MAX_NAME - len("sm--") - len(suffix) - len(digest) - 1
+    room = MAX_NAME - len(prefix) - len("--") - len(suffix) - len(digest) - 1
     slug = _slug(rule, max(room, 0)) or "job"
-    return f"sm-{slug}-{digest}-{suffix}"[:MAX_NAME].rstrip("-")
+    return f"{prefix}-{slug}-{digest}-{suffix}"[:MAX_NAME].rstrip("-")
 
 
 def secret_name(run_id: str) -> str:
@@ -78,6 +82,18 @@ def check_namespace(namespace: str) -> str:
             "it must be a DNS label (lowercase letters, digits, '-', at most 63 characters)."
         )
     return namespace
+
+
+def check_job_name_prefix(prefix: str, origin: str) -> str:
+    """A prefix that keeps every Job name (and the job-name label of its pods) a DNS-1123
+    label, checked before anything is submitted."""
+    if len(prefix) > MAX_JOB_NAME_PREFIX or not _DNS_LABEL.match(prefix):
+        raise WorkflowError(
+            f"Invalid job name prefix {prefix!r} ({origin}): it must be a DNS-1123 label of at "
+            f"most {MAX_JOB_NAME_PREFIX} characters (lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit), as Job names are built from it."
+        )
+    return prefix
 
 
 def check_label_key(key: str, origin: str) -> str:

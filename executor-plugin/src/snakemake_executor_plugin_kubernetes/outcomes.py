@@ -1,9 +1,12 @@
 """Decide from a Job and its pods whether a job runs, succeeded or failed, and why."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.placement import Diagnosis
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
+from snakemake_executor_plugin_kubernetes.usage import parse_message
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -17,15 +20,28 @@ class Limits:
     disruption_retries: int = 3
     unschedulable_timeout: float = 600
     image_pull_grace: float = 180
+    # Without an autoscaler, "no node could ever hold it" waits this long for a node to be
+    # added by hand or by an autoscaler we cannot see (e.g. node auto-provisioning).
+    no_autoscaler_grace: float = 60
+
+
+class VerdictState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 @dataclass
 class Verdict:
-    state: str  # "running" | "succeeded" | "failed"
+    state: VerdictState
     message: str = ""
     pod: str | None = None  # the pod whose logs explain the outcome
     delete_job: bool = False  # the executor ends the Job itself (Kubernetes would not)
+    # The job container ended but a classic sidecar keeps the pod running: the executor
+    # deletes the pod once it has read the log.
+    end_pod: bool = False
     notices: list[str] = field(default_factory=list)  # to log once, e.g. a retried eviction
+    progress: list[str] = field(default_factory=list)  # to log as information, e.g. a wait
 
 
 @dataclass
@@ -35,6 +51,7 @@ class JobTracker:
 
     stalls: dict[tuple[str, str], float] = field(default_factory=dict)
     reported_disruptions: set[str] = field(default_factory=set)
+    waiting_reasons: dict[str, str] = field(default_factory=dict)  # by pod: last reported
 
     def stalled_for(self, pod: str, kind: str, now: float) -> float:
         return now - self.stalls.setdefault((pod, kind), now)
@@ -135,7 +152,7 @@ def describe_failure(job: dict[str, Any] | None, pod: dict[str, Any] | None) -> 
     if terminated:
         reason = terminated.get("reason") or "Error"
         text = f"{reason}: exit code {terminated.get('exitCode')}"
-        if terminated.get("message"):
+        if terminated.get("message") and parse_message(terminated["message"]) is None:
             text += f" ({terminated['message'].strip()[:300]})"
         return text
     if pod_status.get("reason"):
@@ -153,15 +170,17 @@ def judge(
     now: float,
     gone: list[dict[str, Any]] | None = None,
     last_occupied: float | None = None,
+    diagnoses: dict[str, Diagnosis] | None = None,
 ) -> Verdict:
     """`pods`: the Job's pods (oldest first); `gone`: its pods deleted unfinished;
-    `last_occupied`: when the run last had a pod on a node (see occupancy)."""
+    `last_occupied`: when the run last had a pod on a node (see occupancy); `diagnoses`:
+    why unschedulable pods wait, by pod name (see placement)."""
     if job is None:
-        return Verdict("failed", "its Kubernetes Job was deleted from outside this run")
+        return Verdict(VerdictState.FAILED, "its Kubernetes Job was deleted from outside this run")
     conds = _conditions(job)
     if _true(conds, "Complete") or _true(conds, "SuccessCriteriaMet"):
         done = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
-        return Verdict("succeeded", pod=_name(done[-1]) if done else None)
+        return Verdict(VerdictState.SUCCEEDED, pod=_name(done[-1]) if done else None)
 
     notices: list[str] = []
     live_names = {_name(p) for p in pods}
@@ -189,14 +208,14 @@ def judge(
         pod = app_failed[-1] if app_failed else (pods[-1] if pods else None)
         reason = f" ({failed.get('reason')})" if failed and failed.get("reason") else ""
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"Kubernetes Job {_name(job)} failed{reason}: {describe_failure(job, pod)}",
             pod=_name(pod) if pod else None,
             notices=notices,
         )
     if len(disrupted) > limits.disruption_retries:
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"Kubernetes Job {_name(job)}: its pod was disrupted {len(disrupted)} times, more "
             f"than --kubernetes-disruption-retries={limits.disruption_retries} "
             f"(last: {describe_disruption(disrupted[-1])})",
@@ -206,12 +225,19 @@ def judge(
         )
 
     live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
+    progress: list[str] = []
     for pod in live:
-        stall = _stall(pod, limits, tracker, now, last_occupied)
+        ended = ended_beside_sidecar(job, pod)
+        if ended is not None:
+            ended.notices = notices
+            return ended
+    for pod in live:
+        stall = _stall(pod, limits, tracker, now, last_occupied, diagnoses or {}, progress)
         if stall is not None:
             stall.notices = notices
+            stall.progress = progress
             return stall
-    return Verdict("running", notices=notices)
+    return Verdict(VerdictState.RUNNING, notices=notices, progress=progress)
 
 
 def _stall(
@@ -220,25 +246,43 @@ def _stall(
     tracker: JobTracker,
     now: float,
     last_occupied: float | None,
+    diagnoses: dict[str, Diagnosis],
+    progress: list[str],
 ) -> Verdict | None:
     name = _name(pod)
     scheduled = _conditions(pod).get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         tracker.clear_other_stalls(name, "unschedulable")
-        waited = tracker.stalled_for(name, "unschedulable", now)
+        stalled = tracker.stalled_for(name, "unschedulable", now)
+        diagnosis = diagnoses.get(name)
+        if diagnosis is not None:
+            if diagnosis.text != tracker.waiting_reasons.get(name):
+                tracker.waiting_reasons[name] = diagnosis.text
+                progress.append(f"pod {name} is pending: {diagnosis.text}")
+            if diagnosis.never and stalled >= diagnosis.grace:
+                return Verdict(
+                    VerdictState.FAILED,
+                    f"Unschedulable: {diagnosis.failure}",
+                    pod=name,
+                    delete_job=True,
+                )
+        waited = stalled
         if last_occupied is not None:
             waited = min(waited, now - last_occupied)
         if waited > limits.unschedulable_timeout:
+            why = scheduled.get("message") or "no message from the scheduler"
+            if diagnosis is not None:
+                why += f" ({diagnosis.text})"
             return Verdict(
-                "failed",
+                VerdictState.FAILED,
                 f"Unschedulable: pod {name} could not be placed, with no other pod of this "
                 f"run on a node, for more than "
-                f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: "
-                f"{scheduled.get('message', 'no message from the scheduler')}",
+                f"--kubernetes-unschedulable-timeout={limits.unschedulable_timeout:g}s: {why}",
                 pod=name,
                 delete_job=True,
             )
         return None
+    tracker.waiting_reasons.pop(name, None)
     waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
     reason = waiting.get("reason")
     kind = (
@@ -248,7 +292,7 @@ def _stall(
     if kind and tracker.stalled_for(name, kind, now) > limits.image_pull_grace:
         image = next((c.get("image") for c in (pod.get("spec") or {}).get("containers") or []), "?")
         return Verdict(
-            "failed",
+            VerdictState.FAILED,
             f"{reason}: pod {name} (image {image}) stayed in {reason} for more than "
             f"--kubernetes-image-pull-grace={limits.image_pull_grace:g}s: "
             f"{waiting.get('message', '')}".rstrip(": "),
@@ -256,3 +300,28 @@ def _stall(
             delete_job=True,
         )
     return None
+
+
+def ended_beside_sidecar(job: dict[str, Any], pod: dict[str, Any]) -> Verdict | None:
+    """The job container terminated while another container (a classic sidecar such as an
+    Istio or Linkerd proxy) keeps the pod Running: the job's outcome is its container's exit
+    code. A native sidecar (an init container with restartPolicy Always) never gets here:
+    Kubernetes stops it and ends the pod itself."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return None
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    mine = next((s for s in statuses if s.get("name") == CONTAINER_NAME), None)
+    terminated = ((mine or {}).get("state") or {}).get("terminated")
+    if terminated is None or len(statuses) < 2:
+        return None
+    others = sorted(s.get("name", "?") for s in statuses if s.get("name") != CONTAINER_NAME)
+    if terminated.get("exitCode") == 0:
+        return Verdict(VerdictState.SUCCEEDED, pod=_name(pod), end_pod=True)
+    return Verdict(
+        VerdictState.FAILED,
+        f"Kubernetes Job {_name(job)}: the job container failed ({describe_failure(job, pod)}) "
+        f"while container(s) {', '.join(others)} kept pod {_name(pod)} running; the executor "
+        "ended the pod",
+        pod=_name(pod),
+        end_pod=True,
+    )

@@ -30,6 +30,10 @@ def parse_key_values(text: str | None, origin: str) -> dict[str, str]:
     return result
 
 
+def unparse_key_values(values: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in values.items())
+
+
 def parse_labels(text: str | None, origin: str) -> dict[str, str]:
     labels = parse_key_values(text, origin)
     for key, value in labels.items():
@@ -50,6 +54,9 @@ class Toleration:
     key: str
     value: str | None
     effect: str
+
+    def unparse(self) -> str:
+        return f"{self.key}{'' if self.value is None else '=' + self.value}:{self.effect}"
 
     def to_dict(self) -> dict[str, str]:
         if self.value is None:
@@ -79,6 +86,10 @@ def parse_tolerations(text: str | None, origin: str) -> list[Toleration]:
     if text is None:
         return []
     return [parse_toleration(item, origin) for item in str(text).split(",") if item.strip()]
+
+
+def unparse_tolerations(tolerations: list[Toleration]) -> str:
+    return ",".join(t.unparse() for t in tolerations)
 
 
 def parse_names(text: str | None, origin: str) -> list[str]:

@@ -18,10 +18,15 @@ from snakemake_executor_plugin_kubernetes.naming import (
 from snakemake_executor_plugin_kubernetes.resources import plan_resources
 from snakemake_executor_plugin_kubernetes.scheduling import plan_scheduling
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME, apply_pod_template
+from snakemake_executor_plugin_kubernetes.usage import TERMINATION_MESSAGE_PATH
+from snakemake_executor_plugin_kubernetes.volumes import pod_volumes, volume_mounts
 
 WORKDIR = "/workdir"
 WORKDIR_VOLUME = "workdir"
 RULE_ANNOTATION = "snakemake.io/rule-name"
+# The job image's user and group (Dockerfile: USER 1000:1000).
+JOB_USER_ID = 1000
+JOB_GROUP_ID = 1000
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,18 @@ def run_labels(run_id: str) -> dict[str, str]:
 
 
 def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[str, Any]:
+    settings = config.settings
     resources = plan_resources(
-        facts, cpu_scalar=config.cpu_scalar, memory_limit_scalar=config.memory_limit_scalar
+        facts,
+        cpu_scalar=settings.cpu_scalar,
+        memory_limit_scalar=settings.memory_limit_scalar,
+        default_mem_mb=settings.default_mem_mb,
+        cpu_limit_scalar=settings.cpu_limit_scalar,
     )
     sched = plan_scheduling(config, facts, apptainer=given.apptainer and facts.is_containerized)
-    name = job_name(given.run_id, facts.rule, facts.jobid, facts.attempt)
+    name = job_name(
+        given.run_id, facts.rule, facts.jobid, facts.attempt, prefix=settings.job_name_prefix
+    )
     labels = {
         **sched.labels,
         **run_labels(given.run_id),
@@ -56,14 +68,20 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
 
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": given.image,
+        "image": sched.image or given.image,
         "command": ["/bin/sh", "-c"],
         "args": [given.command],
         "workingDir": WORKDIR,
-        "volumeMounts": [{"name": WORKDIR_VOLUME, "mountPath": WORKDIR}],
+        "volumeMounts": [
+            {"name": WORKDIR_VOLUME, "mountPath": WORKDIR},
+            *volume_mounts(settings.persistent_volumes),
+        ],
         "resources": {"requests": resources.requests},
         "env": _env(given),
         "securityContext": _security_context(sched.privileged),
+        # The kubelet's defaults, explicit: the usage recorder writes to this path.
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
     }
     if resources.limits:
         container["resources"]["limits"] = resources.limits
@@ -75,9 +93,12 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": WORKDIR_VOLUME, "emptyDir": {}}],
+        "volumes": [
+            {"name": WORKDIR_VOLUME, "emptyDir": {}},
+            *pod_volumes(settings.persistent_volumes),
+        ],
         "automountServiceAccountToken": sched.service_account is not None,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": _pod_security_context(sched.privileged),
     }
     node_selector = {**sched.node_selector, **resources.node_selector}
     if node_selector:
@@ -100,9 +121,13 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
     if sched.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in sched.image_pull_secrets]
 
+    # Rendered fields win over the rule's template, which wins over the run's.
     pod_template = apply_pod_template(
         config.pod_template,
-        {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        apply_pod_template(
+            sched.pod_template,
+            {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        ),
     )
     job_spec: dict[str, Any] = {
         # Application failures are final (Snakemake owns --retries); disruptions are
@@ -129,14 +154,14 @@ def render_job(config: RunConfig, facts: JobFacts, given: RenderInput) -> dict[s
         },
         "template": pod_template,
     }
-    if config.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = config.ttl_seconds_after_finished
+    if settings.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": name,
-            "namespace": config.namespace,
+            "namespace": settings.namespace,
             "labels": labels,
             "annotations": annotations,
         },
@@ -155,6 +180,21 @@ def _env(given: RenderInput) -> list[dict[str, Any]]:
             for var in given.secret_env
         ]
     return env
+
+
+def _pod_security_context(privileged: bool) -> dict[str, Any]:
+    """Pod Security "restricted" by default: a non-root numeric user, the Dockerfile's
+    (USER 1000:1000), so that the kubelet can verify runAsNonRoot without reading the image;
+    fsGroup makes the emptyDir working directory writable for it."""
+    if privileged:
+        return {"seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": JOB_USER_ID,
+        "runAsGroup": JOB_GROUP_ID,
+        "fsGroup": JOB_GROUP_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _security_context(privileged: bool) -> dict[str, Any]:

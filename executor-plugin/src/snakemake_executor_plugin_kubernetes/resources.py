@@ -8,6 +8,7 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.facts import JobFacts
 from snakemake_executor_plugin_kubernetes.naming import check_label_value
+from snakemake_executor_plugin_kubernetes.parsing import parse_bool
 
 GPU_VENDORS = ("nvidia", "amd")
 GPU_MODEL_LABELS = {"nvidia": "nvidia.com/gpu.product", "amd": "amd.com/gpu.product-name"}
@@ -62,27 +63,58 @@ def _checked(quantity: str, facts: JobFacts, name: str) -> str:
     return quantity
 
 
+def rule_mem_mb(facts: JobFacts) -> int | None:
+    """The job's own mem_mb (from its rule, or --default-resources as Snakemake applied
+    them); None when it has none (0 counts as none: every pod gets a memory request)."""
+    mem_mb = _integer(facts, "mem_mb")
+    return mem_mb if mem_mb else None
+
+
+def limits_equal_requests(facts: JobFacts) -> bool:
+    """The 0.5.1 resource `scale`: 0 (False) sets limits equal to the requests for CPU,
+    memory, disk and GPU; 1 (True, the default) sets no limits beyond our own."""
+    scale = facts.resources.get("scale")
+    if scale is None:
+        return False
+    return not parse_bool(scale, f"resource scale of {facts.kind} {facts.rule}")
+
+
 def plan_resources(
-    facts: JobFacts, *, cpu_scalar: float, memory_limit_scalar: float
+    facts: JobFacts,
+    *,
+    cpu_scalar: float,
+    memory_limit_scalar: float,
+    default_mem_mb: int,
+    cpu_limit_scalar: float = 0.0,
 ) -> ResourcePlan:
     plan = ResourcePlan()
+    fixed = limits_equal_requests(facts)
 
     cores = _number(facts, "_cores")
     if cores is None:
         cores = float(facts.threads)
     millicores = max(1, int(cores * cpu_scalar * 1000))
     plan.requests["cpu"] = _checked(f"{millicores}m", facts, "_cores")
+    if fixed:
+        # As 0.5.1: the limit is the threads, unscaled, so the request fits under it.
+        plan.limits["cpu"] = _checked(f"{max(1, int(cores * 1000))}m", facts, "_cores")
+    elif cpu_limit_scalar > 0:
+        limit = max(millicores, int(millicores * cpu_limit_scalar))
+        plan.limits["cpu"] = _checked(f"{limit}m", facts, "_cores")
 
-    mem_mb = _integer(facts, "mem_mb")
-    if mem_mb is not None and mem_mb > 0:
-        plan.requests["memory"] = _checked(f"{mem_mb}M", facts, "mem_mb")
-        if memory_limit_scalar > 0:
-            limit_mb = max(mem_mb, int(mem_mb * memory_limit_scalar))
-            plan.limits["memory"] = _checked(f"{limit_mb}M", facts, "mem_mb")
+    mem_mb = rule_mem_mb(facts) or default_mem_mb
+    plan.requests["memory"] = _checked(f"{mem_mb}M", facts, "mem_mb")
+    if fixed:
+        plan.limits["memory"] = plan.requests["memory"]
+    elif memory_limit_scalar > 0:
+        limit_mb = max(mem_mb, int(mem_mb * memory_limit_scalar))
+        plan.limits["memory"] = _checked(f"{limit_mb}M", facts, "mem_mb")
 
     disk_mb = _integer(facts, "disk_mb")
     if disk_mb is not None and disk_mb > 0:
         plan.requests["ephemeral-storage"] = _checked(f"{disk_mb}M", facts, "disk_mb")
+        if fixed:
+            plan.limits["ephemeral-storage"] = plan.requests["ephemeral-storage"]
 
     _plan_gpu(facts, plan)
 

@@ -21,6 +21,7 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, ApiError, KubeClient, core_path
 from snakemake_executor_plugin_kubernetes.naming import secret_name
+from snakemake_executor_plugin_kubernetes.permissions import Access, is_permanent, permission_error
 
 # The Secret names only the newest Jobs as owners: enough to keep it while the run
 # submits, and small enough to stay far below the API server's object size limit
@@ -103,6 +104,8 @@ class RunSecret:
         try:
             self.client.request("POST", core_path(self.namespace, "secrets"), body=manifest)
         except ApiError as e:
+            if is_permanent(e, self.namespace):
+                raise permission_error(e, Access("create", "secrets"), self.namespace) from None
             if e.status != 409:
                 raise WorkflowError(
                     f"Cannot create Secret {self.name} in namespace {self.namespace}: {e}"

@@ -14,6 +14,7 @@ from typing import Any
 import urllib3
 
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
+from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 # A watch resumed from its last resourceVersion misses nothing, and one that cannot resume
@@ -142,6 +143,10 @@ class RunCache:
         with self._lock:
             return self._jobs.get(name)
 
+    def pod(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._pods.get(name)
+
     def pods_of(self, job_name: str) -> list[dict[str, Any]]:
         with self._lock:
             pods = [p for p in self._pods.values() if owning_job(p) == job_name]
@@ -155,6 +160,11 @@ class RunCache:
         for pods in grouped.values():
             pods.sort(key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
         return grouped
+
+
+def namespace_of(path: str) -> str:
+    parts = path.split("/")
+    return parts[parts.index("namespaces") + 1] if "namespaces" in parts else ""
 
 
 class ResourceWatch(threading.Thread):
@@ -187,8 +197,14 @@ class ResourceWatch(threading.Thread):
         self.on_error = on_error
         self.resource_version: str | None = None
         self.failures = 0
+        self.namespace = namespace_of(path)
+        self.group = "batch" if path.startswith("/apis/batch/") else ""
+        self.verb = "list"
+        # Set when the API refuses for good (401, 403): retrying cannot help, the run fails.
+        self.fatal: str | None = None
 
     def relist(self) -> None:
+        self.verb = "list"
         items: list[dict[str, Any]] = []
         resource_version = None
         token = None
@@ -223,6 +239,7 @@ class ResourceWatch(threading.Thread):
         ]
         if self.resource_version:
             query.append(("resourceVersion", self.resource_version))
+        self.verb = "watch"
         for line in self.client.stream_lines(self.path, query, timeout + 30):
             if self.stop_event.is_set():
                 return
@@ -250,6 +267,12 @@ class ResourceWatch(threading.Thread):
                     self.relist()
                 self._watch_once()
             except ApiError as e:
+                if is_permanent(e, self.namespace):
+                    self.fatal = explain(
+                        e, Access(self.verb, self.kind, self.group), self.namespace
+                    )
+                    self.cache.endings.set()  # the next status round reports it at once
+                    return
                 self.resource_version = None
                 self._pause(e.retry_after, f"{e}")
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
@@ -307,6 +330,11 @@ class RunWatcher:
                 return False
             self.stop_event.wait(0.05)
         return True
+
+    @property
+    def fatal(self) -> str | None:
+        """Why a watch gave up for good (a permanent 401/403), if one did."""
+        return next((w.fatal for w in self.watches if w.fatal), None)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -1,10 +1,10 @@
 """The ``localcluster`` command (also ``python -m localcluster``).
 
-``localcluster serve --state-dir DIR [--port 0] [--nodes FILE.json] [--no-agent]
-[--plugin-source SRC ...]`` runs the API server, the controllers and (unless --no-agent) the
-node agent in one asyncio loop on 127.0.0.1, then writes DIR/kubeconfig and DIR/cluster.json
-({"url", "pid"}). ``localcluster up|down|status`` manage a background dev environment (Azurite
-and a cluster; see devenv.py).
+``localcluster serve --state-dir DIR [--port 0] [--nodes FILE.json] [--node-pools POOLS.json]
+[--no-agent] [--plugin-source SRC ...]`` runs the API server, the controllers and (unless
+--no-agent) the node agent in one asyncio loop on 127.0.0.1, then writes DIR/kubeconfig and
+DIR/cluster.json ({"url", "pid"}). ``localcluster up|down|status`` manage a background dev
+environment (Azurite and a cluster; see devenv.py).
 """
 
 from __future__ import annotations
@@ -23,12 +23,16 @@ from pathlib import Path
 from aiohttp import web
 
 from localcluster import devenv
-from localcluster.controllers import GarbageCollector, JobController
+from localcluster.admission import Admission
+from localcluster.controllers import GarbageCollector, JobController, QuotaController
 from localcluster.kubeconfig import new_token, write_kubeconfig
 from localcluster.nodeagent import ImageCatalog, NodeAgent
+from localcluster.nodeagent.autoscaler import AutoscalerTiming
 from localcluster.nodeagent.images import SOURCES_VARIABLE, sources_from_environment
+from localcluster.nodepools import NodePool, load_pools
 from localcluster.nodes import DEFAULT_NODES, NodeSpec, load_nodes
 from localcluster.paths import cluster_info_path, kubeconfig_path
+from localcluster.rbac import seed as seed_rbac
 from localcluster.server import ClusterServer
 from localcluster.store import Store
 from localcluster.tls import make_server_tls
@@ -57,6 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--nodes", type=Path, help="JSON list of nodes (NodeSpec fields)")
+    serve.add_argument(
+        "--node-pools",
+        type=Path,
+        help="JSON list of autoscaled AKS node pools (NodePool fields); with --nodes, both",
+    )
+    serve.add_argument(
+        "--autoscaler-scan-interval",
+        type=_positive_float,
+        default=1.0,
+        help="seconds between cluster-autoscaler scans (real: 10)",
+    )
+    serve.add_argument(
+        "--autoscaler-provision-seconds",
+        type=_positive_float,
+        default=5.0,
+        help="seconds from a scale-up to the new node's registration (AKS: 1-3 minutes)",
+    )
+    serve.add_argument(
+        "--autoscaler-scale-down-unneeded-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="seconds a node stays empty before it is removed (real: 600)",
+    )
     serve.add_argument("--no-agent", action="store_true", help="API server and controllers only")
     serve.add_argument(
         "--plugin-source",
@@ -83,10 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _make_agent(
-    store: Store, nodes: list[NodeSpec], state_dir: Path, sources: list[Path] | None
+    store: Store,
+    nodes: list[NodeSpec] | None,
+    pools: list[NodePool],
+    state_dir: Path,
+    args: argparse.Namespace,
 ) -> NodeAgent:
-    catalog = ImageCatalog(sources or sources_from_environment())
-    return NodeAgent(store, nodes, state_dir, catalog)
+
+    timing = AutoscalerTiming(
+        scan_interval=args.autoscaler_scan_interval,
+        provision_seconds=args.autoscaler_provision_seconds,
+        scale_down_unneeded_seconds=args.autoscaler_scale_down_unneeded_seconds,
+    )
+    catalog = ImageCatalog(args.plugin_sources or sources_from_environment())
+    return NodeAgent(store, nodes, state_dir, catalog, pools=pools, autoscaler_timing=timing)
 
 
 async def serve(
@@ -98,16 +135,21 @@ async def serve(
     handlers are installed, so that it can run on any thread: see inprocess.py)."""
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    nodes = load_nodes(args.nodes) if args.nodes else list(DEFAULT_NODES)
+    pools = load_pools(args.node_pools) if args.node_pools else []
+    nodes = load_nodes(args.nodes) if args.nodes else None if pools else list(DEFAULT_NODES)
     store = Store(history_size=args.watch_history)
-    agent = None if args.no_agent else _make_agent(store, nodes, state_dir, args.plugin_sources)
+    agent = None if args.no_agent else _make_agent(store, nodes, pools, state_dir, args)
     token = new_token()
     server = ClusterServer(store, token, state_dir, args.bookmark_interval, agent)
+    store.admission = Admission(store, service_account_tokens=server.rbac)
+    seed_rbac(store)
     jobs = JobController(store, args.job_backoff_seconds, args.job_backoff_cap)
     garbage = GarbageCollector(store)
+    quotas = QuotaController(store)
     runner = web.AppRunner(server.build_app(), handle_signals=False, access_log=None)
     await runner.setup()
     tls = make_server_tls(state_dir / "tls")
+    server.rbac.ca_file = tls.ca_file
     site = web.TCPSite(
         runner, args.host, args.port, shutdown_timeout=1.0, ssl_context=tls.server_context()
     )
@@ -116,9 +158,12 @@ async def serve(
     server.url = f"https://{args.host}:{port}"
     await jobs.start()
     await garbage.start()
+    await quotas.start()
     if agent is not None:
         await agent.start()
-    server.extra_info["nodes"] = [node.name for node in nodes]
+    server.extra_info["nodes"] = (
+        sorted(agent.node_specs) if agent is not None else [n.name for n in nodes or []]
+    )
     write_kubeconfig(kubeconfig_path(state_dir), server.url, token, tls.ca_file)
     info = cluster_info_path(state_dir)
     partial = info.with_name(info.name + ".partial")
@@ -140,6 +185,7 @@ async def serve(
         if agent is not None:
             await agent.stop()  # kills pod processes: must happen even if others fail
     finally:
+        await quotas.stop()
         await garbage.stop()
         await jobs.stop()
         await runner.cleanup()

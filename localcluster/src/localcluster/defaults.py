@@ -30,6 +30,25 @@ def apply(resource: str, obj: dict[str, Any]) -> None:
                 data[key] = base64.b64encode(str(value).encode()).decode()
     elif resource == "events":
         obj.setdefault("type", "Normal")
+    elif resource == "limitranges":
+        _default_limit_range(obj)
+
+
+def _default_limit_range(obj: dict[str, Any]) -> None:
+    """pkg/apis/core/v1/defaults.go SetDefaults_LimitRangeItem: for Container items a missing
+    default limit is the max, and a missing default request is the default limit."""
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = item.setdefault("default", {})
+        for name, value in (item.get("max") or {}).items():
+            default.setdefault(name, value)
+        request = item.setdefault("defaultRequest", {})
+        for name, value in default.items():
+            request.setdefault(name, value)
+        for key in ("default", "defaultRequest"):
+            if not item[key]:
+                del item[key]
 
 
 def after_identity(resource: str, obj: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcluster.accounts import ACCOUNT_NAME, write_executor_kubeconfig
 from localcluster.azurite import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,
@@ -38,10 +39,23 @@ from localcluster.nodeagent.images import (
     ImageConfigError,
     sources_from_environment,
 )
-from localcluster.paths import cluster_info_path, kubeconfig_path
+from localcluster.nodepools import DEV_POOLS, pool_to_dict
+from localcluster.paths import cluster_info_path, executor_kubeconfig_path, kubeconfig_path
+from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME
 
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 15.0
+# The dev cluster's autoscaler, quicker than AKS's (nodes in 1-3 minutes, scale-down after
+# 10 idle minutes) so that the tutorial's scale-up and scale-down show within a short demo.
+DEV_SCALE_DOWN_UNNEEDED_SECONDS = 120
+DEV_AUTOSCALER_ARGS = (
+    "--autoscaler-scan-interval",
+    "2",
+    "--autoscaler-provision-seconds",
+    "15",
+    "--autoscaler-scale-down-unneeded-seconds",
+    str(DEV_SCALE_DOWN_UNNEEDED_SECONDS),
+)
 
 
 @dataclass(frozen=True)
@@ -156,8 +170,12 @@ def start_azurite(paths: DevPaths) -> dict[str, Any]:
 
 
 def start_cluster(
-    paths: DevPaths, nodes_file: Path | None, catalog: ImageCatalog
+    paths: DevPaths,
+    nodes_file: Path | None,
+    catalog: ImageCatalog,
+    pools_file: Path | None = None,
 ) -> dict[str, Any]:
+    """Without a nodes or pools file: the seed's AKS cluster (DEV_POOLS), autoscaled."""
     info_file = cluster_info_path(paths.cluster)
     info_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "localcluster", "serve", "--state-dir", str(paths.cluster)]
@@ -165,6 +183,12 @@ def start_cluster(
         command += ["--plugin-source", str(source)]
     if nodes_file is not None:
         command += ["--nodes", str(nodes_file.resolve())]
+    if pools_file is None and nodes_file is None:
+        pools_file = paths.cluster / "node-pools.json"
+        paths.cluster.mkdir(parents=True, exist_ok=True)
+        pools_file.write_text(json.dumps([pool_to_dict(p) for p in DEV_POOLS], indent=2) + "\n")
+    if pools_file is not None:
+        command += ["--node-pools", str(pools_file.resolve()), *DEV_AUTOSCALER_ARGS]
     env = dict(os.environ)
     env.pop("KUBECONFIG", None)
     log_file = paths.cluster / "server.log"
@@ -218,7 +242,10 @@ def write_env(paths: DevPaths, azurite: dict[str, Any], image_bin: Path) -> None
     )
     endpoint = f"http://127.0.0.1:{azurite['port']}/{DEV_ACCOUNT_NAME}"
     exports = {
-        "KUBECONFIG": str(kubeconfig_path(paths.cluster)),
+        # Snakemake, kubectl and the demo run as the executor's least-privilege account;
+        # the admin kubeconfig stays available for cluster-wide looks (nodes, other namespaces).
+        "KUBECONFIG": str(executor_kubeconfig_path(paths.cluster)),
+        "LOCALCLUSTER_ADMIN_KUBECONFIG": str(kubeconfig_path(paths.cluster)),
         "SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL": endpoint,
         "SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY": DEV_ACCOUNT_KEY,
     }
@@ -230,7 +257,11 @@ def write_env(paths: DevPaths, azurite: dict[str, Any], image_bin: Path) -> None
 
 # ----- commands ----------------------------------------------------------------------------
 def up(
-    paths: DevPaths, nodes_file: Path | None, flavours: list[str], catalog: ImageCatalog
+    paths: DevPaths,
+    nodes_file: Path | None,
+    flavours: list[str],
+    catalog: ImageCatalog,
+    pools_file: Path | None = None,
 ) -> dict[str, Any]:
     paths.dev.mkdir(parents=True, exist_ok=True)
     images = {}
@@ -249,8 +280,24 @@ def up(
         print(f"devenv: reusing the local cluster at {cluster['url']}", flush=True)
     else:
         _stop(cluster.get("pid"), "localcluster")
-        cluster = start_cluster(paths, nodes_file, catalog)
+        cluster = start_cluster(paths, nodes_file, catalog, pools_file)
         print(f"devenv: started the local cluster at {cluster['url']}", flush=True)
+        if nodes_file is None and pools_file is None:
+            for pool in DEV_POOLS:
+                scaling = (
+                    f"autoscaled {pool.min_count}-{pool.max_count} nodes"
+                    if pool.autoscale
+                    else f"{pool.min_count} node(s)"
+                )
+                print(f"devenv:   node pool {pool.name}: {pool.vm_size}, {scaling}", flush=True)
+    account = write_executor_kubeconfig(
+        kubeconfig_path(paths.cluster), executor_kubeconfig_path(paths.cluster), "default"
+    )
+    print(
+        f"devenv: {account.name}: ServiceAccount default/{ACCOUNT_NAME} bound to Role "
+        f"{ROLE_NAME} (the executor's documented least privilege)",
+        flush=True,
+    )
     state = {"azurite": azurite, "cluster": cluster}
     _write_atomically(paths.state, json.dumps(state, indent=2) + "\n")
     write_env(paths, azurite, images[flavours[0]].bin_dir)
@@ -294,6 +341,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"the folders in {SOURCES_VARIABLE})",
     )
     parser.add_argument(
+        "--node-pools",
+        type=Path,
+        help="JSON list of autoscaled node pools (default without --nodes: system + nodepool1)",
+    )
+    parser.add_argument(
         "--images",
         default="base,bio",
         help="image flavours to build ahead (comma-separated: base, bio)",
@@ -310,7 +362,7 @@ def run(command: str, args: argparse.Namespace, parser: argparse.ArgumentParser)
     try:
         if command == "up":
             sources = args.plugin_sources or sources_from_environment()
-            up(paths, args.nodes, flavours, ImageCatalog(sources))
+            up(paths, args.nodes, flavours, ImageCatalog(sources), args.node_pools)
         elif command == "down":
             down(paths)
         else:

@@ -37,8 +37,14 @@ _SUBRESOURCE_VERBS = {
     "log": ["get"],
     "eviction": ["create"],
     "binding": ["create"],
+    "token": ["create"],
 }
-_SUBRESOURCE_KINDS = {"log": "Pod", "eviction": "Eviction", "binding": "Binding"}
+_SUBRESOURCE_KINDS = {
+    "log": "Pod",
+    "eviction": "Eviction",
+    "binding": "Binding",
+    "token": "TokenRequest",
+}
 
 
 def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
@@ -47,7 +53,7 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
         "singularName": kind.singular,
         "namespaced": kind.namespaced,
         "kind": kind.kind,
-        "verbs": _VERBS_BY_SCOPE,
+        "verbs": list(kind.verbs) or _VERBS_BY_SCOPE,
     }
     if kind.short_names:
         entry["shortNames"] = list(kind.short_names)
@@ -64,6 +70,9 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
         }
         if sub == "eviction":
             sub_entry["group"] = "policy"
+            sub_entry["version"] = "v1"
+        if sub == "token":
+            sub_entry["group"] = "authentication.k8s.io"
             sub_entry["version"] = "v1"
         entries.append(sub_entry)
     return entries
@@ -97,12 +106,32 @@ def _group(name: str) -> dict[str, Any]:
     return {"name": name, "versions": [version], "preferredVersion": version}
 
 
+# API groups served by another component through the aggregation layer (as metrics-server
+# serves metrics.k8s.io): name -> version. The component serves the group's own paths.
+AGGREGATED_GROUPS: dict[str, str] = {}
+
+
+def register_aggregated_group(name: str, version: str) -> None:
+    AGGREGATED_GROUPS[name] = version
+
+
+def _aggregated(name: str) -> dict[str, Any]:
+    version = {
+        "groupVersion": f"{name}/{AGGREGATED_GROUPS[name]}",
+        "version": AGGREGATED_GROUPS[name],
+    }
+    return {"name": name, "versions": [version], "preferredVersion": version}
+
+
 def group_list() -> dict[str, Any]:
     groups = sorted({kind.group for kind in KINDS.values() if kind.group})
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups]}
+    entries = [_group(g) for g in groups] + [_aggregated(g) for g in sorted(AGGREGATED_GROUPS)]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": entries}
 
 
 def group(name: str) -> dict[str, Any] | None:
+    if name in AGGREGATED_GROUPS:
+        return {"kind": "APIGroup", "apiVersion": "v1", **_aggregated(name)}
     if not any(kind.group == name for kind in KINDS.values()):
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from localcluster.errors import ApiError
 
+RBAC = "rbac.authorization.k8s.io"
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -17,8 +19,9 @@ class Kind:
     singular: str
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    name_rule: str = "subdomain"  # subdomain | label
+    name_rule: str = "subdomain"  # subdomain | label | path (RBAC: ValidatePathSegmentName)
     subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ()  # discovery verbs when not the usual eight
 
     @property
     def api_version(self) -> str:
@@ -55,6 +58,48 @@ KINDS: dict[str, Kind] = {
         ),
         Kind("nodes", "Node", "", "v1", False, "node", ("no",), subresources=("status",)),
         Kind("jobs", "Job", "batch", "v1", True, "job", (), ("all",), subresources=("status",)),
+        Kind("limitranges", "LimitRange", "", "v1", True, "limitrange", ("limits",)),
+        Kind(
+            "resourcequotas",
+            "ResourceQuota",
+            "",
+            "v1",
+            True,
+            "resourcequota",
+            ("quota",),
+            subresources=("status",),
+        ),
+        Kind(
+            "serviceaccounts",
+            "ServiceAccount",
+            "",
+            "v1",
+            True,
+            "serviceaccount",
+            ("sa",),
+            subresources=("token",),
+        ),
+        Kind("roles", "Role", RBAC, "v1", True, "role", name_rule="path"),
+        Kind("rolebindings", "RoleBinding", RBAC, "v1", True, "rolebinding", name_rule="path"),
+        Kind("clusterroles", "ClusterRole", RBAC, "v1", False, "clusterrole", name_rule="path"),
+        Kind(
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            RBAC,
+            "v1",
+            False,
+            "clusterrolebinding",
+            name_rule="path",
+        ),
+        Kind(
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            "authorization.k8s.io",
+            "v1",
+            False,
+            "selfsubjectaccessreview",
+            verbs=("create",),
+        ),
     )
 }
 

@@ -16,9 +16,17 @@ def new_token() -> str:
 
 
 def write_kubeconfig(
-    path: Path, server_url: str, token: str, ca_file: Path, namespace: str = "default"
+    path: Path,
+    server_url: str,
+    token: str,
+    ca_file: Path | None,
+    namespace: str = "default",
+    user: str = f"{CONTEXT_NAME}-admin",
+    context: str = CONTEXT_NAME,
+    ca_data: bytes | None = None,
 ) -> Path:
     """Write atomically (JSON is valid YAML) with owner-only permissions: it holds the token."""
+    ca = ca_data if ca_data is not None else Path(ca_file or "").read_bytes()
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -27,24 +35,18 @@ def write_kubeconfig(
                 "name": CONTEXT_NAME,
                 "cluster": {
                     "server": server_url,
-                    "certificate-authority-data": base64.b64encode(
-                        Path(ca_file).read_bytes()
-                    ).decode(),
+                    "certificate-authority-data": base64.b64encode(ca).decode(),
                 },
             }
         ],
-        "users": [{"name": f"{CONTEXT_NAME}-admin", "user": {"token": token}}],
+        "users": [{"name": user, "user": {"token": token}}],
         "contexts": [
             {
-                "name": CONTEXT_NAME,
-                "context": {
-                    "cluster": CONTEXT_NAME,
-                    "user": f"{CONTEXT_NAME}-admin",
-                    "namespace": namespace,
-                },
+                "name": context,
+                "context": {"cluster": CONTEXT_NAME, "user": user, "namespace": namespace},
             }
         ],
-        "current-context": CONTEXT_NAME,
+        "current-context": context,
         "preferences": {},
     }
     path = Path(path)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.control import ClusterControl
+from localcluster.nodepools import NodePool, pool_to_dict
 from localcluster.nodes import NodeSpec
 from localcluster.paths import cluster_info_path, kubeconfig_path
 from localcluster.tls import client_context
@@ -64,6 +65,7 @@ def start_cluster(
     startup_timeout: float = 120.0,
     env: dict[str, str] | None = None,
     plugin_sources: Sequence[Path] = (),
+    pools: Iterable[NodePool | dict[str, Any]] | None = None,
 ) -> RunningCluster:
     """Run the cluster in a subprocess; its output goes to STATE_DIR/server.log. The node
     agent's images get ``plugin_sources`` (default: LOCALCLUSTER_PLUGIN_SOURCES)."""
@@ -76,6 +78,12 @@ def start_cluster(
         nodes_file = state_dir / "nodes.json"
         nodes_file.write_text(json.dumps([_node_dict(n) for n in nodes]))
         command += ["--nodes", str(nodes_file)]
+    if pools is not None:
+        pools_file = state_dir / "node-pools.json"
+        pools_file.write_text(
+            json.dumps([p if isinstance(p, dict) else pool_to_dict(p) for p in pools])
+        )
+        command += ["--node-pools", str(pools_file)]
     if not agent:
         command.append("--no-agent")
     for source in plugin_sources:

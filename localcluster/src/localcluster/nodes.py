@@ -28,6 +28,8 @@ class NodeSpec:
     max_pods: int = 250
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    # What the kubelet reserves is missing from allocatable; empty means all of the capacity.
+    allocatable: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeSpec:
@@ -40,6 +42,7 @@ class NodeSpec:
             "max_pods",
             "labels",
             "taints",
+            "allocatable",
         }
         unknown = set(data) - known
         if unknown:
@@ -59,6 +62,7 @@ class NodeSpec:
             max_pods=int(data.get("max_pods", 250)),
             labels={str(k): str(v) for k, v in data.get("labels", {}).items()},
             taints=taints,
+            allocatable={str(k): str(v) for k, v in data.get("allocatable", {}).items()},
         )
 
 

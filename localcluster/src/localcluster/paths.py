@@ -14,5 +14,10 @@ def kubeconfig_path(state_dir: Path) -> Path:
     return Path(state_dir) / "kubeconfig"
 
 
+def executor_kubeconfig_path(state_dir: Path) -> Path:
+    """A kubeconfig for the executor's least-privilege ServiceAccount (devenv writes it)."""
+    return Path(state_dir) / "executor.kubeconfig"
+
+
 def cluster_info_path(state_dir: Path) -> Path:
     return Path(state_dir) / "cluster.json"

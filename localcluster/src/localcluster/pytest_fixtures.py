@@ -3,10 +3,11 @@
 Fixtures: ``local_cluster`` (session): a running local cluster with the node agent, or, when
 KUBECONFIG is set as pytest starts and its server is not a local cluster (no
 /_localcluster/info), a handle on that real cluster with ``control=None``. ``kube_api``: a
-kubernetes ApiClient on it. ``api_server``: a fresh agent-less cluster (API server and
-controllers, no node agent) on a thread of the test process, ready in a fraction of a second,
-with fast Job back-off; a unit-tier fixture, not marked ``cluster``. ``azurite`` (session):
-Azurite on 127.0.0.1. ``container``: a fresh, empty blob container on it.
+kubernetes ApiClient on it. ``executor_kubeconfig`` (session): the executor's least-privilege
+account on it. ``api_server``: a fresh agent-less cluster (API server and controllers, no node
+agent) on a thread of the test process, ready in a fraction of a second, with fast Job back-off;
+a unit-tier fixture, not marked ``cluster``. ``azurite`` (session): Azurite on 127.0.0.1.
+``container``: a fresh, empty blob container on it.
 
 Markers: every test that uses ``local_cluster``, ``kube_api``, the node tests' ``node_cluster``
 or a fixture named in the ini option ``localcluster_cluster_fixtures`` (directly or through
@@ -35,6 +36,10 @@ from localcluster.launcher import RunningCluster, start_cluster
 from localcluster.nodeagent.images import SOURCES_VARIABLE
 
 _KUBECONFIG_AT_START = os.environ.get("KUBECONFIG")
+RESTRICTED_NAMESPACE_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
 CLUSTER_MARKER = "cluster"
 CLUSTER_FIXTURES = ("local_cluster", "kube_api", "node_cluster")
 
@@ -126,6 +131,35 @@ def kube_api(local_cluster: RunningCluster) -> Iterator[Any]:
     api = local_cluster.api_client()
     yield api
     api.close()
+
+
+@pytest.fixture(scope="session")
+def executor_kubeconfig(
+    local_cluster: RunningCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The kubeconfig Snakemake runs with: on the local cluster, the executor's
+    least-privilege ServiceAccount in the test namespace (E2_TEST_NAMESPACE, default
+    "default") bound to exactly the documented Role, with that namespace enforcing Pod
+    Security "restricted"; on a real cluster (KUBECONFIG set as pytest starts), that
+    kubeconfig, unchanged."""
+    if local_cluster.control is None:
+        return Path(local_cluster.kubeconfig)
+    from localcluster.accounts import write_executor_kubeconfig
+
+    target = tmp_path_factory.mktemp("executor-account") / "kubeconfig"
+    namespace = os.environ.get("E2_TEST_NAMESPACE", "default")
+    written = write_executor_kubeconfig(Path(local_cluster.kubeconfig), target, namespace)
+    # ... in a namespace as strict as a hardened AKS one: Pod Security "restricted".
+    from kubernetes import client
+
+    admin = local_cluster.api_client()
+    try:
+        client.CoreV1Api(admin).patch_namespace(
+            namespace, {"metadata": {"labels": RESTRICTED_NAMESPACE_LABELS}}
+        )
+    finally:
+        admin.close()
+    return written
 
 
 @pytest.fixture(scope="session")

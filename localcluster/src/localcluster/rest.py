@@ -16,7 +16,7 @@ from localcluster.patch import apply_patch
 from localcluster.store import Store, now_rfc3339
 
 # Resources whose main endpoint ignores status changes (status has its own subresource).
-_STATUS_SUBRESOURCE = {"pods", "jobs", "namespaces", "nodes"}
+_STATUS_SUBRESOURCE = {"pods", "jobs", "namespaces", "nodes", "resourcequotas"}
 JOB_ORPHAN_WARNING = (
     '299 - "child pods are preserved by default when jobs are deleted; set '
     "propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress "
@@ -109,7 +109,13 @@ def list_objects(store: Store, kind: Kind, namespace: str | None, query: Any) ->
     }
 
 
-def create_object(store: Store, kind: Kind, namespace: str | None, body: Any) -> dict[str, Any]:
+def create_object(
+    store: Store,
+    kind: Kind,
+    namespace: str | None,
+    body: Any,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("the body of the request must be a JSON object")
     _check_body_kind(kind, body)
@@ -141,7 +147,7 @@ def create_object(store: Store, kind: Kind, namespace: str | None, body: Any) ->
                 ],
             },
         )
-    return store.create(kind.resource, namespace, obj)
+    return store.create(kind.resource, namespace, obj, warnings)
 
 
 def _check_body_kind(kind: Kind, body: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@ discovery, and routing of /api and /apis URLs to REST verbs, watches and logs.""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,10 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from localcluster import discovery, rest, tables
+from localcluster.admission import warning_header
 from localcluster.control_api import control_routes
 from localcluster.errors import ApiError
 from localcluster.kinds import KINDS, Kind
 from localcluster.logs import serve_log
+from localcluster.rbac import Attributes, Rbac, request_verb
 from localcluster.requestlog import OBSERVER_USER_AGENT, FaultInjector, RequestLog, RequestRecord
 from localcluster.store import Store
 from localcluster.watch import WatchRegistry, serve_watch
@@ -63,6 +64,7 @@ class ClusterServer:
         self.faults = FaultInjector()
         self.watches = WatchRegistry(bookmark_interval)
         self.agent = agent
+        self.rbac = Rbac(store, token)
         self.url = ""
         self.extra_info: dict[str, Any] = {}
 
@@ -153,9 +155,17 @@ class ClusterServer:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         presented = header[7:] if header.startswith("Bearer ") else ""
-        if not presented or not hmac.compare_digest(presented.encode(), self.token.encode()):
+        user = self.rbac.authenticate(presented)
+        if user is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        request["user"] = self.rbac.impersonate(user, request.headers)
         return await handler(request)
+
+    def _authorize_path(self, request: web.Request) -> None:
+        """Discovery documents are non-resource URLs (system:discovery grants them)."""
+        self.rbac.authorize(
+            Attributes(request["user"], "get", path=request.path.rstrip("/") or "/")
+        )
 
     # ----- discovery ---------------------------------------------------------------------
     async def _ok(self, request: web.Request) -> web.Response:
@@ -165,9 +175,11 @@ class ClusterServer:
         return rest.json_response(discovery.SERVER_VERSION)
 
     async def _api_versions(self, request: web.Request) -> web.Response:
+        self._authorize_path(request)
         return rest.json_response(discovery.core_versions(request.host))
 
     async def _api_groups(self, request: web.Request) -> web.Response:
+        self._authorize_path(request)
         return rest.json_response(discovery.group_list())
 
     # ----- resources ---------------------------------------------------------------------
@@ -184,6 +196,7 @@ class ClusterServer:
             body = discovery.group(group)
             if body is None or request.method != "GET":
                 raise _not_found_path()
+            self._authorize_path(request)
             return rest.json_response(body)
         if parts[0] != "v1" or discovery.group(group) is None:
             raise _not_found_path()
@@ -201,6 +214,7 @@ class ClusterServer:
         if not parts:
             if request.method != "GET":
                 raise _method_not_allowed()
+            self._authorize_path(request)
             return rest.json_response(discovery.resource_list(group, "v1"))
         namespace: str | None = None
         if (
@@ -216,6 +230,21 @@ class ClusterServer:
             raise _not_found_path()
         if kind.namespaced and namespace is None and len(parts) > 1:
             raise _not_found_path()
+        name = parts[1] if len(parts) > 1 else ""
+        self.rbac.authorize(
+            Attributes(
+                request["user"],
+                request_verb(
+                    request.method, bool(name), request.query.get("watch") in ("true", "1")
+                ),
+                group,
+                kind.resource,
+                parts[2] if len(parts) > 2 else "",
+                # requestinfo.go: a request on a namespace object is in that namespace
+                name if kind.resource == "namespaces" else namespace or "",
+                name,
+            )
+        )
         if len(parts) == 1:
             return await self._collection(request, kind, namespace)
         name = parts[1]
@@ -238,8 +267,12 @@ class ClusterServer:
             if kind.namespaced and namespace is None:
                 raise _method_not_allowed()
             body = await rest.read_json(request)
-            created = rest.create_object(self.store, kind, namespace, body)
-            return rest.json_response(created, status=201)
+            if kind.resource == "selfsubjectaccessreviews":
+                return rest.json_response(self.rbac.review(request, body), status=201)
+            warnings: list[str] = []
+            created = rest.create_object(self.store, kind, namespace, body, warnings)
+            headers = {"Warning": warning_header(warnings)} if warnings else None
+            return rest.json_response(created, status=201, headers=headers)
         if request.method == "DELETE":
             body = await rest.read_json(request)
             return rest.json_response(
@@ -298,6 +331,11 @@ class ClusterServer:
             body = await rest.read_json(request)
             return rest.json_response(
                 rest.evict_pod(self.store, namespace or "", name, body), status=201
+            )
+        if sub == "token" and method == "POST":
+            body = await rest.read_json(request)
+            return rest.json_response(
+                self.rbac.token_request(namespace or "", name, body), status=201
             )
         if sub == "binding" and method == "POST":
             body = await rest.read_json(request)

@@ -20,7 +20,7 @@ from typing import Any
 
 from localcluster import defaults, validation
 from localcluster.errors import ApiError, already_exists, conflict, expired, not_found
-from localcluster.kinds import kind_for
+from localcluster.kinds import KINDS, kind_for
 from localcluster.selectors import field_matcher, label_matcher
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -63,6 +63,8 @@ class Store:
         self._dependents_of: dict[str, set[tuple[str, Key]]] = {}
         self._owners_of: dict[tuple[str, Key], set[str]] = {}
         self._name_counter = itertools.count()
+        # Mutating and validating admission of creates (localcluster.admission.Admission).
+        self.admission: Any = None
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create("namespaces", None, {"metadata": {"name": namespace}})
 
@@ -108,7 +110,14 @@ class Store:
         return copy.deepcopy(self._objects[location[0]][location[1]])
 
     # ----- writing -----------------------------------------------------------------------
-    def create(self, resource: str, namespace: str | None, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self,
+        resource: str,
+        namespace: str | None,
+        obj: dict[str, Any],
+        warnings: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Create an object through admission (when set); its warnings go to `warnings`."""
         kind = kind_for(resource)
         obj = copy.deepcopy(obj)
         metadata = obj.setdefault("metadata", {})
@@ -140,7 +149,13 @@ class Store:
         obj["apiVersion"] = kind.api_version
         obj["kind"] = kind.kind
         defaults.apply(resource, obj)
+        if self.admission is not None:
+            self.admission.mutate(resource, namespace, obj)
         validation.validate(resource, obj)
+        if self.admission is not None:
+            found = self.admission.validate(resource, namespace, obj)
+            if warnings is not None:
+                warnings.extend(found)
         key = self._key(resource, namespace, metadata["name"])
         if key in self._table(resource):
             raise already_exists(kind.group, resource, metadata["name"])
@@ -242,7 +257,8 @@ class Store:
                 self.mutate(dep_resource, dep_key[0], dep_key[1], drop_reference)
         marked = self._mark_deleting(resource, key, propagation)
         if resource == "namespaces":
-            for other in ("jobs", "pods", "secrets", "configmaps", "events"):
+            namespaced = [k.resource for k in KINDS.values() if k.namespaced]
+            for other in namespaced:
                 for other_key in [k for k in self._table(other) if k[0] == name]:
                     if other_key in self._table(other):
                         self.delete(other, other_key[0], other_key[1], "Background")
@@ -452,8 +468,10 @@ class Store:
     def _dependents(self, owner_uid: str) -> list[tuple[str, Key]]:
         return sorted(self._dependents_of.get(owner_uid, ()))
 
-    def _collect_garbage(self, owner_uid: str) -> None:
-        """Delete dependents of a vanished owner whose owners are now all gone."""
+    def _collect_garbage(self, owner_uid: str) -> int:
+        """Delete dependents of a vanished owner whose owners are now all gone; return how
+        many were deleted."""
+        deleted = 0
         for resource, key in self._dependents(owner_uid):
             obj = self._table(resource).get(key)
             if obj is None or "deletionTimestamp" in obj["metadata"]:
@@ -461,17 +479,12 @@ class Store:
             refs = obj["metadata"].get("ownerReferences") or []
             if all(ref.get("uid") not in self._by_uid for ref in refs):
                 self.delete(resource, key[0], key[1], "Background")
+                deleted += 1
+        return deleted
 
     def collect_orphans(self) -> int:
         """Delete objects whose owner references all point at objects that do not exist."""
         deleted = 0
         for owner_uid in [uid for uid in self._dependents_of if uid not in self._by_uid]:
-            for resource, key in self._dependents(owner_uid):
-                obj = self._table(resource).get(key)
-                if obj is None or "deletionTimestamp" in obj["metadata"]:
-                    continue
-                refs = obj["metadata"].get("ownerReferences") or []
-                if all(ref.get("uid") not in self._by_uid for ref in refs):
-                    self.delete(resource, key[0], key[1], "Background")
-                    deleted += 1
+            deleted += self._collect_garbage(owner_uid)
         return deleted

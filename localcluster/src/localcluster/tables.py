@@ -1,5 +1,6 @@
 """Server-side printing (meta.k8s.io/v1 Table) for ``kubectl get``, with the columns a 1.30
-server prints for pods and jobs and NAME/AGE for everything else."""
+server prints for pods, jobs, nodes, events, namespaces, resource quotas, role bindings and
+service accounts (pkg/printers/internalversion/printers.go) and NAME/AGE for everything else."""
 
 from __future__ import annotations
 
@@ -150,7 +151,59 @@ def _columns(kind: Kind) -> list[dict[str, Any]]:
             _column("Age"),
             _column("Version"),
         ]
+    if kind.resource == "resourcequotas":
+        return [_column("Name", fmt="name"), _column("Age"), _column("Request"), _column("Limit")]
+    if kind.resource in ("rolebindings", "clusterrolebindings"):
+        return [
+            _column("Name", fmt="name"),
+            _column("Role"),
+            _column("Age"),
+            _column("Users", priority=1),
+            _column("Groups", priority=1),
+            _column("ServiceAccounts", priority=1),
+        ]
+    if kind.resource == "serviceaccounts":
+        return [_column("Name", fmt="name"), _column("Secrets", "integer"), _column("Age")]
     return [_column("Name", fmt="name"), _column("Age")]
+
+
+def _quota_row(quota: dict[str, Any]) -> list[Any]:
+    """printers.go printResourceQuota: "resource: used/hard", requests and limits apart."""
+    status = quota.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    requests, limits = [], []
+    for name in sorted(hard):
+        text = f"{name}: {used.get(name, '0')}/{hard[name]}"
+        (limits if name.startswith("limits.") else requests).append(text)
+    return [
+        quota["metadata"]["name"],
+        _age(quota["metadata"].get("creationTimestamp")),
+        ", ".join(requests),
+        ", ".join(limits),
+    ]
+
+
+def _binding_row(binding: dict[str, Any]) -> list[Any]:
+    """printers.go printRoleBinding: Role as KIND/NAME; subjects by kind in the wide columns."""
+    ref = binding.get("roleRef") or {}
+    subjects = binding.get("subjects") or []
+
+    def names(kind: str) -> str:
+        found = [
+            (f"{s.get('namespace')}/{s['name']}" if kind == "ServiceAccount" else s["name"])
+            for s in subjects
+            if s.get("kind") == kind and s.get("name")
+        ]
+        return ", ".join(found)
+
+    return [
+        binding["metadata"]["name"],
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _age(binding["metadata"].get("creationTimestamp")),
+        names("User"),
+        names("Group"),
+        names("ServiceAccount"),
+    ]
 
 
 def _node_row(node: dict[str, Any]) -> list[Any]:
@@ -193,6 +246,16 @@ def _row(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
         cells = [
             obj["metadata"]["name"],
             (obj.get("status") or {}).get("phase", "Active"),
+            _age(obj["metadata"].get("creationTimestamp")),
+        ]
+    elif kind.resource == "resourcequotas":
+        cells = _quota_row(obj)
+    elif kind.resource in ("rolebindings", "clusterrolebindings"):
+        cells = _binding_row(obj)
+    elif kind.resource == "serviceaccounts":
+        cells = [
+            obj["metadata"]["name"],
+            len(obj.get("secrets") or []),
             _age(obj["metadata"].get("creationTimestamp")),
         ]
     else:

@@ -53,6 +53,13 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
     return errors
 
 
+def path_segment_errors(value: str) -> list[str]:
+    """apimachinery path.IsValidPathSegmentName (RBAC object names such as system:basic-user)."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
 def qualified_name_errors(key: str) -> list[str]:
     prefix, _, name = key.rpartition("/")
     errors = []
@@ -141,11 +148,12 @@ def validate(resource: str, obj: dict[str, Any]) -> None:
             )
         )
     else:
-        errors = (
-            dns1123_label_errors(name)
-            if kind.name_rule == "label"
-            else dns1123_subdomain_errors(name)
-        )
+        if kind.name_rule == "path":
+            errors = path_segment_errors(name)
+        elif kind.name_rule == "label":
+            errors = dns1123_label_errors(name)
+        else:
+            errors = dns1123_subdomain_errors(name)
         causes.extend(
             ("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": {e}') for e in errors
         )

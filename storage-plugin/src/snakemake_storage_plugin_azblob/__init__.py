@@ -1,7 +1,8 @@
 """Snakemake storage plugin for Azure Blob Storage (`--default-storage-provider azblob`).
 
 Queries: ``az://CONTAINER/PATH`` (account from the settings),
-``https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH`` and, for local emulators,
+``https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH``,
+``abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH`` and, for local emulators,
 ``http://127.0.0.1:PORT/ACCOUNT/CONTAINER/PATH``.
 """
 

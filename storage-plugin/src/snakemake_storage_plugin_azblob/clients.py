@@ -3,18 +3,27 @@
 Retries: azure-core's RetryPolicy retries 408, 429 and 5xx answers (except 501/505) and
 connection/read errors, and sleeps for the Retry-After the service asks for. 401/403
 are never retried. Every attempt is counted in the provider's RequestLog.
+
+The storage SDK builds its pipeline itself and takes no ``per_call_policies`` or
+``per_retry_policies``; its one public seam there is ``retry_policy``. We fill that slot
+with a chain of policies (see :func:`retry_chain`): the SDK's own storage retry policy
+with no retries left, which consumes the options the SDK's other policies leave for it
+and labels the answer as the SDK expects, then azure-core's RetryPolicy, which does the
+retrying, then the request counter, which so sees every attempt.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
-from azure.core.pipeline.policies import RetryPolicy
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import HTTPPolicy, RetryPolicy
 from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
@@ -31,6 +40,7 @@ from snakemake_storage_plugin_azblob.settings import (
 
 MIB = 1024 * 1024
 RESPONSE_READ_SIZE = 256 * 1024
+UPLOAD_TIERS = (StandardBlobTier.HOT, StandardBlobTier.COOL, StandardBlobTier.COLD)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class TransferOptions:
     retry_backoff: float
     connect_timeout: float
     read_timeout: float
+    access_tier: StandardBlobTier | None = None
 
     @classmethod
     def from_settings(cls, settings: StorageProviderSettings | None) -> TransferOptions:
@@ -71,37 +82,77 @@ class TransferOptions:
             retry_backoff=float(pick("retry_backoff", DEFAULT_RETRY_BACKOFF, 0)),
             connect_timeout=float(pick("connect_timeout", DEFAULT_CONNECT_TIMEOUT, 0.001)),
             read_timeout=float(pick("read_timeout", DEFAULT_READ_TIMEOUT, 0.001)),
+            access_tier=upload_tier(s.access_tier),
         )
 
 
-class StorageAwareRetryPolicy(RetryPolicy):
-    """azure-core's retry policy, taking the request options that the storage SDK
-    meant for its own retry policy so they do not reach the HTTP transport."""
+def upload_tier(value: str | None) -> StandardBlobTier | None:
+    """The access_tier setting as the SDK's tier, any case; None keeps the account's."""
+    if value is None or not value.strip():
+        return None
+    by_name = {tier.value.lower(): tier for tier in UPLOAD_TIERS}
+    tier = by_name.get(value.strip().lower())
+    if tier is None:
+        archive = value.strip().lower() == StandardBlobTier.ARCHIVE.value.lower()
+        reason = (
+            ": blobs in the Archive tier cannot be read until rehydrated, so jobs could not "
+            "read their inputs"
+            if archive
+            else ""
+        )
+        raise WorkflowError(
+            f"azblob setting access_tier has invalid value '{value}'{reason}; choose one of "
+            f"{', '.join(tier.value for tier in UPLOAD_TIERS)}"
+        )
+    return tier
 
-    STORAGE_ONLY_OPTIONS = ("hosts", "location_mode", "retry_to_secondary", "retry_hook")
 
-    def configure_retries(self, options):
-        for name in self.STORAGE_ONLY_OPTIONS:
-            options.pop(name, None)
-        return super().configure_retries(options)
+class RequestCountingPolicy(HTTPPolicy):
+    """Records every request it passes on; placed after the retry policy, it sees each
+    attempt."""
 
-    def send(self, request):
-        response = super().send(request)
-        # The storage SDK's deserializers read where the answer came from.
-        response.http_response.location_mode = "primary"
-        return response
-
-
-class CountingTransport(RequestsTransport):
-    """The SDK's requests transport, recording every request it sends."""
-
-    def __init__(self, request_log: RequestLog, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, request_log: RequestLog) -> None:
+        super().__init__()
         self._request_log = request_log
 
-    def send(self, request, **kwargs):  # type: ignore[override]
-        self._request_log.record(request.method, urlsplit(request.url).query)
-        return super().send(request, **kwargs)
+    def send(self, request: PipelineRequest) -> PipelineResponse:
+        http_request = request.http_request
+        self._request_log.record(http_request.method, urlsplit(http_request.url).query)
+        return self.next.send(request)
+
+
+class PolicyChain(HTTPPolicy):
+    """Several policies standing in one slot of a pipeline, run in the given order."""
+
+    def __init__(self, *policies: HTTPPolicy) -> None:
+        self._policies = policies
+        for policy, after in itertools.pairwise(policies):
+            policy.next = after
+        super().__init__()
+
+    # The pipeline sets ``next`` on the policy in its slot: hand it to the last of ours.
+    @property
+    def next(self):  # type: ignore[override]
+        return self._policies[-1].next
+
+    @next.setter
+    def next(self, value) -> None:
+        self._policies[-1].next = value
+
+    def send(self, request: PipelineRequest) -> PipelineResponse:
+        return self._policies[0].send(request)
+
+
+def retry_chain(options: TransferOptions, request_log: RequestLog) -> PolicyChain:
+    retry = RetryPolicy(
+        retry_total=options.retries,
+        retry_connect=options.retries,
+        retry_read=options.retries,
+        retry_status=options.retries,
+        retry_backoff_factor=options.retry_backoff,
+        retry_backoff_max=60,
+    )
+    return PolicyChain(ExponentialRetry(retry_total=0), retry, RequestCountingPolicy(request_log))
 
 
 class ClientPool:
@@ -130,8 +181,7 @@ class ClientPool:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        transport = CountingTransport(
-            self.request_log,
+        transport = RequestsTransport(
             session=session,
             session_owner=True,
             connection_timeout=o.connect_timeout,
@@ -140,20 +190,12 @@ class ClientPool:
             # transport; azure-core's default of 4 KiB halves download throughput.
             connection_data_block_size=RESPONSE_READ_SIZE,
         )
-        retry = StorageAwareRetryPolicy(
-            retry_total=o.retries,
-            retry_connect=o.retries,
-            retry_read=o.retries,
-            retry_status=o.retries,
-            retry_backoff_factor=o.retry_backoff,
-            retry_backoff_max=60,
-        )
         chunk = o.block_size or 8 * MIB
         return BlobServiceClient(
             auth.account_url,
             credential=auth.credential,
             transport=transport,
-            retry_policy=retry,
+            retry_policy=retry_chain(o, self.request_log),
             max_chunk_get_size=chunk,
             max_single_get_size=chunk,
         )

@@ -1,8 +1,10 @@
 """Work out which account and credential a query uses.
 
-Sources, per value, in order: the plugin's settings, then the legacy environment
-variables ``AZ_BLOB_ACCOUNT_URL`` (may carry a SAS), ``AZ_BLOB_CREDENTIAL`` (key or SAS),
-``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT`` and ``AZURE_STORAGE_KEY``.
+Sources, per value, in order: the plugin's settings, then the environment variables of
+the Azure CLI (``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT``,
+``AZURE_STORAGE_KEY``, ``AZURE_STORAGE_SAS_TOKEN``), then those of Snakemake 7
+(``AZ_BLOB_ACCOUNT_URL``, which may carry a SAS, and ``AZ_BLOB_CREDENTIAL``, a key or a
+SAS). A SAS inside the configured account URL comes before ``AZURE_STORAGE_SAS_TOKEN``.
 ``credential_mode=auto`` picks an account key, then a SAS, then a connection string, then
 a managed/workload identity. Secret values never appear in messages; only the names of
 the settings or variables they came from do.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,11 @@ from snakemake_storage_plugin_azblob.query import (
     InvalidQuery,
     check_account_name,
 )
-from snakemake_storage_plugin_azblob.settings import CREDENTIAL_MODES, StorageProviderSettings
+from snakemake_storage_plugin_azblob.settings import (
+    CREDENTIAL_MODES,
+    CredentialMode,
+    StorageProviderSettings,
+)
 
 EMULATOR_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -69,7 +75,7 @@ class Endpoint:
 class AccountConfig:
     """What settings and environment say about the default account."""
 
-    mode: str
+    mode: CredentialMode
     endpoint: Endpoint | None
     account_name: Sourced | None
     account_key: Sourced | None
@@ -83,7 +89,7 @@ class AccountConfig:
 class ResolvedAuth:
     """The account URL and credential one query is served with."""
 
-    mode: str
+    mode: CredentialMode
     account_url: str
     account_name: str
     sources: tuple[str, ...]
@@ -118,12 +124,13 @@ def load_account_config(
     """Collect the default account's configuration; raise WorkflowError on bad values."""
     settings = settings or StorageProviderSettings()
     env = os.environ if environ is None else environ
-    mode = (settings.credential_mode or "auto").strip().lower()
-    if mode not in CREDENTIAL_MODES:
+    try:
+        mode = CredentialMode((settings.credential_mode or "auto").strip().lower())
+    except ValueError:
         raise WorkflowError(
             f"azblob setting credential_mode has invalid value '{settings.credential_mode}': "
             f"choose one of {', '.join(CREDENTIAL_MODES)}"
-        )
+        ) from None
 
     conn, conn_source = None, None
     if settings.connection_string:
@@ -157,6 +164,10 @@ def load_account_config(
         sas = Sourced(settings.sas_token.lstrip("?"), setting_source("sas_token"))
     elif endpoint is not None and endpoint.sas is not None:
         sas = endpoint.sas
+    elif env.get("AZURE_STORAGE_SAS_TOKEN"):
+        sas = Sourced(
+            env["AZURE_STORAGE_SAS_TOKEN"].lstrip("?"), env_source("AZURE_STORAGE_SAS_TOKEN")
+        )
     elif legacy_is_sas:
         sas = Sourced(legacy_credential.lstrip("?"), env_source("AZ_BLOB_CREDENTIAL"))
 
@@ -277,10 +288,8 @@ def parse_connection_string(text: str, source: str) -> dict[str, str]:
 
 def resolve_default(config: AccountConfig) -> ResolvedAuth:
     """Account URL and credential for ``az://`` queries."""
-    mode = config.mode
-    if mode == "auto":
-        mode = _auto_mode(config)
-    if mode == "connection-string":
+    mode = _auto_mode(config) if config.mode is CredentialMode.AUTO else config.mode
+    if mode is CredentialMode.CONNECTION_STRING:
         return _from_connection_string(config)
     url, name, sources = _default_account(config)
     return _build(config, mode, url, name, sources)
@@ -291,7 +300,7 @@ def resolve_for_url(config: AccountConfig, query: BlobQuery) -> ResolvedAuth:
     assert query.account_url is not None and query.account_name is not None
     if query.sas:
         return ResolvedAuth(
-            mode="sas",
+            mode=CredentialMode.SAS,
             account_url=query.account_url,
             account_name=query.account_name,
             sources=("SAS in the query URL",),
@@ -311,10 +320,10 @@ def resolve_for_url(config: AccountConfig, query: BlobQuery) -> ResolvedAuth:
             auth.credential,
             auth.notes,
         )
-    if config.mode in ("auto", "identity"):
-        return _build(config, "identity", query.account_url, query.account_name, ())
-    if config.mode == "anonymous":
-        return _build(config, "anonymous", query.account_url, query.account_name, ())
+    if config.mode in (CredentialMode.AUTO, CredentialMode.IDENTITY):
+        return _build(config, CredentialMode.IDENTITY, query.account_url, query.account_name, ())
+    if config.mode is CredentialMode.ANONYMOUS:
+        return _build(config, CredentialMode.ANONYMOUS, query.account_url, query.account_name, ())
     raise WorkflowError(
         f"azblob credential_mode '{config.mode}' is configured for account "
         f"'{default_name}', but the query names account '{query.account_name}': add a SAS "
@@ -322,14 +331,14 @@ def resolve_for_url(config: AccountConfig, query: BlobQuery) -> ResolvedAuth:
     )
 
 
-def _auto_mode(config: AccountConfig) -> str:
+def _auto_mode(config: AccountConfig) -> CredentialMode:
     if config.account_key is not None:
-        return "key"
+        return CredentialMode.KEY
     if config.sas is not None:
-        return "sas"
+        return CredentialMode.SAS
     if config.connection_string is not None:
-        return "connection-string"
-    return "identity"
+        return CredentialMode.CONNECTION_STRING
+    return CredentialMode.IDENTITY
 
 
 def _default_account_name(config: AccountConfig) -> str | None:
@@ -369,42 +378,58 @@ def _default_account(config: AccountConfig) -> tuple[str, str, list[str]]:
     return f"https://{name}.blob.core.windows.net", name, sources
 
 
-def _build(
-    config: AccountConfig, mode: str, url: str, name: str, sources: list[str] | tuple
-) -> ResolvedAuth:
-    sources = list(sources)
-    notes: tuple[str, ...] = ()
-    if mode == "key":
-        if config.account_key is None:
-            raise WorkflowError(
-                "azblob credential_mode 'key' needs an account key: set account_key "
-                "(--storage-azblob-account-key or SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY) or "
-                "AZURE_STORAGE_KEY"
-            )
-        from azure.core.credentials import AzureNamedKeyCredential
+# What a mode's credential is made of: (credential, sources it used, notes).
+CredentialParts = tuple[Any, list[str], tuple[str, ...]]
 
-        sources.append(config.account_key.source)
-        credential: Any = AzureNamedKeyCredential(name, config.account_key.value)
-    elif mode == "sas":
-        if config.sas is None:
-            raise WorkflowError(
-                "azblob credential_mode 'sas' needs a SAS: set sas_token "
-                "(--storage-azblob-sas-token or SNAKEMAKE_STORAGE_AZBLOB_SAS_TOKEN) or put "
-                "it in endpoint_url"
-            )
-        if config.sas.source not in sources:
-            sources.append(config.sas.source)
-        credential = _sas_credential(config.sas.value)
-        notes = sas_notes(config.sas.value)
-    elif mode == "identity":
-        if config.client_id:
-            sources.append(f"client id from {setting_source('client_id')}")
-        credential = make_identity_credential(config.client_id)
-    elif mode == "anonymous":
-        credential = None
-    else:
-        raise AssertionError(mode)
-    return ResolvedAuth(mode, url, name, tuple(sources), credential, notes)
+
+def _key_credential(config: AccountConfig, name: str) -> CredentialParts:
+    if config.account_key is None:
+        raise WorkflowError(
+            "azblob credential_mode 'key' needs an account key: set account_key "
+            "(--storage-azblob-account-key or SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY) or "
+            "AZURE_STORAGE_KEY"
+        )
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    credential = AzureNamedKeyCredential(name, config.account_key.value)
+    return credential, [config.account_key.source], ()
+
+
+def _sas_credential_parts(config: AccountConfig, name: str) -> CredentialParts:
+    if config.sas is None:
+        raise WorkflowError(
+            "azblob credential_mode 'sas' needs a SAS: set sas_token "
+            "(--storage-azblob-sas-token or SNAKEMAKE_STORAGE_AZBLOB_SAS_TOKEN) or "
+            "AZURE_STORAGE_SAS_TOKEN, or put it in endpoint_url"
+        )
+    return _sas_credential(config.sas.value), [config.sas.source], sas_notes(config.sas.value)
+
+
+def _identity_credential(config: AccountConfig, name: str) -> CredentialParts:
+    sources = [f"client id from {setting_source('client_id')}"] if config.client_id else []
+    return make_identity_credential(config.client_id), sources, ()
+
+
+def _no_credential(config: AccountConfig, name: str) -> CredentialParts:
+    return None, [], ()
+
+
+# Modes with a credential of their own; auto and connection-string are resolved first.
+CREDENTIAL_BUILDERS: dict[CredentialMode, Callable[[AccountConfig, str], CredentialParts]] = {
+    CredentialMode.KEY: _key_credential,
+    CredentialMode.SAS: _sas_credential_parts,
+    CredentialMode.IDENTITY: _identity_credential,
+    CredentialMode.ANONYMOUS: _no_credential,
+}
+
+
+def _build(
+    config: AccountConfig, mode: CredentialMode, url: str, name: str, sources: list[str] | tuple
+) -> ResolvedAuth:
+    credential, used, notes = CREDENTIAL_BUILDERS[mode](config, name)
+    all_sources = list(sources)
+    all_sources += [source for source in used if source not in all_sources]
+    return ResolvedAuth(mode, url, name, tuple(all_sources), credential, notes)
 
 
 def _from_connection_string(config: AccountConfig) -> ResolvedAuth:
@@ -435,7 +460,9 @@ def _from_connection_string(config: AccountConfig) -> ResolvedAuth:
     else:
         credential = _sas_credential(fields["sharedaccesssignature"])
         notes = sas_notes(fields["sharedaccesssignature"])
-    return ResolvedAuth("connection-string", url, name, tuple(sources), credential, notes)
+    return ResolvedAuth(
+        CredentialMode.CONNECTION_STRING, url, name, tuple(sources), credential, notes
+    )
 
 
 def sas_notes(sas: str) -> tuple[str, ...]:

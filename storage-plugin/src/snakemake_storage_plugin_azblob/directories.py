@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
-from azure.storage.blob import ContainerClient
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import ContainerClient, StandardBlobTier
 
 from snakemake_storage_plugin_azblob.budget import ByteBudget
-from snakemake_storage_plugin_azblob.errors import is_not_found
 from snakemake_storage_plugin_azblob.listing import BlobEntry
 from snakemake_storage_plugin_azblob.transfer import (
     choose_block_size,
@@ -77,6 +78,7 @@ def upload_directory(
     *,
     block_size: int | None,
     max_concurrency: int,
+    tier: StandardBlobTier | None = None,
 ) -> int:
     """Upload every file below ``directory`` to ``blob_prefix/RELATIVE``; return the count."""
     members = local_members(directory)
@@ -92,6 +94,7 @@ def upload_directory(
                 path,
                 block_size=block_size,
                 max_concurrency=1,
+                tier=tier,
             )
 
     run_bounded(members, upload, member_threads(max_concurrency))
@@ -132,10 +135,17 @@ def download_directory(
 
 def delete_blobs(container: ContainerClient, names: list[str], max_concurrency: int) -> None:
     def delete(name: str) -> None:
-        try:
+        with suppress(ResourceNotFoundError):  # already gone: what removing it was for
             container.delete_blob(name, delete_snapshots="include")
-        except Exception as e:
-            if not is_not_found(e):
-                raise
 
     run_bounded(names, delete, max_concurrency)
+
+
+def delete_folders(container: ContainerClient, names: list[str], max_concurrency: int) -> None:
+    """Delete the directory entries of a hierarchical-namespace account, deepest first:
+    Delete Blob removes a directory there only once it is empty."""
+    by_depth: dict[int, list[str]] = {}
+    for name in names:
+        by_depth.setdefault(name.count("/"), []).append(name)
+    for depth in sorted(by_depth, reverse=True):
+        delete_blobs(container, by_depth[depth], max_concurrency)

@@ -46,27 +46,23 @@ def error_code_of(error: BaseException) -> str | None:
     return headers.get("x-ms-error-code")
 
 
-def is_not_found(error: BaseException) -> bool:
-    return isinstance(error, ResourceNotFoundError) or status_of(error) == 404
-
-
-def is_container_missing(error: BaseException) -> bool:
-    return is_not_found(error) and error_code_of(error) == "ContainerNotFound"
+def is_container_missing(error: ResourceNotFoundError) -> bool:
+    """Whether a 404 says the container, not the blob, is missing."""
+    return error_code_of(error) == "ContainerNotFound"
 
 
 @contextmanager
 def azure_errors(auth: ResolvedAuth, target: str) -> Iterator[None]:
     """Re-raise Azure errors from the block as WorkflowErrors naming ``target``.
 
-    404s pass through unchanged: callers decide what "missing" means.
+    404s (ResourceNotFoundError) pass through unchanged: callers decide what "missing"
+    means.
     """
     try:
         yield
-    except WorkflowError:
+    except (WorkflowError, ResourceNotFoundError):
         raise
     except AzureError as e:
-        if is_not_found(e):
-            raise
         raise translate(e, auth, target) from None
 
 

@@ -6,14 +6,11 @@ ceil(N / 5000) requests. A missing container lists as empty.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobPrefix, BlobProperties, ContainerClient
-
-from snakemake_storage_plugin_azblob.errors import is_not_found
 
 PAGE_SIZE = 5000
 # Accounts with a hierarchical namespace list their directories as empty placeholder blobs.
@@ -31,16 +28,21 @@ class BlobEntry:
     mtime: float
     md5: bytes | None = None
     metadata: dict[str, str] | None = None
+    tier: str | None = None  # access tier: Hot, Cool, Cold, Archive
+    archive_status: str | None = None  # e.g. rehydrate-pending-to-hot
 
     @classmethod
     def from_properties(cls, properties: BlobProperties) -> BlobEntry:
         md5 = properties.content_settings.content_md5
+        tier = properties.blob_tier
         return cls(
             name=properties.name,
             size=int(properties.size or 0),
             mtime=properties.last_modified.timestamp(),
             md5=bytes(md5) if md5 else None,
             metadata=dict(properties.metadata) if properties.metadata is not None else None,
+            tier=str(getattr(tier, "value", tier)) if tier else None,
+            archive_status=properties.archive_status or None,
         )
 
 
@@ -73,10 +75,8 @@ def list_folder(container: ContainerClient, prefix: str) -> FolderListing:
                 subfolders.append(item.name)
             else:
                 blobs.append(BlobEntry.from_properties(item))
-    except Exception as e:
-        if is_not_found(e):
-            return FolderListing()
-        raise
+    except ResourceNotFoundError:
+        return FolderListing()
     return FolderListing(tuple(blobs), tuple(dict.fromkeys(subfolders)))
 
 
@@ -107,55 +107,37 @@ def folder_pages(container: ContainerClient, prefix: str, page_size: int) -> Ite
                 if not isinstance(item, BlobPrefix) and not is_folder_placeholder(item):
                     blobs.append(BlobEntry.from_properties(item))
             yield FolderPage(tuple(blobs), last_name, more=pages.continuation_token is not None)
-    except Exception as e:
-        if not is_not_found(e):
-            raise
+    except ResourceNotFoundError:
+        return
+
+
+@dataclass(frozen=True)
+class Subtree:
+    """Every blob below a prefix, and the directory entries of a hierarchical-namespace
+    account among them (which a listing without a delimiter includes)."""
+
+    files: tuple[BlobEntry, ...] = ()
+    folders: tuple[str, ...] = ()
+
+
+def list_subtree(container: ContainerClient, prefix: str) -> Subtree:
+    """Every blob whose name starts with ``prefix``; empty if the container is missing."""
+    files: list[BlobEntry] = []
+    folders: list[str] = []
+    try:
+        for item in container.list_blobs(
+            name_starts_with=prefix or None, include=["metadata"], results_per_page=PAGE_SIZE
+        ):
+            if is_folder_placeholder(item):
+                folders.append(item.name)
+            else:
+                files.append(BlobEntry.from_properties(item))
+    except ResourceNotFoundError:
+        return Subtree()
+    return Subtree(tuple(files), tuple(folders))
 
 
 def list_tree(container: ContainerClient, prefix: str) -> list[BlobEntry]:
     """Every blob whose name starts with ``prefix`` (folder placeholders left out);
     empty if the container is missing."""
-    try:
-        return [
-            BlobEntry.from_properties(item)
-            for item in container.list_blobs(
-                name_starts_with=prefix or None, include=["metadata"], results_per_page=PAGE_SIZE
-            )
-            if not is_folder_placeholder(item)
-        ]
-    except Exception as e:
-        if is_not_found(e):
-            return []
-        raise
-
-
-@dataclass
-class ListingMemo:
-    """Folder listings shared by all objects of a provider.
-
-    Concurrent inventories of files in one folder wait for a single listing. Entries are
-    dropped when this process writes into the container, and after ``max_age`` seconds
-    (inventories are only consulted while Snakemake builds its DAG).
-    """
-
-    max_age: float = 300.0
-    _entries: dict[tuple, tuple[float, FolderListing]] = field(default_factory=dict)
-    _locks: dict[tuple, threading.Lock] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self, key: tuple, load: Callable[[], FolderListing]) -> FolderListing:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            cached = self._entries.get(key)
-            if cached is not None and time.monotonic() - cached[0] <= self.max_age:
-                return cached[1]
-            listing = load()
-            self._entries[key] = (time.monotonic(), listing)
-            return listing
-
-    def invalidate(self, key_prefix: tuple) -> None:
-        """Drop every entry whose key starts with ``key_prefix``."""
-        with self._guard:
-            for key in [k for k in self._entries if k[: len(key_prefix)] == key_prefix]:
-                del self._entries[key]
+    return list(list_subtree(container, prefix).files)

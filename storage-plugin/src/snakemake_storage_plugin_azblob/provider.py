@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
@@ -14,24 +13,13 @@ from snakemake_interface_storage_plugins.storage_provider import (
     StorageQueryValidationResult,
 )
 
-from snakemake_storage_plugin_azblob.clients import ClientPool, TransferOptions
-from snakemake_storage_plugin_azblob.credentials import (
-    AccountConfig,
-    ResolvedAuth,
-    load_account_config,
-    resolve_default,
-    resolve_for_url,
-)
-from snakemake_storage_plugin_azblob.listing import ListingMemo
+from snakemake_storage_plugin_azblob.context import StorageContext
 from snakemake_storage_plugin_azblob.query import (
-    BlobQuery,
     InvalidQuery,
     parse_query,
     redact,
     validate_query,
 )
-from snakemake_storage_plugin_azblob.requestlog import RequestLog
-from snakemake_storage_plugin_azblob.siblings import SiblingListings
 
 # Snakemake imports the provider's module to find the object class.
 from snakemake_storage_plugin_azblob.storage_object import StorageObject
@@ -41,28 +29,9 @@ __all__ = ["StorageObject", "StorageProvider"]
 
 class StorageProvider(StorageProviderBase):
     def __post_init__(self) -> None:
-        self.options = TransferOptions.from_settings(self.settings)
-        self.account_config: AccountConfig = load_account_config(self.settings)
-        self.request_log = RequestLog()
-        self.request_log.write_at_exit_if_requested()
-        self.clients = ClientPool(self.options, self.request_log)
-        self.listings = ListingMemo()
-        self.siblings = SiblingListings()
-        self._auth_by_account: dict[tuple, ResolvedAuth] = {}
-        self._auth_lock = threading.Lock()
-
-    def auth_for(self, query: BlobQuery) -> ResolvedAuth:
-        """Account URL and credential for ``query``, resolved once per account."""
-        key = (query.account_url, query.account_name, query.sas)
-        with self._auth_lock:
-            auth = self._auth_by_account.get(key)
-            if auth is None:
-                if query.is_url:
-                    auth = resolve_for_url(self.account_config, query)
-                else:
-                    auth = resolve_default(self.account_config)
-                self._auth_by_account[key] = auth
-            return auth
+        self.context = StorageContext(self.settings, self.logger)
+        # Tests and benchmarks count this provider's requests here.
+        self.request_log = self.context.request_log
 
     @classmethod
     def example_queries(cls) -> list[ExampleQuery]:
@@ -77,6 +46,13 @@ class StorageProvider(StorageProviderBase):
                 query="https://myaccount.blob.core.windows.net/my-container/data/reads.fq.gz",
                 description="A blob named by its full URL (any Azure cloud's endpoint "
                 "suffix); a SAS may follow after '?'.",
+                type=QueryType.ANY,
+            ),
+            ExampleQuery(
+                query="abfss://my-container@myaccount.dfs.core.windows.net/data/reads.fq.gz",
+                description="The Data Lake (Spark/Databricks) form of the same blob as "
+                "https://myaccount.blob.core.windows.net/my-container/data/reads.fq.gz; "
+                "abfs:// is accepted too.",
                 type=QueryType.ANY,
             ),
             ExampleQuery(

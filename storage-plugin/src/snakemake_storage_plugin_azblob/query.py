@@ -1,7 +1,10 @@
-"""Parse and validate the three query forms the plugin accepts.
+"""Parse and validate the query forms the plugin accepts.
 
 * ``az://CONTAINER/PATH`` - a blob in the account configured through the settings;
 * ``https://ACCOUNT.blob.SUFFIX/CONTAINER/PATH[?SAS]`` - any Azure endpoint suffix;
+* ``abfss://CONTAINER@ACCOUNT.dfs.SUFFIX/PATH`` (or ``abfs://``) - the Data Lake form of
+  Spark, Hadoop and Databricks: an alias of the blob of the same account, container and
+  path, reached through the account's Blob endpoint ``https://ACCOUNT.blob.SUFFIX``;
 * ``http://127.0.0.1:PORT/ACCOUNT/CONTAINER/PATH`` - the path style of local emulators
   (Azurite), accepted for loopback hosts and for the emulator's well-known account.
 
@@ -19,6 +22,9 @@ from urllib.parse import quote, unquote, urlsplit
 from snakemake_interface_storage_plugins.io import WILDCARD_REGEX
 
 AZ_SCHEME = "az"
+# Hadoop's ABFS driver: abfss is TLS; abfs uses TLS too unless configured otherwise
+# (fs.azure.always.use.https), so both are served over https here.
+ABFS_SCHEMES = ("abfs", "abfss")
 EMULATOR_ACCOUNT = "devstoreaccount1"
 MAX_BLOB_NAME_LENGTH = 1024
 MAX_BLOB_SEGMENTS = 254
@@ -40,7 +46,9 @@ class BlobQuery:
     """A parsed query.
 
     ``account_url`` is None for ``az://`` queries, whose account comes from the settings.
-    ``sas`` is the query string of a URL query (without ``?``), or None.
+    ``sas`` is the query string of a URL query (without ``?``), or None. ``dfs_host`` is
+    the host an ``abfs[s]://`` query was written with (its ``account_url`` is the Blob
+    endpoint of the same account).
     """
 
     scheme: str
@@ -49,6 +57,7 @@ class BlobQuery:
     account_url: str | None = None
     account_name: str | None = None
     sas: str | None = None
+    dfs_host: str | None = None
 
     @property
     def is_url(self) -> bool:
@@ -58,6 +67,9 @@ class BlobQuery:
         """Render the query in the form it was written in."""
         if not self.is_url:
             return f"{AZ_SCHEME}://{self.container}/{self.blob}"
+        if self.dfs_host is not None:
+            path = quote(self.blob, safe=_URL_SAFE)
+            return f"{self.scheme}://{self.container}@{self.dfs_host}/{path}"
         url = f"{self.account_url}/{self.container}/{quote(self.blob, safe=_URL_SAFE)}"
         return f"{url}?{self.sas}" if self.sas else url
 
@@ -68,7 +80,8 @@ class BlobQuery:
         """Local path (relative to the provider's prefix) of ``blob`` in this container.
 
         URL queries are placed under ``@ACCOUNT/``: container names cannot start with
-        ``@``, so they never collide with ``az://`` queries.
+        ``@``, so they never collide with ``az://`` queries. The https and abfs[s] forms
+        of one blob share their local path.
         """
         base = self.container if not self.is_url else f"@{self.account_name}/{self.container}"
         return f"{base}/{blob}" if blob else base
@@ -88,8 +101,12 @@ def parse_query(query: str) -> BlobQuery:
         parsed = _parse_az(query[len("az://") :])
     elif scheme in ("http", "https"):
         parsed = _parse_url(query)
+    elif scheme in ABFS_SCHEMES:
+        parsed = _parse_abfs(query, scheme)
     else:
-        raise InvalidQuery(f"scheme '{scheme}://' is not handled by azblob (use az:// or https://)")
+        raise InvalidQuery(
+            f"scheme '{scheme}://' is not handled by azblob (use az://, https:// or abfss://)"
+        )
     check_container_name(parsed.container)
     check_blob_name(parsed.blob)
     return parsed
@@ -157,6 +174,42 @@ def _parse_url(query: str) -> BlobQuery:
         account_url=account_url,
         account_name=account,
         sas=parts.query or None,
+    )
+
+
+def _parse_abfs(query: str, scheme: str) -> BlobQuery:
+    form = f"{scheme}://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH"
+    parts = urlsplit(query)
+    if parts.query or parts.fragment or "?" in query or "#" in query:
+        raise InvalidQuery(
+            f"{scheme}:// queries cannot carry a '?' or '#' part: give a SAS through the "
+            "sas_token setting or use an https:// blob URL"
+        )
+    container = parts.username
+    host = (parts.hostname or "").lower()
+    if not container or parts.password is not None:
+        raise InvalidQuery(f"no container before '@' in the {scheme}:// query: expected {form}")
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise InvalidQuery(f"invalid port in URL: {e}") from None
+    account, dot_dfs, suffix = host.partition(".dfs.")
+    if not dot_dfs or not account or not suffix or port is not None:
+        raise InvalidQuery(
+            f"host '{host}' of the {scheme}:// query is not a Data Lake endpoint "
+            f"(ACCOUNT.dfs.SUFFIX): expected {form}"
+        )
+    check_account_name(account)
+    blob = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if not blob:
+        raise InvalidQuery(f"no blob path after the host: expected {form}")
+    return BlobQuery(
+        scheme=scheme,
+        container=unquote(container),
+        blob=blob,
+        account_url=f"https://{account}.blob.{suffix}",
+        account_name=account,
+        dfs_host=host,
     )
 
 

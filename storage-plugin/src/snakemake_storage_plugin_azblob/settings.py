@@ -6,10 +6,23 @@ remote jobs through the environment instead of the command line.
 """
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from snakemake_interface_storage_plugins.settings import StorageProviderSettingsBase
 
-CREDENTIAL_MODES = ("auto", "key", "sas", "connection-string", "identity", "anonymous")
+
+class CredentialMode(StrEnum):
+    """Values of the credential_mode setting."""
+
+    AUTO = "auto"
+    KEY = "key"
+    SAS = "sas"
+    CONNECTION_STRING = "connection-string"
+    IDENTITY = "identity"
+    ANONYMOUS = "anonymous"
+
+
+CREDENTIAL_MODES = tuple(mode.value for mode in CredentialMode)
 
 DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_RETRIES = 5
@@ -64,6 +77,15 @@ class StorageProviderSettings(StorageProviderSettingsBase):
             "help": "How to authenticate: auto (account key, then SAS, then connection "
             "string, then managed/workload identity), key, sas, connection-string, identity "
             "or anonymous.",
+            "env_var": False,
+            "required": False,
+        },
+    )
+    access_tier: str | None = field(
+        default=None,
+        metadata={
+            "help": "Access tier of uploaded blobs: Hot, Cool or Cold (default: the "
+            "account's default tier). Archive is refused: jobs could not read their inputs.",
             "env_var": False,
             "required": False,
         },

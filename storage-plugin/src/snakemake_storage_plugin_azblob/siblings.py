@@ -16,6 +16,10 @@ A listing only ever says that a blob exists, with its size and time. A name it d
 show is asked of the service, so a blob written after the listing is never reported
 missing. A listing serves for ``lifetime`` seconds from its request, about as long as a
 burst lasts; writes by this process drop it at once.
+
+A folder whose listing fails (a SAS without the list permission, a service error after
+the client's retries) is answered blob by blob for ``retry_after`` seconds; the next
+burst after that tries listing it again.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from azure.core.exceptions import AzureError
+
 from snakemake_storage_plugin_azblob.listing import PAGE_SIZE, BlobEntry, FolderPage
 
 BURST_TRIGGER = 16
 BURST_WINDOW = 2.0
 LISTING_LIFETIME = 2.0
+LISTING_RETRY_AFTER = 60.0
 
 PageOpener = Callable[[int], Iterator[FolderPage]]
 
@@ -52,7 +59,7 @@ class FolderBurst:
     read_up_to: str | None = None
     complete: bool = False
     listed_at: float = 0.0
-    unlistable: bool = False
+    unlistable_until: float = 0.0  # time.monotonic() before which listing is not tried
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note_question(self, now: float, window: float) -> None:
@@ -95,11 +102,13 @@ class SiblingListings:
         window: float = BURST_WINDOW,
         lifetime: float = LISTING_LIFETIME,
         page_size: int = PAGE_SIZE,
+        retry_after: float = LISTING_RETRY_AFTER,
     ) -> None:
         self.trigger = trigger
         self.window = window
         self.lifetime = lifetime
         self.page_size = page_size
+        self.retry_after = retry_after
         self._bursts: dict[tuple, FolderBurst] = {}
         self._guard = threading.Lock()
 
@@ -111,7 +120,7 @@ class SiblingListings:
         with burst.lock:
             now = time.monotonic()
             burst.note_question(now, self.window)
-            if burst.unlistable:
+            if now < burst.unlistable_until:
                 return None
             if burst.pages is not None and now - burst.listed_at > self.lifetime:
                 burst.drop_listing()
@@ -127,11 +136,12 @@ class SiblingListings:
                     self._release_expired_listings(now)
                 try:
                     burst.read_next_page(open_pages, self.page_size, now)
-                except Exception:
+                except AzureError:
                     # A credential may read blobs but not list them (a SAS without the
-                    # list permission): answer this folder one object at a time from now on.
+                    # list permission), or the service failed: answer this folder one
+                    # object at a time for a while, then try listing it again.
                     burst.drop_listing()
-                    burst.unlistable = True
+                    burst.unlistable_until = now + self.retry_after
                     return None
 
     def _release_expired_listings(self, now: float) -> None:

@@ -1,22 +1,23 @@
 """One blob or blob directory, as Snakemake sees it.
 
 Metadata of a single object costs one request: the answer of ``get_blob_properties``
-(or, for a directory, of listing its members) is kept on the object for a few seconds
-and serves exists, mtime, size and checksum; writes by this object drop it. Answers
-that the object is missing are never kept, so Snakemake's wait for job outputs always
-asks the service. When many blobs of one folder are asked about at once, a listing of
-the folder answers for the blobs it shows (siblings.py).
+(or, for a directory, of listing its members) is kept for a few seconds in the
+provider's metadata cache and serves exists, mtime, size and checksum. When many blobs
+of one folder are asked about at once, a listing of the folder answers for the blobs it
+shows (siblings.py). What is kept, for how long, and how writes drop it: metadata.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import stat
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
 from glob import escape as glob_escape
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_storage_plugins.io import (
@@ -31,9 +32,16 @@ from snakemake_interface_storage_plugins.storage_object import (
     StorageObjectWrite,
 )
 
+from snakemake_storage_plugin_azblob.archive import (
+    ARCHIVED_ERROR_CODE,
+    archived_error,
+    check_readable,
+)
+from snakemake_storage_plugin_azblob.context import HasStorageContext, StorageContext
 from snakemake_storage_plugin_azblob.credentials import ResolvedAuth
 from snakemake_storage_plugin_azblob.directories import (
     delete_blobs,
+    delete_folders,
     download_directory,
     run_bounded,
     upload_directory,
@@ -41,8 +49,8 @@ from snakemake_storage_plugin_azblob.directories import (
 from snakemake_storage_plugin_azblob.errors import (
     AuthenticationFailed,
     azure_errors,
+    error_code_of,
     is_container_missing,
-    is_not_found,
 )
 from snakemake_storage_plugin_azblob.listing import (
     BlobEntry,
@@ -51,63 +59,38 @@ from snakemake_storage_plugin_azblob.listing import (
     folder_pages,
     is_folder_placeholder,
     list_folder,
+    list_subtree,
     list_tree,
 )
+from snakemake_storage_plugin_azblob.metadata import Scope, Snapshot
 from snakemake_storage_plugin_azblob.query import BlobQuery, parse_query
 from snakemake_storage_plugin_azblob.transfer import TEMP_MARKER, download_file, upload_file
 
-if TYPE_CHECKING:
-    from snakemake_storage_plugin_azblob.provider import StorageProvider
-
-# How long one metadata answer serves further exists/mtime/size calls on the object.
-SNAPSHOT_MAX_AGE = 10.0
 TOUCH_METADATA_KEY = "snakemake_touched"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What the service said about the object: a file, or a directory with members."""
-
-    taken_at: float
-    file: BlobEntry | None = None
-    members: tuple[BlobEntry, ...] = ()
-
-    @property
-    def is_dir(self) -> bool:
-        return self.file is None
-
-    @property
-    def mtime(self) -> float:
-        if self.file is not None:
-            return self.file.mtime
-        return max(member.mtime for member in self.members)
-
-    @property
-    def footprint(self) -> int:
-        if self.file is not None:
-            return self.file.size
-        return sum(member.size for member in self.members)
-
-
 class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, StorageObjectTouch):
-    provider: StorageProvider
+    provider: HasStorageContext
 
     def __post_init__(self) -> None:
         self.parsed: BlobQuery = parse_query(self.query)
-        self._snapshot: Snapshot | None = None
         self._auth: ResolvedAuth | None = None
+
+    @property
+    def context(self) -> StorageContext:
+        return self.provider.context
 
     # --- clients -------------------------------------------------------------
 
     @property
     def auth(self) -> ResolvedAuth:
         if self._auth is None:
-            self._auth = self.provider.auth_for(self.parsed)
+            self._auth = self.context.auth_for(self.parsed)
         return self._auth
 
     @property
     def container_client(self) -> ContainerClient:
-        return self.provider.clients.get(self.auth).get_container_client(self.parsed.container)
+        return self.context.clients.get(self.auth).get_container_client(self.parsed.container)
 
     @property
     def blob_client(self) -> BlobClient:
@@ -120,14 +103,13 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
     def _dir_prefix(self) -> str:
         return f"{self.parsed.blob}/"
 
-    def _listing_key(self) -> tuple:
+    @property
+    def _scope(self) -> Scope:
         return (self.auth.client_key, self.parsed.container)
 
     def _forget(self) -> None:
-        """Drop what we know after writing: our snapshot and the container's listings."""
-        self._snapshot = None
-        self.provider.listings.invalidate(self._listing_key())
-        self.provider.siblings.invalidate(self._listing_key())
+        """After writing or removing: drop what is known about this name (metadata.py)."""
+        self.context.metadata.forget(self._scope, self.parsed.blob)
 
     # --- naming --------------------------------------------------------------
 
@@ -157,10 +139,11 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
 
     def _stat(self) -> Snapshot | None:
         """A fresh-enough snapshot, or None if the object does not exist."""
-        snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - snapshot.taken_at <= SNAPSHOT_MAX_AGE:
-            return snapshot
-        self._snapshot = snapshot = self._sibling_snapshot() or self._fetch_snapshot()
+        metadata = self.context.metadata
+        snapshot = metadata.snapshot(self._scope, self.parsed.blob)
+        if snapshot is None:
+            snapshot = self._sibling_snapshot() or self._fetch_snapshot()
+            metadata.remember(self._scope, self.parsed.blob, snapshot)
         return snapshot
 
     def _sibling_snapshot(self) -> Snapshot | None:
@@ -173,9 +156,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         def open_pages(page_size: int) -> Iterator[FolderPage]:
             return folder_pages(container, prefix, page_size)
 
-        answer = self.provider.siblings.lookup(
-            (*self._listing_key(), prefix), self.parsed.blob, open_pages
-        )
+        answer = self.context.metadata.sibling(self._scope, prefix, self.parsed.blob, open_pages)
         if answer is None:
             return None
         return Snapshot(answer.listed_at, file=answer.entry)
@@ -184,23 +165,21 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         with self._errors("reading properties of"):
             try:
                 properties = self.blob_client.get_blob_properties()
-            except Exception as e:
-                if not is_not_found(e):
-                    raise
+            except ResourceNotFoundError as e:
                 if is_container_missing(e):
                     return None
                 return self._directory_snapshot()
         if is_folder_placeholder(properties):
-            return self._directory_snapshot()
+            return self._directory_snapshot(folder_entry=True)
         properties.name = self.parsed.blob
         return Snapshot(time.monotonic(), file=BlobEntry.from_properties(properties))
 
-    def _directory_snapshot(self) -> Snapshot | None:
+    def _directory_snapshot(self, folder_entry: bool = False) -> Snapshot | None:
         with self._errors("listing"):
             members = list_tree(self.container_client, self._dir_prefix)
         if not members:
             return None
-        return Snapshot(time.monotonic(), members=tuple(members))
+        return Snapshot(time.monotonic(), members=tuple(members), folder_entry=folder_entry)
 
     def _existing(self) -> Snapshot:
         snapshot = self._stat()
@@ -222,8 +201,11 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         return self._existing().footprint
 
     def checksum(self) -> str | None:
-        snapshot = self._existing()
-        if snapshot.file is None or snapshot.file.md5 is None:
+        # None when missing, as Snakemake's own checksum of a missing local file: after a
+        # pipe group, Snakemake records checksums of all inputs, the pipe's too, which
+        # never is in storage (docs/compatibility.md, "Upstream issues").
+        snapshot = self._stat()
+        if snapshot is None or snapshot.file is None or snapshot.file.md5 is None:
             return None
         return f"md5:{snapshot.file.md5.hex()}"
 
@@ -248,7 +230,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                 return list_folder(container, prefix)
 
         listing = await asyncio.to_thread(
-            self.provider.listings.get, (*self._listing_key(), prefix), load
+            self.context.metadata.folder_listing, self._scope, prefix, load
         )
         if has_inventory is not None and parent_key in has_inventory:
             return  # a concurrent inventory of a sibling filled the cache meanwhile
@@ -275,23 +257,24 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         # Snakemake asks for the footprint just before, so the snapshot is usually fresh.
         snapshot = self._existing()
         local = self.local_path()
-        options = self.provider.options
+        options = self.context.options
+        files = [snapshot.file] if snapshot.file is not None else list(snapshot.members)
+        # An archived blob is offline: say so at once rather than start a download.
+        check_readable(self.print_query, self.auth.account_name, self.parsed.container, files)
         if snapshot.file is not None:
             try:
-                with self._errors("downloading"):
+                with self._errors("downloading"), self._archived_as_workflow_error():
                     download_file(
                         self.blob_client,
                         local,
                         max_concurrency=options.max_concurrency,
                         label=self.print_query,
                     )
-            except Exception as e:
-                if not is_not_found(e):
-                    raise
-                self._snapshot = None
+            except ResourceNotFoundError:
+                self._forget()
                 raise WorkflowError(f"{self.print_query} was deleted while downloading") from None
             return
-        with self._errors("downloading directory"):
+        with self._errors("downloading directory"), self._archived_as_workflow_error():
             download_directory(
                 self.container_client,
                 list(snapshot.members),
@@ -302,11 +285,34 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                 block_size=options.block_size,
             )
 
+    @contextmanager
+    def _archived_as_workflow_error(self) -> Iterator[None]:
+        """The service refusing to read an archived blob (409 BlobArchived, e.g. archived
+        after our snapshot was taken), told as check_readable tells it."""
+        try:
+            yield
+        except HttpResponseError as e:
+            if error_code_of(e) != ARCHIVED_ERROR_CODE:
+                raise
+            self._forget()
+            raise archived_error(
+                self.print_query, self.auth.account_name, self.parsed.container, [self.parsed.blob]
+            ) from None
+
     def store_object(self) -> None:
         local = self.local_path()
         if not local.exists():
             raise WorkflowError(f"cannot store {self.print_query}: {local} does not exist")
-        options = self.provider.options
+        if not local.is_dir() and not local.is_file():
+            # Opening a FIFO (a pipe() output) to read it blocks until a writer appears,
+            # which, after the group's jobs have finished, is never.
+            self.context.logger.warning(
+                f"Not storing {self.print_query}: {local} is not a regular file or directory "
+                f"(it is a {file_kind(local)}); pipe() outputs stream between the jobs of "
+                "one group and are not kept in storage"
+            )
+            return
+        options = self.context.options
         try:
             if local.is_dir():
                 self._with_container(
@@ -316,6 +322,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                         self.parsed.blob,
                         block_size=options.block_size,
                         max_concurrency=options.max_concurrency,
+                        tier=options.access_tier,
                     )
                 )
             else:
@@ -325,6 +332,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                         local,
                         block_size=options.block_size,
                         max_concurrency=options.max_concurrency,
+                        tier=options.access_tier,
                     )
                 )
         finally:
@@ -336,7 +344,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
             try:
                 upload()
                 return
-            except Exception as e:
+            except ResourceNotFoundError as e:
                 if not is_container_missing(e):
                     raise
             self._create_container()
@@ -344,34 +352,39 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
 
     def _create_container(self) -> None:
         try:
-            with self._errors("creating the container of"):
-                try:
-                    self.container_client.create_container()
-                except Exception as e:
-                    if getattr(e, "status_code", None) != 409:
-                        raise
+            # ResourceExistsError: another job created it meanwhile.
+            with self._errors("creating the container of"), suppress(ResourceExistsError):
+                self.container_client.create_container()
         except AuthenticationFailed as e:
             raise WorkflowError(
                 f"container '{self.parsed.container}' does not exist and could not be created: {e}"
             ) from None
-        self.provider.logger.info(f"Created container {self.parsed.container}")
+        self.context.logger.info(f"Created container {self.parsed.container}")
 
     def remove(self) -> None:
+        known = self.context.metadata.last_known(self._scope, self.parsed.blob)
+        is_folder_entry = known is not None and known.folder_entry
         try:
-            snapshot = self._snapshot
-            if snapshot is None or not snapshot.is_dir:
+            if known is None or not known.is_dir:
                 with self._errors("removing"):
                     try:
                         self.blob_client.delete_blob(delete_snapshots="include")
                         return
-                    except Exception as e:
-                        if not is_not_found(e):
-                            raise
+                    except ResourceNotFoundError as e:
                         if is_container_missing(e):
                             return
+                    except ResourceExistsError:
+                        # A hierarchical-namespace account refuses to delete a directory
+                        # that is not empty (409): remove its members first.
+                        is_folder_entry = True
+            concurrency = self.context.options.max_concurrency
             with self._errors("removing directory"):
-                names = [m.name for m in list_tree(self.container_client, self._dir_prefix)]
-                delete_blobs(self.container_client, names, self.provider.options.max_concurrency)
+                tree = list_subtree(self.container_client, self._dir_prefix)
+                delete_blobs(self.container_client, [m.name for m in tree.files], concurrency)
+                folders = list(tree.folders)
+                if is_folder_entry or folders:
+                    folders.append(self.parsed.blob)
+                delete_folders(self.container_client, folders, concurrency)
         finally:
             self._forget()
 
@@ -396,7 +409,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
                     metadata[TOUCH_METADATA_KEY] = stamp
                     self.container_client.get_blob_client(entry.name).set_blob_metadata(metadata)
 
-                run_bounded(members, touch_member, self.provider.options.max_concurrency)
+                run_bounded(members, touch_member, self.context.options.max_concurrency)
         finally:
             self._forget()
 
@@ -408,3 +421,17 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob, St
         with self._errors("listing candidates for"):
             entries = list_tree(self.container_client, prefix)
         return [self.parsed.with_blob(entry.name).to_query() for entry in entries]
+
+
+def file_kind(path: Path) -> str:
+    """What a non-regular file is, for messages (stat only: never opens it)."""
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"

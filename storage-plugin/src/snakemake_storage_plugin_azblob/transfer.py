@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContentSettings, StandardBlobTier
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_storage_plugin_azblob.content_types import content_type_for
@@ -56,15 +56,26 @@ def content_settings_for(path: Path, md5: bytes) -> ContentSettings:
 
 
 def upload_file(
-    blob: BlobClient, path: Path, *, block_size: int | None, max_concurrency: int
+    blob: BlobClient,
+    path: Path,
+    *,
+    block_size: int | None,
+    max_concurrency: int,
+    tier: StandardBlobTier | None = None,
 ) -> bytes:
-    """Upload ``path`` to ``blob`` (replacing it); return the MD5 digest stored with it."""
+    """Upload ``path`` to ``blob`` (replacing it) in access tier ``tier`` (None: the
+    account's default); return the MD5 digest stored with it."""
     size = path.stat().st_size
     block = choose_block_size(size, block_size)
     if size <= block:
         data = path.read_bytes()
         md5 = hashlib.md5(data).digest()
-        blob.upload_blob(data, overwrite=True, content_settings=content_settings_for(path, md5))
+        blob.upload_blob(
+            data,
+            overwrite=True,
+            content_settings=content_settings_for(path, md5),
+            standard_blob_tier=tier,
+        )
         return md5
     digest = hashlib.md5()
     # A fresh prefix per upload keeps concurrent uploads of the same name from mixing blocks.
@@ -91,6 +102,7 @@ def upload_file(
     blob.commit_block_list(
         [BlobBlock(block_id=block_id) for block_id in block_ids],
         content_settings=content_settings_for(path, md5),
+        standard_blob_tier=tier,
     )
     return md5
 

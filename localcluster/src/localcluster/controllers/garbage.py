@@ -7,29 +7,17 @@ this only covers dependents whose owners were never there or vanished before the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
+from localcluster.controllers.subscriber import StoreSubscriber
 from localcluster.store import ADDED, Store
 
 SWEEP_DELAY_SECONDS = 0.5
 
 
-class GarbageCollector:
+class GarbageCollector(StoreSubscriber):
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(store)
         self.collected = 0
-
-    async def start(self) -> None:
-        self._queue = self.store.subscribe()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.store.unsubscribe(self._queue)
 
     async def _run(self) -> None:
         while True:

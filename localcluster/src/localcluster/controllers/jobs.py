@@ -127,6 +127,7 @@ class JobController:
         self._feeder: asyncio.Task[None] | None = None
         # One pending wake-up per job: the earliest one; that pass re-arms later ones.
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._failed_syncs: dict[tuple[str, str], int] = {}
 
     async def start(self) -> None:
         self._queue = self.store.subscribe()
@@ -193,9 +194,13 @@ class JobController:
                 key = self._dirty.pop()
                 try:
                     self.reconcile(*key)
+                    self._failed_syncs.pop(key, None)
                 except ApiError as error:
                     log.warning("job %s/%s: %s", key[0], key[1], error.message)
-                    self._later(1.0, key)
+                    # Rate-limited requeue, as the real controller's work queue does: a pod
+                    # that admission keeps refusing is retried ever more slowly.
+                    failures = self._failed_syncs[key] = self._failed_syncs.get(key, 0) + 1
+                    self._later(min(2.0 ** (failures - 1), 30.0), key)
                 except Exception:
                     log.exception("job %s/%s: reconcile failed", *key)
 
@@ -387,7 +392,15 @@ class JobController:
         }
         if template_meta.get("annotations"):
             pod["metadata"]["annotations"] = template_meta["annotations"]
-        created = self.store.create("pods", meta["namespace"], pod)
+        try:
+            created = self.store.create("pods", meta["namespace"], pod)
+        except ApiError as error:
+            # pkg/controller/controller_utils.go CreatePods: FailedCreatePodReason,
+            # "Error creating: %v"; the pod is retried on the next sync.
+            self.store.record_event(
+                job, "FailedCreate", f"Error creating: {error.message}", "Warning", COMPONENT
+            )
+            raise
         self.store.record_event(
             job,
             "SuccessfulCreate",

@@ -8,23 +8,29 @@ import ipaddress
 import itertools
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from localcluster.errors import ApiError
-from localcluster.nodeagent import routes
+from localcluster.nodeagent import metrics_api, routes
+from localcluster.nodeagent.autoscaler import AutoscalerTiming, ClusterAutoscaler
 from localcluster.nodeagent.images import ImageCatalog
 from localcluster.nodeagent.kubelet import KubeletContext, KubeletTiming, PodRunner, Termination
 from localcluster.nodeagent.nodeobjects import node_object, ready_condition
 from localcluster.nodeagent.processes import memory_by_process_group
 from localcluster.nodeagent.scheduler import TERMINAL_PHASES, Scheduler
+from localcluster.nodeagent.usage import Usage, UsageSampler
+from localcluster.nodepools import NodePool
 from localcluster.nodes import DEFAULT_NODES, NodeSpec
 
 log = logging.getLogger("localcluster.nodeagent")
 
 MEMORY_POLL_SECONDS = 0.25
+# How often CPU and memory are sampled for metrics.k8s.io (metrics-server: every 15 s).
+USAGE_SAMPLE_SECONDS = 3.0
 EVICTION_API = ("EvictionByEvictionAPI", "Eviction API: evicting")
 NODE_GONE = ("DeletionByPodGC", "PodGC: node no longer exists")
 NOT_READY_TAINTS = [
@@ -43,9 +49,22 @@ class NodeAgent:
         state_dir: Path,
         images: ImageCatalog,
         timing: KubeletTiming | None = None,
+        pools: list[NodePool] | None = None,
+        autoscaler_timing: AutoscalerTiming | None = None,
     ) -> None:
         self.store = store
-        self.node_specs = {spec.name: spec for spec in (nodes or list(DEFAULT_NODES))}
+        if nodes is None and not pools:
+            nodes = list(DEFAULT_NODES)
+        self.node_specs = {spec.name: spec for spec in nodes or []}
+        self.autoscaler: ClusterAutoscaler | None = None
+        if pools:
+            self.autoscaler = ClusterAutoscaler(
+                self, pools, autoscaler_timing or AutoscalerTiming()
+            )
+            for spec in self.autoscaler.initial_nodes():
+                if spec.name in self.node_specs:
+                    raise ValueError(f"node {spec.name} is both listed and a pool's node")
+                self.node_specs[spec.name] = spec
         self.state_dir = Path(state_dir)
         self.context = KubeletContext(
             store=store,
@@ -63,6 +82,10 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._schedule_wanted = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._usage = UsageSampler()
+        # (namespace, pod): container name -> usage over the last window
+        self.pod_usage: dict[tuple[str, str], dict[str, Usage]] = {}
+        self.usage_sampled_at = 0.0
 
     # ----- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -78,9 +101,15 @@ class NodeAgent:
             asyncio.create_task(self._watch_store(), name="nodeagent watch"),
             asyncio.create_task(self._schedule_loop(), name="nodeagent scheduler"),
             asyncio.create_task(self._memory_loop(), name="nodeagent memory"),
+            asyncio.create_task(self._usage_loop(), name="nodeagent usage"),
         ]
+        if self.autoscaler is not None and self.autoscaler.groups:
+            # Without an autoscaled pool AKS runs no cluster-autoscaler (and no status map).
+            self._tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
 
     async def stop(self) -> None:
+        if self.autoscaler is not None:
+            await self.autoscaler.stop()
         for task in self._tasks:
             task.cancel()
         for runner in list(self.runners.values()):
@@ -92,7 +121,10 @@ class NodeAgent:
             self.store.unsubscribe(self._queue)
 
     def routes(self) -> list[web.RouteDef]:
-        return routes.route_table(self)
+        return routes.route_table(self) + metrics_api.route_table(self)
+
+    def pod_of_usage(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.scheduler.pods.get((namespace, name))
 
     # ----- nodes -------------------------------------------------------------------------
     def _register(self, spec: NodeSpec) -> None:
@@ -118,6 +150,8 @@ class NodeAgent:
             raise ApiError(404, "NotFound", f'nodes "{name}" not found')
         del self.node_specs[name]
         self.scheduler.nodes.pop(name, None)
+        if self.autoscaler is not None:
+            self.autoscaler.forget_node(name)
         if remove:
             with contextlib.suppress(ApiError):
                 self.store.delete("nodes", None, name)
@@ -237,3 +271,29 @@ class NodeAgent:
                 if usage.get(pid, 0) > limit:
                     process.killed_for_memory = True
                     process.signal_group(signal.SIGKILL)
+
+    async def _usage_loop(self) -> None:
+        """Sample each running container's CPU and memory for metrics.k8s.io."""
+        while True:
+            await asyncio.sleep(USAGE_SAMPLE_SECONDS)
+            owners = {
+                process.pid: ((runner.namespace, runner.name), container)
+                for runner in list(self.runners.values())
+                for container, process in list(runner.processes.items())
+            }
+            if not owners:  # nothing runs: no need to scan /proc
+                self._usage.sample([])
+                self.pod_usage = {}
+                self.usage_sampled_at = time.time()
+                continue
+            try:
+                usage = await asyncio.to_thread(self._usage.sample, list(owners))
+            except OSError as error:  # /proc unreadable: keep the last figures
+                log.warning("cannot sample pod usage: %r", error)
+                continue
+            by_pod: dict[tuple[str, str], dict[str, Usage]] = {}
+            for pid, sample in usage.items():
+                pod, container = owners[pid]
+                by_pod.setdefault(pod, {})[container] = sample
+            self.pod_usage = by_pod
+            self.usage_sampled_at = time.time()

@@ -12,6 +12,10 @@ layers, cached under ``LOCALCLUSTER_IMAGE_CACHE`` (default ``~/.cache/localclust
   layer's site-packages, as a container image layers on its base. A pod (or ``.dev/env.sh``)
   runs it through wrapper scripts in ``<image>/bin``. Cheap to rebuild, and keyed by a hash
   of the sources, so edits take effect at the next cluster start.
+- The ``bare`` flavour (Snakemake without our plugins, as in an image like snakemake/snakemake)
+  shares the base flavour's third-party layer and has a venv without the plugins; they are
+  wheels in ``<image>/plugin-wheels``, on the pods' PIP_FIND_LINKS, as a package index would
+  serve them to a pod that pip-installs a storage plugin.
 Builds take file locks, so parallel test processes build each layer once.
 """
 
@@ -36,7 +40,10 @@ CACHE_VARIABLE = "LOCALCLUSTER_IMAGE_CACHE"
 BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
-LAYOUT_VERSION = 3  # bump when the cached layout changes
+POD_SITE = Path(__file__).resolve().parent / "podsite"
+LAYOUT_VERSION = 4  # bump when the cached layout changes
+# Flavours whose plugins are not installed, only offered to pip; their third-party layer.
+BARE_FLAVOURS = {"bare": "base"}
 
 
 class ImageNotFound(LookupError):
@@ -114,6 +121,8 @@ def flavour_of(image: str) -> str:
         repository = repository.removeprefix(prefix)
     if repository.endswith("snakemake-k8s-azblob-bio"):
         return "bio"
+    if repository.endswith("snakemake-bare"):
+        return "bare"
     if repository in ("snakemake/snakemake", "library/snakemake/snakemake") or repository.endswith(
         "snakemake-k8s-azblob"
     ):
@@ -223,10 +232,15 @@ class ImageCatalog:
         return self._build_image(flavour, self.image_key(flavour))
 
     def _build_image(self, flavour: str, key: str) -> Image:
-        deps = self._build_wheelhouse(flavour)
-        base_venv = self._build_base_venv(flavour, deps)
+        layer = BARE_FLAVOURS.get(flavour, flavour)
+        deps = self._build_wheelhouse(layer)
+        base_venv = self._build_base_venv(layer, deps)
         target = self.cache_dir / f"{flavour}-{key}"
-        image = Image(root=target, venv=target / "venv", base_venv=base_venv, wheelhouses=(deps,))
+        bare = flavour in BARE_FLAVOURS
+        wheelhouses = (deps, target / "plugin-wheels") if bare else (deps,)
+        image = Image(
+            root=target, venv=target / "venv", base_venv=base_venv, wheelhouses=wheelhouses
+        )
         with _file_lock(self.cache_dir / f"{target.name}.lock"):
             if (target / COMPLETE_MARKER).exists():
                 return image
@@ -237,22 +251,15 @@ class ImageCatalog:
             # The site module appends each line of a .pth file to sys.path, after the venv's
             # own site-packages: the plugins here win over any copy in the base layer.
             (image.site / "base-layer.pth").write_text(f"{site_packages(base_venv)}\n")
+            # podsite's sitecustomize makes a pod's Python see its node's CPU count.
+            (image.site / "localcluster-podsite.pth").write_text(f"{POD_SITE}\n")
             plugin_paths = [str(source) for source in self.plugin_sources]
-            _run(
-                [
-                    *_pip(sys.executable),
-                    "install",
-                    "-q",
-                    "--no-deps",
-                    "--no-index",
-                    "--find-links",
-                    str(deps),
-                    "--target",
-                    str(image.site),
-                    *plugin_paths,
-                ],
-                log,
-            )
+            offline = ["-q", "--no-deps", "--no-index", "--find-links", str(deps)]
+            if bare:
+                into = ["wheel", *offline, "-w", str(wheelhouses[-1])]
+            else:
+                into = ["install", *offline, "--target", str(image.site)]
+            _run([*_pip(sys.executable), *into, *plugin_paths], log)
             _write_wrappers(image)
             (target / COMPLETE_MARKER).write_text(key + "\n")
         return image

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import copy
 import logging
+import math
 import shutil
 import signal
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.errors import ApiError
-from localcluster.nodeagent import podstatus
+from localcluster.nodeagent import podstatus, termination
 from localcluster.nodeagent.images import Image, ImageBuildError, ImageCatalog, ImageNotFound
 from localcluster.nodeagent.nodeobjects import now_rfc3339
 from localcluster.nodeagent.podenv import (
@@ -92,6 +93,11 @@ class KubeletContext:
     memory_watch: dict[int, tuple[ContainerProcess, int]] = field(default_factory=dict)
 
 
+def is_sidecar(container: dict[str, Any]) -> bool:
+    """An init container with restartPolicy Always is a native sidecar (1.29+ default)."""
+    return container.get("restartPolicy") == "Always"
+
+
 class PodRunner:
     """Lifecycle of one pod on one node, from ContainerCreating to a terminal phase."""
 
@@ -115,6 +121,11 @@ class PodRunner:
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.deadline_task: asyncio.Future[None] | None = None
+        # Native sidecars (init containers with restartPolicy Always, Kubernetes 1.29+):
+        # started in init order, kept running, stopped once the regular containers ended.
+        self.sidecar_tasks: list[tuple[str, asyncio.Task[int | None]]] = []
+        self.sidecar_started: dict[str, asyncio.Event] = {}
+        self.stopping_sidecars = False
 
     # ----- paths ---------------------------------------------------------------------------
     @property
@@ -279,15 +290,34 @@ class PodRunner:
             if await self._mount_volumes():
                 self.sandbox_ready = True
                 self._write_status()
-                if await self._run_init_containers():
-                    self.initialized = True
-                    await asyncio.gather(
-                        *(self._run_container(c) for c in self.spec.get("containers") or [])
-                    )
+                try:
+                    if await self._run_init_containers():
+                        self.initialized = True
+                        await asyncio.gather(
+                            *(self._run_container(c) for c in self.spec.get("containers") or [])
+                        )
+                finally:
+                    await self._stop_sidecars()
         finally:
             if deadline is not None:
                 deadline.cancel()
         self._finish()
+
+    async def _stop_sidecars(self) -> None:
+        """After the regular containers: SIGTERM the sidecars in reverse order of their start
+        (KEP-753), each with the pod's grace period, as the kubelet does."""
+        self.stopping_sidecars = True
+        grace = min(
+            float(self.spec.get("terminationGracePeriodSeconds", 30)),
+            self.context.timing.grace_cap_seconds,
+        )
+        for name, task in reversed(self.sidecar_tasks):
+            process = self.processes.get(name)
+            if process is not None:
+                self._event("Killing", f"Stopping container {name}")
+                await process.terminate(grace)
+            with contextlib.suppress(asyncio.CancelledError, PodGone):
+                await task
 
     def _finish(self) -> None:
         self.sandbox_ready = False
@@ -380,17 +410,36 @@ class PodRunner:
     # ----- containers --------------------------------------------------------------------
     async def _run_init_containers(self) -> bool:
         for container in self.spec.get("initContainers") or []:
+            if is_sidecar(container):
+                if not await self._start_sidecar(container):
+                    return False
+                continue
             code = await self._run_container(container, init=True)
             if code != 0:
                 return False
         return True
+
+    async def _start_sidecar(self, container: dict[str, Any]) -> bool:
+        """Start a native sidecar and go on to the next init container once it runs."""
+        name = container["name"]
+        started = self.sidecar_started[name] = asyncio.Event()
+        task = asyncio.create_task(self._run_container(container, init=True))
+        self.sidecar_tasks.append((name, task))
+        stopped = asyncio.create_task(self.stop_event.wait())
+        waiting = asyncio.create_task(started.wait())
+        await asyncio.wait([stopped, waiting, task], return_when=asyncio.FIRST_COMPLETED)
+        for helper in (stopped, waiting):
+            helper.cancel()
+        return started.is_set() and not self.stop_event.is_set()
 
     def _set_state(self, container: dict[str, Any], init: bool, **changes: Any) -> None:
         statuses = self.init_statuses if init else self.statuses
         status = statuses[container["name"]]
         status.update(changes)
         state = status["state"]
-        status["ready"] = status["started"] = "running" in state and not init
+        status["ready"] = status["started"] = "running" in state and (
+            not init or is_sidecar(container)
+        )
         if init and "terminated" in state and state["terminated"]["exitCode"] == 0:
             status["ready"] = True
 
@@ -411,10 +460,14 @@ class PodRunner:
             if code is None:
                 return None
             # Init containers only ever rerun after a failure, whatever the pod's policy.
-            restart = not self.stop_event.is_set() and (
-                (self.restart_policy == "Always" and not init)
-                or (self.restart_policy != "Never" and code != 0)
-            )
+            if is_sidecar(container):
+                # A native sidecar restarts whatever it exits with, until the pod ends.
+                restart = not self.stop_event.is_set() and not self.stopping_sidecars
+            else:
+                restart = not self.stop_event.is_set() and (
+                    (self.restart_policy == "Always" and not init)
+                    or (self.restart_policy != "Never" and code != 0)
+                )
             if not restart:
                 return code
             restarts += 1
@@ -482,8 +535,16 @@ class PodRunner:
                 self._event("Pulled", f'Container image "{image_name}" already present on machine')
             return image
 
+    def _node_cpus(self) -> int | None:
+        node = self.context.store.get("nodes", None, self.spec.get("nodeName") or "")
+        try:
+            cpu = parse_quantity(((node or {}).get("status") or {}).get("capacity", {})["cpu"])
+        except (KeyError, ValueError):
+            return None
+        return max(1, math.ceil(cpu))
+
     def _base_env(self, image: Image) -> dict[str, str]:
-        return {
+        env = {
             "PATH": ":".join([*map(str, image.path_dirs), SYSTEM_PATH]),
             "HOSTNAME": self.name,
             "HOME": str(self.pod_dir / "home"),
@@ -495,6 +556,10 @@ class PodRunner:
             "PIP_CONFIG_FILE": "/dev/null",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
+        cpus = self._node_cpus()
+        if cpus is not None:
+            env["LOCALCLUSTER_NODE_CPUS"] = str(cpus)
+        return env
 
     async def _configure(
         self, container: dict[str, Any], init: bool, image: Image
@@ -538,6 +603,7 @@ class PodRunner:
             return None
         self._event("Created", f"Created container: {name}")
         started_at = now_rfc3339()
+        termination.prepare(self.root, container)
         try:
             if not argv:
                 raise FileNotFoundError("no command specified")
@@ -571,13 +637,15 @@ class PodRunner:
             self.started = True
             self.phase = "Running"
         self._write_status()
+        if name in self.sidecar_started:
+            self.sidecar_started[name].set()
         try:
             code = await process.wait()
         finally:
             self.context.memory_watch.pop(process.pid, None)
             self.processes.pop(name, None)
         reason = "Completed" if code == 0 else "Error"
-        message = self._termination_message(container, log_file, code)
+        message = termination.read_message(self.root, container, log_file, code)
         if process.killed_for_memory:
             reason = "OOMKilled"
         elif self.termination is not None and self.termination.container_reason != "Error":
@@ -594,16 +662,3 @@ class PodRunner:
 
     def _all_done(self) -> bool:
         return all("terminated" in status["state"] for status in self.statuses.values())
-
-    def _termination_message(self, container: dict[str, Any], log_file: Path, code: int) -> str:
-        if container.get("terminationMessagePolicy") != "FallbackToLogsOnError" or code == 0:
-            return ""
-        try:
-            with log_file.open("rb") as log:
-                log.seek(0, 2)
-                size = log.tell()
-                log.seek(max(0, size - 2048))
-                tail = log.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(tail.splitlines()[-80:])

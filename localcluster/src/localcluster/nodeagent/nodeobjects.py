@@ -59,7 +59,7 @@ def node_object(spec: NodeSpec) -> dict[str, Any]:
         "spec": {},
         "status": {
             "capacity": capacity_of(spec),
-            "allocatable": capacity_of(spec),
+            "allocatable": {**capacity_of(spec), **spec.allocatable},
             "conditions": [ready_condition(True, "kubelet is posting ready status")],
             "addresses": [
                 {"type": "InternalIP", "address": "127.0.0.1"},

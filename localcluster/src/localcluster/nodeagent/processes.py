@@ -8,10 +8,31 @@ import os
 import signal
 import subprocess
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# Indexes into /proc/PID/stat's fields after the parenthesised command name (proc(5)'s
+# numbering minus 3): ppid 1, pgrp 2, utime 11 ... cstime 14, vsize 20, rss 21.
+STAT_PPID = 1
+STAT_PGRP = 2
+
+
+def stats_of_process_groups(groups: Collection[int]) -> Iterator[tuple[int, int, list[bytes]]]:
+    """(pid, pgrp, stat fields) of every live process in one of ``groups``."""
+    wanted = set(groups)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                raw = stat.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        pgrp = int(fields[STAT_PGRP])
+        if pgrp in wanted:
+            yield int(entry.name), pgrp, fields
 
 
 class ContainerProcess:
@@ -78,22 +99,9 @@ def memory_by_process_group(groups: Collection[int]) -> dict[int, int]:
     proportional share (Pss) instead, and a vfork child, which reports its parent's very
     address space until it execs, is not counted at all.
     """
-    wanted = set(groups)
     members: dict[int, tuple[int, int, bytes]] = {}  # pid: (ppid, pgrp, vsize and rss)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                raw = stat.read()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name (proc(5) numbering minus 3):
-        # ppid 1, pgrp 2, vsize 20, rss 21.
-        fields = raw[raw.rindex(b")") + 2 :].split()
-        pgrp = int(fields[2])
-        if pgrp in wanted:
-            members[int(entry.name)] = (int(fields[1]), pgrp, fields[20] + b" " + fields[21])
+    for pid, pgrp, fields in stats_of_process_groups(groups):
+        members[pid] = (int(fields[STAT_PPID]), pgrp, fields[20] + b" " + fields[21])
     totals: dict[int, int] = defaultdict(int)
     for pid, (ppid, pgrp, sizes) in members.items():
         parent = members.get(ppid)

@@ -100,6 +100,11 @@ class WorkflowRunner:
     secret_env: dict[str, str]
     # On the local cluster (which has a control API and a node agent's logs).
     local: bool = False
+    # Snakemake's own kubeconfig: the executor's least-privilege ServiceAccount (the observer
+    # keeps `kubeconfig`, an admin, to see everything); None: Snakemake uses `kubeconfig`.
+    executor_kubeconfig: Path | None = None
+    namespace: str = NAMESPACE
+    process: subprocess.Popen | None = None
 
     def command(self, jobs: int, image: str, extra_args: tuple[str, ...]) -> list[str]:
         return [
@@ -117,7 +122,7 @@ class WorkflowRunner:
             "--container-image",
             image,
             "--kubernetes-namespace",
-            NAMESPACE,
+            self.namespace,
             "--jobs",
             str(jobs),
             "--seconds-between-status-checks",
@@ -134,7 +139,7 @@ class WorkflowRunner:
             if not key.startswith(("SNAKEMAKE_", "AZURE_", "AZ_BLOB_"))
         }
         env.update(self.secret_env)
-        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["KUBECONFIG"] = str(self.executor_kubeconfig or self.kubeconfig)
         env["SNAKEMAKE_STORAGE_AZBLOB_ACCOUNT_KEY"] = self.azurite.account_key
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -148,14 +153,23 @@ class WorkflowRunner:
         extra_args: tuple[str, ...] = (),
         while_running: Callable[[ClusterObserver], None] | None = None,
         name: str = "wf",
+        workdir: Path | None = None,
+        files: dict[str, str] | None = None,
     ) -> WorkflowRun:
-        workdir = self.tmp_path / f"{name}-{uuid.uuid4().hex[:8]}"
-        workdir.mkdir()
+        """Run ``snakefile`` in a new folder, or in ``workdir`` to continue an earlier run
+        there (its .snakemake metadata); ``files`` are written next to the Snakefile (e.g.
+        scripts). While it runs, ``self.process`` is the Snakemake process."""
+        if workdir is None:
+            workdir = self.tmp_path / f"{name}-{uuid.uuid4().hex[:8]}"
+            workdir.mkdir()
         (workdir / "Snakefile").write_text(textwrap.dedent(snakefile))
-        observer = ClusterObserver(self.kubeconfig, NAMESPACE).start()
+        for relative, text in (files or {}).items():
+            (workdir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / relative).write_text(text)
+        observer = ClusterObserver(self.kubeconfig, self.namespace).start()
         log_file = workdir.parent / f"{workdir.name}.log"
         with log_file.open("w") as log:
-            process = subprocess.Popen(
+            self.process = process = subprocess.Popen(
                 self.command(jobs, image, extra_args),
                 cwd=workdir,
                 env=self.environment(),

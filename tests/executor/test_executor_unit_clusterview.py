@@ -1,0 +1,84 @@
+"""The executor reads nodes, the autoscaler's events and status ConfigMap only while a pod is
+unschedulable, at most once per refresh interval, and does without any it may not read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snakemake_executor_plugin_kubernetes.client import ApiError
+from snakemake_executor_plugin_kubernetes.clusterview import REFRESH_SECONDS, ClusterView
+from support.placement_objects import D3, GROUP, NAME, unschedulable_pod
+
+
+class FakeClient:
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        self.calls.append(path)
+        answer = self.answers[path]
+        if isinstance(answer, ApiError):
+            raise answer
+        return answer
+
+
+EVENTS = "/api/v1/namespaces/ns/events"
+STATUS = "/api/v1/namespaces/kube-system/configmaps/cluster-autoscaler-status"
+NODES = "/api/v1/nodes"
+
+
+def scale_up_event() -> dict[str, Any]:
+    return {
+        "reason": "TriggeredScaleUp",
+        "message": f"pod triggered scale-up: [{{{GROUP} 1->2 (max: 3)}}]",
+        "involvedObject": {"kind": "Pod", "name": NAME},
+        "metadata": {"resourceVersion": "5"},
+    }
+
+
+def test_no_reads_without_unschedulable_pods_and_at_most_one_per_interval() -> None:
+    fake = FakeClient(
+        {EVENTS: {"items": [scale_up_event()]}, STATUS: {"data": {}}, NODES: {"items": [D3]}}
+    )
+    view = ClusterView(fake, "ns")  # type: ignore[arg-type]
+    running = unschedulable_pod()
+    running["status"] = {"phase": "Running"}
+    assert view.diagnose([running], 0.0) == {}
+    assert fake.calls == []
+    first = view.diagnose([unschedulable_pod()], 1.0)
+    assert first[NAME].text == "waiting for a node: scale-up of nodepool1 1->2 triggered"
+    assert sorted(fake.calls) == sorted([EVENTS, STATUS, NODES])
+    view.diagnose([unschedulable_pod()], 1.0 + REFRESH_SECONDS / 2)
+    assert len(fake.calls) == 3
+    view.diagnose([unschedulable_pod()], 1.0 + REFRESH_SECONDS)
+    assert len(fake.calls) == 6
+
+
+def test_forbidden_sources_are_skipped_reported_once_and_make_the_wait_undecidable() -> None:
+    forbidden = ApiError(403, "Forbidden", 'nodes is forbidden: User "x" cannot list resource')
+    fake = FakeClient({EVENTS: {"items": []}, STATUS: forbidden, NODES: forbidden})
+    warnings: list[str] = []
+    view = ClusterView(fake, "ns", on_forbidden=warnings.append)  # type: ignore[arg-type]
+    found = view.diagnose([unschedulable_pod()], 0.0)
+    assert not found[NAME].never  # 30.4 CPUs, but who knows which nodes exist
+    assert view.facts.nodes is None and view.facts.autoscaler is None
+    assert len(warnings) == 2
+    assert any("kubectl auth can-i list nodes" in w for w in warnings)
+    assert any(
+        "kubectl auth can-i get configmaps/cluster-autoscaler-status -n kube-system" in w
+        for w in warnings
+    )
+    view.diagnose([unschedulable_pod()], REFRESH_SECONDS)
+    assert fake.calls.count(NODES) == 1  # not asked again soon after a 403
+    assert len(warnings) == 2
+
+
+def test_missing_status_configmap_means_no_autoscaler() -> None:
+    fake = FakeClient(
+        {EVENTS: {"items": []}, STATUS: ApiError(404, "NotFound"), NODES: {"items": [D3]}}
+    )
+    view = ClusterView(fake, "ns", no_autoscaler_grace=30)  # type: ignore[arg-type]
+    found = view.diagnose([unschedulable_pod()], 0.0)
+    assert view.facts.autoscaler is False
+    assert found[NAME].never and found[NAME].grace == 30
