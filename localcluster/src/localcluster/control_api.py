@@ -80,7 +80,8 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
         token = str((await _body(request)).get("token", ""))
         if not token:
             return _json({"error": "token: must not be empty"}, status=400)
-        server.token = token
+        # The admin token is what authentication checks (Rbac); ServiceAccount tokens stay.
+        server.token = server.rbac.admin_token = token
         return _json({"rotated": True})
 
     async def close_watches(request: web.Request) -> web.Response:
