@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pluginbench.cluster_watch import PodCompletions, RequestCollector
+from localcluster.observer import ClusterObserver
+from pluginbench.cluster_watch import RequestCollector
 from pluginbench.procstat import (
     ProcessSample,
     cpu_seconds,
@@ -312,7 +313,9 @@ class ExecutorBench:
         workdir = self.scratch / f"{side.key}-{jobs}-{uuid.uuid4().hex[:6]}"
         workdir.mkdir(parents=True)
         (workdir / "Snakefile").write_text(SNAKEFILE)
-        observer = PodCompletions(self.cluster.kubeconfig, NAMESPACE).start()
+        observer = ClusterObserver(
+            self.cluster.kubeconfig, NAMESPACE, kinds=("pods",), capture_logs=False
+        ).start()
         collector = RequestCollector(self.cluster.control).start()
         log_path = workdir / "snakemake.log"
         report_times = workdir / "report-times.txt"
@@ -337,7 +340,7 @@ class ExecutorBench:
         server_peak_rss = peak_rss_bytes(server_pid)
         server_cpu = cpu_seconds(server_pid) - server_cpu_before
         records = [r for r in collector.stop() if r["time"] >= started]
-        observer.stop()
+        pods = observer.stop()
         # Kept beside the run's log (with --keep-scratch) to study its requests afterwards.
         with (workdir / "requests.jsonl").open("w") as kept:
             kept.writelines(json.dumps(r) + "\n" for r in records)
@@ -349,10 +352,10 @@ class ExecutorBench:
             records=records,
             started=started,
             finished=finished,
-            last_completion=observer.last_completion(),
+            last_completion=pods.last_completion(),
             last_report=last_report_time(report_times),
-            failed_pods=len(observer.failed),
-            pod_seconds=observer.run_seconds(),
+            failed_pods=len(pods.failed),
+            pod_seconds=pods.run_seconds(),
             overflowed=collector.overflowed,
             executor=sample,
             server_peak_rss_bytes=server_peak_rss,

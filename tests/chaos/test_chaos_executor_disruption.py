@@ -5,15 +5,15 @@ every job finishes exactly once with nothing left behind.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
+from localcluster.testing import wait_until
 from support.chaos import (
+    EXECUTOR_USER_AGENT,
     assert_each_job_finished_once,
     assert_outputs,
-    executor_requests,
     request_figures,
     run_id_of,
     run_objects,
@@ -44,8 +44,8 @@ rule slow:
 
 def running_pod(observer, exclude: set[str], timeout: float = 180) -> dict:
     """A pod of the run currently Running on a node, other than those in `exclude`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def found() -> dict | None:
         for (kind, name), pod in list(observer.seen.objects.items()):
             status = pod.get("status") or {}
             if (
@@ -55,8 +55,9 @@ def running_pod(observer, exclude: set[str], timeout: float = 180) -> dict:
                 and (pod.get("spec") or {}).get("nodeName")
             ):
                 return pod
-        time.sleep(0.1)
-    pytest.fail(f"no running pod (other than {sorted(exclude)}) within {timeout} s")
+        return None
+
+    return wait_until(found, f"a running pod other than {sorted(exclude)}", timeout)
 
 
 def test_evicted_pods_and_a_lost_node_are_retried_by_kubernetes_not_snakemake(
@@ -118,7 +119,10 @@ def run_disruption_scenario(
     assert sorted(failed) == sorted(set(disrupted)), (failed, disrupted)
     # one new pod per disrupted one; Jobs were created once each
     assert len(pods) == SLOW_JOBS + len(failed)
-    assert request_figures(executor_requests(chaos_control))["job_creates"] == SLOW_JOBS
+    assert (
+        request_figures(chaos_control.requests(user_agent=EXECUTOR_USER_AGENT))["job_creates"]
+        == SLOW_JOBS
+    )
     assert run.output.count(RETRY_NOTICE) == len(failed), run.output[-5000:]
     assert SNAKEMAKE_RETRY not in run.output
     survivors = [p for p in pods if p["metadata"]["name"] not in failed]

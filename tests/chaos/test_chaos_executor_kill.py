@@ -9,10 +9,11 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 
 import pytest
 
+from localcluster.observer import ClusterObserver
+from localcluster.testing import wait_until
 from support.chaos import (
     assert_each_job_finished_once,
     finished_jobs,
@@ -20,7 +21,7 @@ from support.chaos import (
     run_objects,
     secret_leaks,
 )
-from support.workflows import ClusterObserver, WorkflowRun, cleanup_command
+from support.workflows import WorkflowRun, cleanup_command
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -87,15 +88,6 @@ def running_of_rule(observer: ClusterObserver, rule: str) -> int:
     )
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{what} after {timeout} s")
-
-
 def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     chaos_runner, chaos_cluster, azurite, container, chaos_record, tmp_path
 ):
@@ -104,14 +96,14 @@ def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     workdir.mkdir()
     (workdir / "Snakefile").write_text(textwrap.dedent(SNAKEFILE))
 
-    observer = ClusterObserver(kubeconfig, "default", cluster_wide_paths=True).start()
+    observer = ClusterObserver(kubeconfig, "default").start()
     process, log = start(chaos_runner, workdir, "killed", "--config", "sleep=600")
     try:
         # every fast job has finished once all slow ones run: only those are unfinished
         wait_until(
             lambda: running_of_rule(observer, "slow") == PAIRS,
+            "every slow pod running",
             RUN_TIMEOUT,
-            "the slow pods were not all running",
         )
     finally:
         os.kill(process.pid, signal.SIGKILL)
@@ -133,8 +125,8 @@ def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     assert f"run {run_id} in namespace default: deleted" in cleanup.stdout
     wait_until(
         lambda: run_objects(kubeconfig, run_id) == [],
+        "the run's objects gone",
         DELETION_TIMEOUT,
-        "leftovers were still there",
     )
 
     unlock = subprocess.run(
@@ -147,7 +139,7 @@ def test_killed_submitter_cleanup_removes_everything_and_rerun_completes(
     )
     assert unlock.returncode == 0, unlock.stdout + unlock.stderr
 
-    observer = ClusterObserver(kubeconfig, "default", cluster_wide_paths=True).start()
+    observer = ClusterObserver(kubeconfig, "default").start()
     process, log = start(
         chaos_runner, workdir, "rerun", "--rerun-incomplete", "--config", "sleep=0"
     )

@@ -14,11 +14,11 @@ import pytest
 
 from support import workflows
 from support.chaos import (
+    EXECUTOR_USER_AGENT,
     JOBS_PATH,
     PODS_PATH,
     assert_each_job_finished_once,
     assert_outputs,
-    executor_requests,
     fan_out_snakefile,
     request_figures,
     run_id_of,
@@ -116,8 +116,6 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
 ):
     # A safety net against a hang at full size, not a performance bound.
     monkeypatch.setattr(workflows, "RUN_TIMEOUT_SECONDS", max(300, 10 * JOB_COUNT))
-    # Each observer poll lists up to 2*J objects: at full size poll less often, spare the CPU.
-    chaos_runner.observe_interval = scaled(0.3, 1.0)
     bursts = FaultBursts(chaos_control, JOB_COUNT, PARALLEL, BURSTS)
     bursts.submission_burst()
     try:
@@ -145,7 +143,7 @@ def test_many_jobs_under_api_faults_finish_once_and_leave_nothing(
     assert_each_job_finished_once(run.output, "work", JOB_COUNT)
     assert_outputs(azurite, container, "work", JOB_COUNT)
     run_id = run_id_of(run.output)
-    figures = request_figures(executor_requests(chaos_control))
+    figures = request_figures(chaos_control.requests(user_agent=EXECUTOR_USER_AGENT))
     # every fault was served to the executor (and so retried) and each Job created once
     assert figures["faults_served"] == bursts.injected, figures
     assert figures["job_creates"] == JOB_COUNT, figures

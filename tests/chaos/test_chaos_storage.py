@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
 from localcluster.azurite import Azurite
+from localcluster.testing import wait_until
 from snakemake_storage_plugin_azblob import StorageProvider, StorageProviderSettings
 from support.faultproxy import Fault, FaultProxy
 
@@ -237,9 +237,7 @@ def test_killed_uploader_leaves_previous_version(tmp_path, azurite, container, p
     )
     assert uploader.stdout is not None
     assert uploader.stdout.readline().strip() == b"uploading"
-    deadline = time.monotonic() + 60
-    while proxy.stats.requests < 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: proxy.stats.requests >= 6, "six requests of the upload", timeout=60)
     uploader.send_signal(signal.SIGKILL)
     uploader.wait()
 

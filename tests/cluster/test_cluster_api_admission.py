@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from localcluster.testing import container, job_manifest, pod_manifest, wait_for
+from localcluster.testing import container, job_manifest, pod_manifest, wait_until
 
 RESTRICTED_OK = {
     "runAsNonRoot": True,
@@ -102,7 +102,7 @@ def test_enforce_on_a_job_warns_and_its_pods_fail_to_create_with_events(
     # Workload templates are only warned about (warn defaults to the enforce level).
     assert status == 201
     assert 'would violate PodSecurity \\"restricted:latest\\": privileged' in headers["Warning"]
-    events = wait_for(
+    events = wait_until(
         lambda: (
             core.list_namespaced_event(
                 namespace, field_selector="involvedObject.name=j,reason=FailedCreate"
@@ -168,7 +168,7 @@ def test_resource_quota_refuses_with_used_and_hard_and_keeps_status(
         return pod_manifest(name, containers=[container(resources={"requests": {"cpu": cpu}})])
 
     core.create_namespaced_pod(namespace, cpu_pod("first", "600m"))
-    quota = wait_for(
+    quota = wait_until(
         lambda: (
             (q := core.read_namespaced_resource_quota("compute", namespace)).status
             and q.status.used
@@ -190,7 +190,7 @@ def test_resource_quota_refuses_with_used_and_hard_and_keeps_status(
         'pods "bare" is forbidden: failed quota: compute: must specify requests.cpu for: main'
     )
     core.delete_namespaced_pod("first", namespace)
-    wait_for(
+    wait_until(
         lambda: (
             core.read_namespaced_resource_quota("compute", namespace).status.used
             == {"requests.cpu": "0", "pods": "0"}

@@ -9,7 +9,8 @@ import urllib3
 from kubernetes import client
 
 from localcluster.control import ControlError
-from localcluster.testing import pod_manifest
+from localcluster.observer import OBSERVER_USER_AGENT, ClusterObserver
+from localcluster.testing import pod_manifest, wait_until
 
 
 def test_request_log_records_and_counts(core: client.CoreV1Api, namespace: str, control) -> None:
@@ -98,3 +99,41 @@ def test_bad_fault_requests_are_refused(control) -> None:
         control.inject_fault("418")
     with pytest.raises(ControlError, match="regex"):
         control.inject_fault(500, path="(")
+
+
+def test_faults_and_watch_expiry_pass_the_observer_by(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, control
+) -> None:
+    control.reset_requests()
+    control.inject_fault(503, path=r"/pods$", method="GET")
+    control.expire_next_watch()
+    observer = ClusterObserver(api_client, namespace, kinds=("pods",), everything=True).start()
+    try:
+        core.create_namespaced_pod(namespace, pod_manifest("seen"))
+        wait_until(lambda: ("Pod", "seen") in observer.seen.objects, "the observer saw the pod")
+    finally:
+        observer.stop()
+    assert observer.errors == []
+    watched = control.requests(user_agent=OBSERVER_USER_AGENT)
+    assert watched and all(r["fault"] is None and r["status"] in (200, None) for r in watched)
+    # Both are still there for the client they were meant for.
+    assert [f["action"] for f in control.faults()] == ["503"]
+    with pytest.raises(client.ApiException) as caught:
+        core.list_namespaced_pod(namespace)
+    assert caught.value.status == 503
+    assert control.info()["openWatches"] == 0
+    control.clear_faults()
+
+
+def test_requests_keep_their_bodies_and_a_dropped_answer_still_changes_state(
+    core: client.CoreV1Api, namespace: str, control
+) -> None:
+    control.reset_requests()
+    control.inject_fault("drop-response", path=r"/configmaps$", method="POST")
+    body = {"metadata": {"name": "kept"}, "data": {"k": "v"}}
+    with pytest.raises(urllib3.exceptions.HTTPError):  # urllib3 does not retry a POST
+        core.create_namespaced_config_map(namespace, body, _request_timeout=5)
+    assert core.read_namespaced_config_map("kept", namespace).data == {"k": "v"}
+    (post,) = control.requests()[:1]
+    assert post["fault"] == "drop-response" and post["status"] == 0
+    assert post["body"]["data"] == {"k": "v"}

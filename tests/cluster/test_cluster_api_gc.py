@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client, watch
 
-from localcluster.testing import job_manifest, pod_manifest, wait_for
+from localcluster.testing import job_manifest, pod_manifest, wait_until
 
 
 def _owned_configmap(core: client.CoreV1Api, namespace: str, name: str, *owners) -> None:
@@ -48,7 +48,7 @@ def test_background_deletes_dependents(core: client.CoreV1Api, namespace: str) -
     status = core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
     # This client deserializes delete answers as plain dicts ("object").
     assert status["status"] == "Success" and status["details"]["name"] == "owner"
-    wait_for(lambda: _names(core, namespace) == [], "dependents to be collected")
+    wait_until(lambda: _names(core, namespace) == [], "dependents to be collected")
 
 
 def test_orphan_keeps_dependents_without_owner_reference(
@@ -93,7 +93,7 @@ def test_dependent_with_two_owners_survives_until_both_are_gone(
     core.delete_namespaced_config_map("first", namespace, propagation_policy="Background")
     assert _names(core, namespace) == ["second", "shared"]
     core.delete_namespaced_config_map("second", namespace, propagation_policy="Background")
-    wait_for(lambda: _names(core, namespace) == [], "shared dependent to be collected")
+    wait_until(lambda: _names(core, namespace) == [], "shared dependent to be collected")
 
 
 def test_dependent_of_missing_owner_is_collected(core: client.CoreV1Api, namespace: str) -> None:
@@ -103,7 +103,7 @@ def test_dependent_of_missing_owner_is_collected(core: client.CoreV1Api, namespa
         metadata=client.V1ObjectMeta(name="ghost", uid="00000000-0000-0000-0000-000000000000"),
     )
     _owned_configmap(core, namespace, "orphan", ghost)
-    wait_for(lambda: _names(core, namespace) == [], "dependent of a missing owner to go")
+    wait_until(lambda: _names(core, namespace) == [], "dependent of a missing owner to go")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_job_deletion_policies(
     pods_left: int,
 ) -> None:
     batch.create_namespaced_job(namespace, job_manifest("j"))
-    wait_for(lambda: core.list_namespaced_pod(namespace).items, "job pod")
+    wait_until(lambda: core.list_namespaced_pod(namespace).items, "job pod")
     kwargs = {"propagation_policy": policy} if policy else {}
     batch.delete_namespaced_job("j", namespace, **kwargs)
     if pods_left:
@@ -125,7 +125,7 @@ def test_job_deletion_policies(
         pods = core.list_namespaced_pod(namespace).items
         assert len(pods) == 1 and not pods[0].metadata.owner_references
     else:
-        wait_for(lambda: not core.list_namespaced_pod(namespace).items, "job pods deleted")
+        wait_until(lambda: not core.list_namespaced_pod(namespace).items, "job pods deleted")
     with pytest.raises(client.ApiException) as caught:
         batch.read_namespaced_job("j", namespace)
     assert caught.value.status == 404
@@ -145,9 +145,9 @@ def test_ttl_after_finished_deletes_job_and_pods(
     from localcluster.testing import finish_pod
 
     batch.create_namespaced_job(namespace, job_manifest("j", ttlSecondsAfterFinished=1))
-    pod = wait_for(lambda: core.list_namespaced_pod(namespace).items, "job pod")[0]
+    pod = wait_until(lambda: core.list_namespaced_pod(namespace).items, "job pod")[0]
     finish_pod(core, namespace, pod.metadata.name, "Succeeded")
-    wait_for(
+    wait_until(
         lambda: not batch.list_namespaced_job(namespace).items, "TTL controller to delete the job"
     )
     assert core.list_namespaced_pod(namespace).items == []

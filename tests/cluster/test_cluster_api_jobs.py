@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from localcluster.testing import condition_types, finish_pod, job_manifest, job_pods, wait_for
+from localcluster.testing import condition_types, finish_pod, job_manifest, job_pods, wait_until
 
 
 def _job(batch: client.BatchV1Api, namespace: str, name: str = "j") -> client.V1Job:
@@ -16,7 +16,7 @@ def _job(batch: client.BatchV1Api, namespace: str, name: str = "j") -> client.V1
 
 
 def _wait_condition(batch: client.BatchV1Api, namespace: str, kind: str) -> client.V1Job:
-    return wait_for(
+    return wait_until(
         lambda: (job := _job(batch, namespace)) and kind in condition_types(job) and job,
         f"job condition {kind}",
     )
@@ -24,7 +24,7 @@ def _wait_condition(batch: client.BatchV1Api, namespace: str, kind: str) -> clie
 
 def _one_pending_pod(core: client.CoreV1Api, namespace: str, done: int = 0) -> client.V1Pod:
     """The single live pod after ``done`` pods finished (job pods are never recreated early)."""
-    pods = wait_for(
+    pods = wait_until(
         lambda: (
             len(job_pods(core, namespace, "j")) == done + 1
             and job_pods(core, namespace, "j", "Pending")
@@ -59,7 +59,7 @@ def test_job_pods_are_owned_and_labelled(
         True,
         True,
     )
-    status = wait_for(
+    status = wait_until(
         lambda: _job(batch, namespace).status.active == 1 and _job(batch, namespace).status,
         "active=1",
     )
@@ -169,8 +169,8 @@ def test_deleted_running_pod_counts_as_failed(
     pod = _one_pending_pod(core, namespace)
     core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"phase": "Running"}})
     core.delete_namespaced_pod(pod.metadata.name, namespace)
-    wait_for(lambda: _job(batch, namespace).status.failed == 1, "vanished pod counted as failed")
-    replacement = wait_for(lambda: job_pods(core, namespace, "j", "Pending"), "replacement pod")
+    wait_until(lambda: _job(batch, namespace).status.failed == 1, "vanished pod counted as failed")
+    replacement = wait_until(lambda: job_pods(core, namespace, "j", "Pending"), "replacement pod")
     finish_pod(core, namespace, replacement[0].metadata.name, "Succeeded")
     job = _wait_condition(batch, namespace, "Complete")
     assert (job.status.failed, job.status.succeeded) == (1, 1)
@@ -196,13 +196,13 @@ def test_parallelism_runs_pods_side_by_side(
     core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
 ) -> None:
     batch.create_namespaced_job(namespace, job_manifest("j", completions=3, parallelism=2))
-    pods = wait_for(
+    pods = wait_until(
         lambda: len(job_pods(core, namespace, "j")) == 2 and job_pods(core, namespace, "j"),
         "two pods",
     )
     finish_pod(core, namespace, pods[0].metadata.name, "Succeeded")
-    wait_for(lambda: len(job_pods(core, namespace, "j")) == 3, "third pod")
-    assert wait_for(lambda: _job(batch, namespace).status.active == 2, "active=2")
+    wait_until(lambda: len(job_pods(core, namespace, "j")) == 3, "third pod")
+    assert wait_until(lambda: _job(batch, namespace).status.active == 2, "active=2")
 
 
 def test_invalid_jobs_are_rejected(batch: client.BatchV1Api, namespace: str) -> None:
@@ -237,7 +237,7 @@ def test_suspend_and_resume(
     assert job_pods(core, namespace, "j") == []
     batch.patch_namespaced_job("j", namespace, {"spec": {"suspend": False}})
     pod = _one_pending_pod(core, namespace)
-    job = wait_for(
+    job = wait_until(
         lambda: (j := _job(batch, namespace)) and "Suspended" not in condition_types(j) and j,
         "resumed job",
     )

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from localcluster.paths import log_path
-from localcluster.testing import finish_pod, job_manifest, job_pods, wait_for
+from localcluster.testing import finish_pod, job_manifest, job_pods, wait_until
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
@@ -41,7 +41,7 @@ def test_kubectl_get_describe_logs_delete(
     api_cluster, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
 ) -> None:
     batch.create_namespaced_job(namespace, job_manifest("kj"))
-    pod = wait_for(lambda: job_pods(core, namespace, "kj"), "job pod")[0]
+    pod = wait_until(lambda: job_pods(core, namespace, "kj"), "job pod")[0]
     name = pod.metadata.name
 
     jobs = kubectl(api_cluster, namespace, "get", "jobs").splitlines()
@@ -76,12 +76,12 @@ def test_kubectl_get_describe_logs_delete(
     assert kubectl(api_cluster, namespace, "logs", name) == "first\nsecond\nthird\n"
     assert kubectl(api_cluster, namespace, "logs", name, "--tail=1") == "third\n"
 
-    wait_for(lambda: batch.read_namespaced_job("kj", namespace).status.succeeded, "job done")
+    wait_until(lambda: batch.read_namespaced_job("kj", namespace).status.succeeded, "job done")
     assert "Complete" in kubectl(api_cluster, namespace, "get", "jobs")
     deleted = kubectl(api_cluster, namespace, "delete", "job", "kj")
     assert deleted.strip() == 'job.batch "kj" deleted'
     # kubectl deletes jobs with propagationPolicy=Background, so the pod goes too.
-    wait_for(lambda: not core.list_namespaced_pod(namespace).items, "pods collected")
+    wait_until(lambda: not core.list_namespaced_pod(namespace).items, "pods collected")
 
 
 def test_kubectl_get_nodes_and_namespaces(api_cluster, namespace: str) -> None:
@@ -184,7 +184,7 @@ def test_kubectl_get_quota_and_rolebindings_print_the_real_columns(
             "spec": {"hard": {"requests.cpu": "1", "limits.memory": "1Gi", "pods": "3"}},
         },
     )
-    wait_for(
+    wait_until(
         lambda: (
             (status := core.read_namespaced_resource_quota("compute", namespace).status)
             and status.used

@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from localcluster.launcher import RunningCluster
-from localcluster.testing import job_manifest, wait_for
+from localcluster.testing import job_manifest, wait_until
 
 RBAC = "rbac.authorization.k8s.io"
 
@@ -172,7 +172,7 @@ def test_legacy_token_secret_and_cluster_role_binding(
         assert client.CoreV1Api(viewer).list_node().kind == "NodeList"
         core.delete_namespaced_secret("viewer-token", namespace)
         with pytest.raises(ApiException) as caught:
-            wait_for(lambda: client.CoreV1Api(viewer).list_node() and None, "401", timeout=0.5)
+            wait_until(lambda: client.CoreV1Api(viewer).list_node() and None, "401", timeout=0.5)
         assert caught.value.status == 401
     finally:
         viewer.close()
@@ -203,7 +203,7 @@ def test_deleting_a_namespace_deletes_its_accounts_roles_and_quotas(
         name, {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"}}}
     )
     core.delete_namespace(name)
-    wait_for(
+    wait_until(
         lambda: not any(n.metadata.name == name for n in core.list_namespace().items),
         "namespace gone",
     )

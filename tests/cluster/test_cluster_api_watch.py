@@ -196,12 +196,12 @@ def test_periodic_bookmarks_track_latest_version(
 
 
 def test_abandoned_watch_is_cleaned_up(core: client.CoreV1Api, namespace: str, control) -> None:
-    from localcluster.testing import wait_for
+    from localcluster.testing import wait_until
 
     before = control.info()["openWatches"]
     response = core.list_namespaced_pod(
         namespace, watch=True, timeout_seconds=600, _preload_content=False
     )
-    wait_for(lambda: control.info()["openWatches"] == before + 1, "the watch to open")
+    wait_until(lambda: control.info()["openWatches"] == before + 1, "the watch to open")
     response.close()  # closes the socket; releasing first would pool the busy connection
-    wait_for(lambda: control.info()["openWatches"] == before, "the server to drop the watch")
+    wait_until(lambda: control.info()["openWatches"] == before, "the server to drop the watch")

@@ -21,7 +21,7 @@ from localcluster.launcher import RunningCluster, start_cluster
 from localcluster.nodeagent import testkit
 from localcluster.nodeagent.images import ImageCatalog
 from localcluster.nodepools import NodePool
-from localcluster.testing import wait_for
+from localcluster.testing import wait_until
 
 SPOT = "kubernetes.azure.com/scalesetpriority"
 POOLS = [
@@ -71,7 +71,7 @@ def status_document(core: client.CoreV1Api) -> dict[str, Any]:
                 return None
             raise
 
-    configmap = wait_for(written, "the cluster-autoscaler-status ConfigMap", timeout=60)
+    configmap = wait_until(written, "the cluster-autoscaler-status ConfigMap", timeout=60)
     assert configmap.metadata.annotations["cluster-autoscaler.kubernetes.io/last-updated"]
     return yaml.safe_load(configmap.data["status"])
 
@@ -99,7 +99,7 @@ def wait_event(core: client.CoreV1Api, namespace: str, pod: str, reason: str) ->
         found = [m for r, m in autoscaler_events(core, namespace, pod) if r == reason]
         return found[-1] if found else None
 
-    return wait_for(probe, f"{reason} event on pod {namespace}/{pod}", timeout=60, interval=0.2)
+    return wait_until(probe, f"{reason} event on pod {namespace}/{pod}", timeout=60, interval=0.2)
 
 
 def test_pool_nodes_look_like_aks_nodes_and_start_at_min_count(core) -> None:
@@ -182,7 +182,7 @@ def test_unschedulable_pod_triggers_scale_up_then_idle_node_is_scaled_down(core)
     assert reasons.index("FailedScheduling") < reasons.index("TriggeredScaleUp")
     assert reasons.index("TriggeredScaleUp") < reasons.index("Scheduled")
     assert pool_nodes(core, "nodepool1") == [pool.node_name(0), pool.node_name(1)]
-    group = wait_for(
+    group = wait_until(
         lambda: (
             (g := node_group(status_document(core), pool))["scaleUp"]["status"] == "NoActivity"
             and g
@@ -204,7 +204,7 @@ def test_unschedulable_pod_triggers_scale_up_then_idle_node_is_scaled_down(core)
     )
 
     core.delete_namespace(namespace)
-    wait_for(
+    wait_until(
         lambda: len(pool_nodes(core, "nodepool1")) == 1,
         "an empty nodepool1 node removed by scale-down",
         timeout=60,
@@ -271,7 +271,7 @@ def test_pool_declarations_are_checked_like_az_aks_nodepool_add() -> None:
 def test_pods_pending_together_are_packed_onto_as_few_new_nodes_as_they_need(core) -> None:
     namespace = testkit.new_namespace(core)
     pool = POOLS[0]
-    wait_for(
+    wait_until(
         lambda: len(pool_nodes(core, "nodepool1")) == 1, "nodepool1 back at its min", timeout=60
     )
     selector = {"kubernetes.azure.com/agentpool": "nodepool1"}

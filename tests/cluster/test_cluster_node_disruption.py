@@ -121,7 +121,7 @@ def test_many_trivial_pods_all_run_once(node_cluster) -> None:
         phases = [p.status.phase for p in pods]
         return phases if phases.count("Succeeded") == MANY_PODS else None
 
-    testkit.wait_for(all_done, f"{MANY_PODS} pods Succeeded", timeout=600)
+    testkit.wait_until(all_done, f"{MANY_PODS} pods Succeeded", timeout=600)
     scheduled = core.list_namespaced_event(namespace, field_selector="reason=Scheduled").items
     assert len(scheduled) == MANY_PODS
     assert sum(event.count or 1 for event in scheduled) == MANY_PODS

@@ -218,7 +218,7 @@ def test_running_pod_shape_and_deletion_kills_the_process_group(node_cluster) ->
         )
         return {k: int(v) for k, v in found.items()} if len(found) == 2 else None
 
-    started = testkit.wait_for(pids, "both pids in the log")
+    started = testkit.wait_until(pids, "both pids in the log")
     assert all(testkit.process_alive(pid) for pid in started.values())
     core.delete_namespaced_pod("sleeper", namespace)
     for pid in started.values():
@@ -255,7 +255,7 @@ def test_unknown_image_waits_in_err_image_pull_then_image_pull_back_off(node_clu
         seen.add(testkit.waiting_reason(testkit.read_pod(core, namespace, "pull")) or "")
         return {"ErrImagePull", "ImagePullBackOff"} <= seen
 
-    testkit.wait_for(both_reasons, "ErrImagePull and ImagePullBackOff")
+    testkit.wait_until(both_reasons, "ErrImagePull and ImagePullBackOff")
     current = testkit.read_pod(core, namespace, "pull")
     assert current["status"]["phase"] == "Pending"
     events = testkit.events_of(core, namespace, "pull")
@@ -288,9 +288,9 @@ def test_missing_secret_then_missing_key_then_runs_once_both_exist(node_cluster)
                 return waiting.get("message") == expected
         return False
 
-    testkit.wait_for(lambda: waiting_message('secret "later" not found'), "missing secret")
+    testkit.wait_until(lambda: waiting_message('secret "later" not found'), "missing secret")
     core.create_namespaced_secret(namespace, _secret("later", {"other": "x"}))
-    testkit.wait_for(
+    testkit.wait_until(
         lambda: waiting_message(f"couldn't find key token in Secret {namespace}/later"),
         "missing key",
     )
@@ -330,7 +330,7 @@ def test_logs_are_served_while_the_container_runs(node_cluster) -> None:
     namespace = testkit.new_namespace(core)
     script = "echo first; echo to-stderr >&2; sleep 300"
     core.create_namespaced_pod(namespace, pod("talker", shell_container(script)))
-    testkit.wait_for(
+    testkit.wait_until(
         lambda: (
             testkit.logs(core, namespace, "talker") == "first\nto-stderr\n"
             if testkit.read_pod(core, namespace, "talker")["status"]["phase"] == "Running"

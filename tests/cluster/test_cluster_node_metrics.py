@@ -13,7 +13,7 @@ from kubernetes import client
 
 from localcluster.nodeagent import testkit
 from localcluster.quantity import parse_quantity
-from localcluster.testing import wait_for
+from localcluster.testing import wait_until
 
 node_cluster = testkit.node_cluster_fixture()
 KUBECTL = shutil.which("kubectl")
@@ -58,7 +58,9 @@ def test_metrics_api_is_discoverable_and_reports_a_busy_pods_cpu_and_memory(node
             return found
         return None
 
-    found = wait_for(busy_usage, "busy pod's CPU and memory in PodMetrics", timeout=60, interval=1)
+    found = wait_until(
+        busy_usage, "busy pod's CPU and memory in PodMetrics", timeout=60, interval=1
+    )
     assert found["kind"] == "PodMetrics" and found["metadata"]["namespace"] == namespace
     assert found["containers"][0]["name"] == "main"
     assert found["window"].endswith("s") and found["timestamp"].endswith("Z")

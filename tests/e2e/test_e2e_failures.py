@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from localcluster.azurite import Azurite
-from support.clusterwatch import existing_run_ids, recording, wait_for_no_leftovers
+from localcluster.observer import (
+    ALL_KINDS,
+    ClusterObserver,
+    existing_run_ids,
+    wait_for_no_leftovers,
+)
 from support.snakemake_run import run_snakemake
 from support.tutorial import SMALL_SIMULATION, prepare
 
@@ -32,15 +37,15 @@ def test_rule_over_its_memory_is_reported_oomkilled_by_name(
 ) -> None:
     shutil.copy(WORKFLOWS / "oom" / "Snakefile", tmp_path / "Snakefile")
     earlier = existing_run_ids(kube_api)
-    with recording(kube_api) as recorder:
+    with ClusterObserver(kube_api, kinds=ALL_KINDS, everything=True) as recorder:
         result = run_snakemake(tmp_path, blob_container, azurite, executor_kubeconfig)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "OOMKilled" in error_block(output, "hog_memory"), output[-4000:]
-    run_ids = recorder.recording.run_ids() - earlier
+    run_ids = recorder.seen.run_ids - earlier
     assert len(run_ids) == 1
     run_id = run_ids.pop()
-    pods = recorder.recording.of_run("pods", run_id)
+    pods = recorder.seen.of_run("pods", run_id)
     reasons = {
         status["state"]["terminated"]["reason"]
         for pod in pods
@@ -72,12 +77,12 @@ def test_input_missing_from_storage_is_named(
     container.delete_blob("data/samples/B.fastq")
     before = {b.name for b in container.list_blobs()}
     earlier = existing_run_ids(kube_api)
-    with recording(kube_api) as recorder:
+    with ClusterObserver(kube_api, kinds=ALL_KINDS, everything=True) as recorder:
         result = setup.run(["--seconds-between-status-checks", "2"])
     assert result.returncode != 0, result.output[-4000:]
     assert "MissingInputException" in result.output or "Missing input" in result.output
     assert "bwa_map" in result.output
     assert "data/samples/B.fastq" in result.output
     # Nothing was started for a workflow that cannot run, and storage is as it was.
-    assert recorder.recording.run_ids() - earlier == set()
+    assert recorder.seen.run_ids - earlier == set()
     assert {b.name for b in container.list_blobs()} == before

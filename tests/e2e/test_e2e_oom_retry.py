@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from localcluster.azurite import Azurite
-from support.clusterwatch import existing_run_ids, recording, wait_for_no_leftovers
+from localcluster.observer import (
+    ALL_KINDS,
+    ClusterObserver,
+    existing_run_ids,
+    wait_for_no_leftovers,
+)
 from support.snakemake_run import run_snakemake
 
 WORKFLOWS = Path(__file__).resolve().parent / "workflows"
@@ -22,7 +27,7 @@ def test_oomkilled_job_is_retried_with_more_memory_and_succeeds(
 ) -> None:
     shutil.copy(WORKFLOWS / "oom_retry" / "Snakefile", tmp_path / "Snakefile")
     earlier = existing_run_ids(kube_api)
-    with recording(kube_api) as recorder:
+    with ClusterObserver(kube_api, kinds=ALL_KINDS, everything=True) as recorder:
         result = run_snakemake(
             tmp_path, blob_container, azurite, executor_kubeconfig, "--retries", "2"
         )
@@ -30,8 +35,8 @@ def test_oomkilled_job_is_retried_with_more_memory_and_succeeds(
     assert result.returncode == 0, output[-4000:]
     assert "OOMKilled at 1000 MB; retrying with 2000 MB (attempt 2 of 3)" in output, output[-4000:]
 
-    (run_id,) = recorder.recording.run_ids() - earlier
-    pods = recorder.recording.of_run("pods", run_id)
+    (run_id,) = recorder.seen.run_ids - earlier
+    pods = recorder.seen.of_run("pods", run_id)
     by_memory: dict[str, set[str]] = {}
     for pod in pods:
         request = pod["spec"]["containers"][0]["resources"]["requests"]["memory"]

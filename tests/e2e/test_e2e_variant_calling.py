@@ -17,11 +17,12 @@ import pytest
 from localcluster.accounts import write_executor_kubeconfig
 from localcluster.azurite import Azurite
 from localcluster.launcher import RunningCluster
-from support.clusterwatch import (
-    Recording,
+from localcluster.observer import (
+    ALL_KINDS,
+    ClusterObserver,
+    Observation,
     existing_run_ids,
     local_pod_logs,
-    recording,
     wait_for_no_leftovers,
 )
 from support.tutorial import RunResult, TutorialSetup, prepare
@@ -56,9 +57,9 @@ EXPECTED_BLOBS = (
 class TutorialOutcome:
     setup: TutorialSetup
     first: RunResult
-    first_recording: Recording
+    first_recording: Observation
     second: RunResult
-    second_recording: Recording
+    second_recording: Observation
     second_run_ids: set[str]
     second_leftovers: list[str]
     run_id: str
@@ -98,26 +99,29 @@ def tutorial(
     scale_lines: list[str] = []
     # The demo's watcher, as the cluster admin (the executor's account cannot list nodes).
     watcher = ScaleWatcher(Path(cluster.kubeconfig), interval=0.5, emit=scale_lines.append)
-    with recording(kube_api) as first_recorder, watcher as scale:
+    with (
+        ClusterObserver(kube_api, kinds=ALL_KINDS, everything=True) as first_recorder,
+        watcher as scale,
+    ):
         first = setup.run(FAST_POLLING)
-    run_ids = first_recorder.recording.run_ids() - earlier_runs
+    run_ids = first_recorder.seen.run_ids - earlier_runs
     assert first.returncode == 0, first.output[-6000:]
     assert len(run_ids) == 1, f"expected the objects of one run, saw run ids {run_ids}"
     run_id = run_ids.pop()
     remaining = wait_for_no_leftovers(kube_api, run_id)
     earlier_runs = existing_run_ids(kube_api) | {run_id}
-    with recording(kube_api) as second_recorder:
+    with ClusterObserver(kube_api, kinds=ALL_KINDS, everything=True) as second_recorder:
         second = setup.run(FAST_POLLING)
-    second_run_ids = second_recorder.recording.run_ids() - earlier_runs
+    second_run_ids = second_recorder.seen.run_ids - earlier_runs
     second_leftovers = [
         name for run in second_run_ids for name in wait_for_no_leftovers(kube_api, run)
     ]
     yield TutorialOutcome(
         setup=setup,
         first=first,
-        first_recording=first_recorder.recording,
+        first_recording=first_recorder.seen,
         second=second,
-        second_recording=second_recorder.recording,
+        second_recording=second_recorder.seen,
         second_run_ids=second_run_ids,
         second_leftovers=second_leftovers,
         run_id=run_id,

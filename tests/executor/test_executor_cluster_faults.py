@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-EXECUTOR_USER_AGENT = "snakemake-executor-plugin-kubernetes"
+from support.chaos import EXECUTOR_USER_AGENT, JOBS_PATH, PODS_PATH, SECRETS_PATH
 
 
 def parallel_snakefile(count: int, folder: str = "parallel") -> str:
@@ -25,24 +25,10 @@ rule parallel:
 """
 
 
-def executor_requests(control) -> list[dict]:
-    """The request log entries made by the executor (not by the tests' observer)."""
-    return [
-        entry
-        for entry in control.requests()
-        if (entry.get("user_agent") or "").startswith(EXECUTOR_USER_AGENT)
-    ]
-
-
 def assert_all_outputs(azurite, container: str, count: int) -> None:
     blobs = azurite.service_client().get_container_client(container)
     for i in range(count):
         assert blobs.download_blob(f"parallel/{i}.txt").readall().decode().strip() == str(i)
-
-
-JOBS_PATH = r"/apis/batch/v1/namespaces/[^/]+/jobs$"
-SECRETS_PATH = r"/api/v1/namespaces/[^/]+/secrets$"
-PODS_PATH = r"/api/v1/namespaces/[^/]+/pods$"
 
 
 def test_submission_survives_throttling_server_errors_and_dropped_connections(
@@ -60,7 +46,7 @@ def test_submission_survives_throttling_server_errors_and_dropped_connections(
     assert_all_outputs(azurite, container, 3)
     posts = [
         entry
-        for entry in executor_requests(cluster_control)
+        for entry in cluster_control.requests(user_agent=EXECUTOR_USER_AGENT)
         if entry["method"] == "POST" and re.search(JOBS_PATH, entry["path"])
     ]
     statuses = sorted(entry["status"] for entry in posts)
@@ -89,7 +75,7 @@ def test_status_watches_survive_errors_early_ends_and_expiry(
     assert_all_outputs(azurite, container, 4)
     watches = [
         entry
-        for entry in executor_requests(cluster_control)
+        for entry in cluster_control.requests(user_agent=EXECUTOR_USER_AGENT)
         if entry["method"] == "GET" and "watch=" in (entry.get("query") or "")
     ]
     assert cluster_control.faults() == [], "an injected fault never hit the executor"
@@ -119,7 +105,7 @@ def test_status_checks_cost_the_same_for_one_job_as_for_four(k8s_workflow, clust
             parallel_snakefile(count, folder=f"batch{count}"), jobs=count, name=f"jobs{count}"
         )
         assert run.returncode == 0, run.output
-        entries = executor_requests(cluster_control)
+        entries = cluster_control.requests(user_agent=EXECUTOR_USER_AGENT)
         single_object_reads = [
             entry for entry in status_reads(entries) if re.search(r"/(jobs|pods)/", entry["path"])
         ]

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from localcluster.testing import wait_until
 from snakemake_executor_plugin_kubernetes import usage
 from snakemake_executor_plugin_kubernetes.efficiency import (
     COLUMNS,
@@ -29,13 +30,7 @@ from snakemake_executor_plugin_kubernetes.efficiency import (
 from snakemake_executor_plugin_kubernetes.outcomes import describe_failure
 from snakemake_executor_plugin_kubernetes.remotelogs import RemoteLogStore
 from snakemake_executor_plugin_kubernetes.usage import Usage, parse_message
-from support.executor_harness import (
-    FakeJob,
-    pod_for,
-    set_status,
-    status_round,
-)
-from support.fakeapi import wait_until
+from support.executor_harness import FakeJob, job_conditions, run_pod, status_round
 
 HOG = "b = bytearray(80 * 1000 * 1000); b[::4096] = b'x' * len(b[::4096]); print('done')"
 SPIN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
@@ -357,32 +352,32 @@ def test_saved_logs_go_to_the_default_storage_prefix(tmp_path: Path) -> None:
 
 
 def test_a_job_complete_before_its_pod_is_reported_with_its_usage_and_no_request(
-    server,
+    api,
     make_executor,
 ):
-    api = server.api
     executor = make_executor()
     executor.run_job(FakeJob("align", 1, resources={"mem_mb": 300}))
     (name,) = api.names("jobs")
-    job = api.get("jobs", name)
-    pod = pod_for(job)
-    api.put("pods", pod, event="ADDED")
-    set_status(api, "jobs", name, conditions=[{"type": "Complete", "status": "True"}])
-    wait_until(lambda: executor.watcher.cache.job(name).get("status"), "completion seen")
-    before = len(api.requests)
+    pod = run_pod(api, name)
+    # The Job's Complete can reach the executor's watch before its pod's final status does
+    # (two watch streams); written here through the status subresource while the pod runs.
+    complete = {"type": "Complete", "status": "True"}
+    api.apis["batch"].patch_namespaced_job_status(
+        name, api.namespace, {"status": {"conditions": [complete]}}, _preload_content=False
+    )
+    wait_until(lambda: "Complete" in job_conditions(executor, name), "completion seen")
+    api.control.reset_requests()
     # the Job says Complete, its pod still Running in the cache: the job stays active
     assert status_round(executor) == [name]
     assert executor.workflow.scheduler.finished == []
     message = _message(150, 2.0, 4.0)
     state = {"terminated": {"exitCode": 0, "reason": "Completed", "message": message}}
-    final = {"phase": "Succeeded", "containerStatuses": [{"name": "snakemake", "state": state}]}
-    api.put("pods", {**pod, "status": final}, event="MODIFIED")
-    wait_until(
-        lambda: pod_is_final(executor.watcher.cache.pod(pod["metadata"]["name"])), "pod seen"
+    api.set_pod_status(
+        pod, phase="Succeeded", containerStatuses=[{"name": "snakemake", "state": state}]
     )
+    wait_until(lambda: pod_is_final(executor.watcher.cache.pod(pod)), "pod seen")
     assert status_round(executor) == []
     assert executor.workflow.scheduler.finished == ["align"]
-    new = [(r.method, r.path) for r in api.requests[before:]]
-    assert [(m, p) for m, p in new if m == "GET"] == []  # the usage came with the watch
+    assert api.requests("GET") == []  # the usage came with the watch
     (row,) = executor.efficiency.rows
     assert (row.peak_mem_mb, row.requested_mem_mb, row.node) == (150, 300, "node-1")

@@ -5,9 +5,9 @@ and a classic sidecar does not keep a finished job running."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,9 @@ import pytest
 import yaml
 
 from localcluster import podsecurity
+from localcluster.accounts import write_executor_kubeconfig
+from localcluster.launcher import RunningCluster
+from localcluster.testing import wait_until
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, judge
 from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES, Access, explain
@@ -22,7 +25,6 @@ from snakemake_executor_plugin_kubernetes.podsecurity import privilege_refusal
 from snakemake_executor_plugin_kubernetes.refusals import RefusalScanner, judge_refusal
 from snakemake_executor_plugin_kubernetes.render import JOB_GROUP_ID, JOB_USER_ID
 from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
-from support.fakeapi import FakeApiServer, wait_until
 from support.job_states import LIMITS, job, pod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,39 +106,54 @@ def test_a_refusal_names_the_verb_the_resource_and_the_can_i_line() -> None:
     )
 
 
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    server = FakeApiServer()
-    yield server
-    server.stop()
+def refused_pods_kubeconfig(cluster: RunningCluster, target: Path, status: int) -> Path:
+    """The executor's account on the cluster, refused by the API server itself: 403 with
+    the documented Role minus the pods permissions (RBAC), 401 with a token it never issued."""
+    rules = [
+        {**rule, "resources": [r for r in rule["resources"] if r != "pods"]} for rule in ROLE_RULES
+    ]
+    written = write_executor_kubeconfig(Path(cluster.kubeconfig), target, "default", rules=rules)
+    if status == 401:
+        config = json.loads(written.read_text())
+        config["users"][0]["user"]["token"] = "a-token-this-cluster-never-issued"
+        written.write_text(json.dumps(config))
+    return written
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_a_permanent_refusal_of_a_watch_is_not_retried(server, tmp_path, status) -> None:
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+def test_a_permanent_refusal_of_a_watch_is_not_retried(
+    api_server: RunningCluster, tmp_path: Path, status: int
+) -> None:
+    control = api_server.control
+    assert control is not None
+    kubeconfig = refused_pods_kubeconfig(api_server, tmp_path / "kubeconfig", status)
     client = KubeClient.from_kubeconfig(str(kubeconfig), None, sleep=lambda s: None)
     # Every list of pods is refused (a 401 survives the client's one credential reload).
-    server.api.fail_next("GET", "/pods$", status, count=1000)
+    control.reset_requests()
     watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
     watcher.start()
     try:
         wait_until(lambda: watcher.fatal is not None, "the watch gives up")
         assert watcher.cache.endings.is_set()
         time.sleep(0.5)
-        attempts = server.api.count("GET", "/pods$")
+        attempts = control.count_requests("GET", "/pods$")
         assert attempts == (2 if status == 401 else 1)  # 401: once more after a reload
-        assert "list pods" in watcher.fatal
-        if status == 403:
+        if status == 403:  # only the pods are refused: the fatal error names them
+            assert "list pods" in watcher.fatal
             assert "kubectl auth can-i list pods -n default" in watcher.fatal
+        else:  # every list is refused; the first to fail names it
+            assert (
+                "401 Unauthorized" in watcher.fatal and "--kubernetes-kubeconfig" in watcher.fatal
+            )
     finally:
         watcher.stop()
-        server.api.end_watches()
 
 
-def test_transient_errors_of_a_watch_keep_their_retries(server, tmp_path) -> None:
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    client = KubeClient.from_kubeconfig(str(kubeconfig), None, sleep=lambda s: None)
-    server.api.fail_next("GET", "/pods$", 503, count=3)
+def test_transient_errors_of_a_watch_keep_their_retries(api_server: RunningCluster) -> None:
+    control = api_server.control
+    assert control is not None
+    client = KubeClient.from_kubeconfig(str(api_server.kubeconfig), None, sleep=lambda s: None)
+    control.inject_fault(503, path="/pods$", method="GET", count=3)
     watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
     watcher.start()
     try:
@@ -144,7 +161,6 @@ def test_transient_errors_of_a_watch_keep_their_retries(server, tmp_path) -> Non
         assert watcher.fatal is None
     finally:
         watcher.stop()
-        server.api.end_watches()
 
 
 POD_SECURITY = (

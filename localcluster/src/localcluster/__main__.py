@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -125,7 +126,13 @@ def _make_agent(
     return NodeAgent(store, nodes, state_dir, catalog, pools=pools, autoscaler_timing=timing)
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(
+    args: argparse.Namespace,
+    stopping: asyncio.Event | None = None,
+    on_ready: Callable[[ClusterServer], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, or until ``stopping`` is set when given (then no signal
+    handlers are installed, so that it can run on any thread: see inprocess.py)."""
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     pools = load_pools(args.node_pools) if args.node_pools else []
@@ -165,10 +172,13 @@ async def serve(args: argparse.Namespace) -> None:
     )
     partial.replace(info)
     log.warning("localcluster serving %s (state %s)", server.url, state_dir)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+    if stopping is None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+    if on_ready is not None:
+        on_ready(server)
     await stopping.wait()
     server.watches.close_all()
     try:

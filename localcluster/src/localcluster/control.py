@@ -51,21 +51,29 @@ class ClusterControl:
     def info(self) -> dict[str, Any]:
         return self._call("GET", "info")
 
-    def requests(self) -> list[dict[str, Any]]:
-        """Every API request since the last reset: method, path, query, status, user_agent."""
-        return self._call("GET", "requests")["requests"]
+    def requests(self, user_agent: str | None = None) -> list[dict[str, Any]]:
+        """Every API request since the last reset (method, path, query, body, status,
+        user_agent, fault), or those whose user agent starts with ``user_agent``."""
+        records = self._call("GET", "requests")["requests"]
+        if user_agent is None:
+            return records
+        return [r for r in records if (r.get("user_agent") or "").startswith(user_agent)]
 
     def request_counts(self) -> dict[str, int]:
         """Counts keyed "METHOD /path"."""
         return self._call("GET", "requests")["counts"]
 
     def count_requests(
-        self, method: str | None = None, path: str | None = None, status: int | None = None
+        self,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        user_agent: str | None = None,
     ) -> int:
-        """Requests matching a method, a path regex (searched) and a status."""
+        """Requests matching a method, a path regex (searched), a status and a user agent."""
         return sum(
             1
-            for record in self.requests()
+            for record in self.requests(user_agent)
             if (method is None or record["method"] == method.upper())
             and (path is None or re.search(path, record["path"]))
             and (status is None or record["status"] == status)
@@ -81,10 +89,12 @@ class ClusterControl:
         path: str = ".*",
         method: str = "*",
         count: int = 1,
-        retry_after: int = 1,
+        retry_after: int | None = None,
     ) -> int:
-        """The next ``count`` requests matching method and path regex get ``action``:
-        429 (with Retry-After), 500, 503, or "drop" (connection closed, no response)."""
+        """The next ``count`` requests matching method and path regex get ``action``: an
+        error status (405, 429, 500, 502, 503; a 429 always carries Retry-After, default 1 s,
+        the others when ``retry_after`` is given), "drop" (connection closed, request not
+        served) or "drop-response" (served, then the connection closed before the answer)."""
         body = {
             "action": str(action),
             "path": path,
@@ -99,6 +109,11 @@ class ClusterControl:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    # ----- credentials -------------------------------------------------------------------
+    def set_token(self, token: str) -> None:
+        """From now on accept only ``token`` (as if the cluster's credentials were rotated)."""
+        self._call("POST", "token", {"token": token})
 
     # ----- watches -----------------------------------------------------------------------
     def close_watches(self) -> int:

@@ -65,7 +65,7 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
                 path=str(data.get("path", ".*")),
                 action=str(data.get("action", "")),
                 count=int(data.get("count", 1)),
-                retry_after=int(data.get("retry_after", 1)),
+                retry_after=None if data.get("retry_after") is None else int(data["retry_after"]),
             )
         except (TypeError, ValueError) as error:
             return _json({"error": str(error)}, status=400)
@@ -74,6 +74,15 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
     async def clear_faults(request: web.Request) -> web.Response:
         server.faults.clear()
         return _json({"faults": []})
+
+    async def set_token(request: web.Request) -> web.Response:
+        """Accept another bearer token from now on (credentials rotated under a client)."""
+        token = str((await _body(request)).get("token", ""))
+        if not token:
+            return _json({"error": "token: must not be empty"}, status=400)
+        # The admin token is what authentication checks (Rbac); ServiceAccount tokens stay.
+        server.token = server.rbac.admin_token = token
+        return _json({"rotated": True})
 
     async def close_watches(request: web.Request) -> web.Response:
         return _json({"closed": server.watches.close_all()})
@@ -94,6 +103,7 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
         web.get("/_localcluster/faults", list_faults),
         web.post("/_localcluster/faults", add_fault),
         web.delete("/_localcluster/faults", clear_faults),
+        web.post("/_localcluster/token", set_token),
         web.post("/_localcluster/watches/close", close_watches),
         web.post("/_localcluster/watches/expire-next", expire_next_watch),
         web.post("/_localcluster/compact", compact),

@@ -4,8 +4,10 @@ Fixtures: ``local_cluster`` (session): a running local cluster with the node age
 KUBECONFIG is set as pytest starts and its server is not a local cluster (no
 /_localcluster/info), a handle on that real cluster with ``control=None``. ``kube_api``: a
 kubernetes ApiClient on it. ``executor_kubeconfig`` (session): the executor's least-privilege
-account on it. ``azurite`` (session): Azurite on 127.0.0.1. ``container``: a
-fresh, empty blob container on it.
+account on it. ``api_server``: a fresh agent-less cluster (API server and controllers, no node
+agent) on a thread of the test process, ready in a fraction of a second, with fast Job back-off;
+a unit-tier fixture, not marked ``cluster``. ``azurite`` (session): Azurite on 127.0.0.1.
+``container``: a fresh, empty blob container on it.
 
 Markers: every test that uses ``local_cluster``, ``kube_api``, the node tests' ``node_cluster``
 or a fixture named in the ini option ``localcluster_cluster_fixtures`` (directly or through
@@ -175,3 +177,12 @@ def container(azurite: Azurite) -> Iterator[str]:
     service.create_container(name)
     yield name
     service.delete_container(name)
+
+
+@pytest.fixture
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+    from localcluster.inprocess import InProcessCluster  # the server's imports, only when used
+
+    fast = ("--job-backoff-seconds", "0.05", "--job-backoff-cap", "0.2")
+    with InProcessCluster(tmp_path_factory.mktemp("apiserver"), *fast) as cluster:
+        yield cluster

@@ -8,7 +8,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FAULT_ACTIONS = ("429", "500", "503", "drop")
+# Statuses an API server, or the load balancer in front of it (502), answers under load or
+# trouble; "drop" closes the connection before the request is served, "drop-response" after
+# it was served (the change is made, the client never hears of it: a timed-out answer).
+# The user agent of localcluster.observer: injected faults and watch expiry pass its requests
+# by, since an observer must not change what it observes.
+OBSERVER_USER_AGENT = "localcluster-observer"
+
+FAULT_ACTIONS = ("405", "429", "500", "502", "503", "drop", "drop-response")
 
 
 @dataclass
@@ -17,6 +24,7 @@ class RequestRecord:
     path: str
     query: str
     user_agent: str
+    body: Any = None  # the JSON a POST/PUT/PATCH/DELETE sent, if any
     status: int | None = None  # None while a stream is open; 0 for a dropped connection
     fault: str | None = None
     time: float = field(default_factory=time.time)
@@ -52,9 +60,9 @@ class Fault:
     id: int
     method: str  # HTTP method or "*"
     path: str  # regular expression searched in the request path
-    action: str  # 429 | 500 | 503 | drop
+    action: str  # one of FAULT_ACTIONS
     remaining: int
-    retry_after: int = 1
+    retry_after: int | None = None  # seconds; a 429 always carries it (default 1)
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -69,7 +77,9 @@ class FaultInjector:
         self.faults: list[Fault] = []
         self._next_id = 1
 
-    def add(self, method: str, path: str, action: str, count: int, retry_after: int) -> Fault:
+    def add(
+        self, method: str, path: str, action: str, count: int, retry_after: int | None
+    ) -> Fault:
         if action not in FAULT_ACTIONS:
             raise ValueError(f"fault action {action!r}: expected one of {', '.join(FAULT_ACTIONS)}")
         if count < 1:

@@ -3,6 +3,7 @@ discovery, and routing of /api and /apis URLs to REST verbs, watches and logs.""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from localcluster.errors import ApiError
 from localcluster.kinds import KINDS, Kind
 from localcluster.logs import serve_log
 from localcluster.rbac import Attributes, Rbac, request_verb
-from localcluster.requestlog import FaultInjector, RequestLog, RequestRecord
+from localcluster.requestlog import OBSERVER_USER_AGENT, FaultInjector, RequestLog, RequestRecord
 from localcluster.store import Store
 from localcluster.watch import WatchRegistry, serve_watch
 
@@ -27,6 +28,22 @@ CONTROL_PREFIX = "/_localcluster/"
 _UNAUTHENTICATED = ("/healthz", "/readyz", "/livez", "/version")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The JSON body of a mutating request (aiohttp keeps it for the handler), else None."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or not request.can_read_body:
+        return None
+    try:
+        return json.loads(await request.read())
+    except ValueError:
+        return None  # the handler answers 400 for it
+
+
+def _drop_connection(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
+    raise web.HTTPServiceUnavailable()  # never reaches the closed socket
 
 
 class ClusterServer:
@@ -88,21 +105,23 @@ class ClusterServer:
                 path=request.path,
                 query=request.query_string,
                 user_agent=request.headers.get("User-Agent", ""),
+                body=await _json_body(request),
             )
         )
-        fault = self.faults.take(request.method, request.path)
-        if fault is not None:
+        observer = request.headers.get("User-Agent", "").startswith(OBSERVER_USER_AGENT)
+        fault = None if observer else self.faults.take(request.method, request.path)
+        if fault is not None and fault.action != "drop-response":
             record.fault = fault.action
             if fault.action == "drop":
                 record.status = 0
-                if request.transport is not None:
-                    request.transport.abort()
-                raise web.HTTPServiceUnavailable()  # never reaches the closed socket
+                _drop_connection(request)
             status = int(fault.action)
             error = ApiError(status, message=f"injected fault: {fault.action} for {request.path}")
-            headers = {"Retry-After": str(fault.retry_after)} if status == 429 else None
-            if status == 429:
-                error.details = {"retryAfterSeconds": fault.retry_after}
+            retry_after = fault.retry_after
+            if status == 429:  # the API server's priority and fairness always sends it
+                retry_after = 1 if retry_after is None else retry_after
+                error.details = {"retryAfterSeconds": retry_after}
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
             record.status = status
             return rest.json_response(error.to_status(), status=status, headers=headers)
         try:
@@ -111,6 +130,9 @@ class ClusterServer:
             record.status = http_error.status
             raise
         record.status = response.status
+        if fault is not None:  # drop-response: served, but the answer never leaves
+            record.fault, record.status = fault.action, 0
+            _drop_connection(request)
         return response
 
     @web.middleware

@@ -16,6 +16,7 @@ from aiohttp import web
 from localcluster import tables
 from localcluster.errors import ApiError, bad_request
 from localcluster.kinds import Kind
+from localcluster.requestlog import OBSERVER_USER_AGENT
 from localcluster.selectors import field_matcher, label_matcher
 from localcluster.store import ADDED, DELETED, MODIFIED, Store, WatchEvent
 
@@ -105,7 +106,8 @@ async def serve_watch(
     response.enable_chunked_encoding()
     try:
         await response.prepare(request)
-        if registry.expire_next > 0:
+        observer = request.headers.get("User-Agent", "").startswith(OBSERVER_USER_AGENT)
+        if registry.expire_next > 0 and not observer:
             registry.expire_next -= 1
             await response.write(_expired_line("too old resource version: expired by control API"))
             return response

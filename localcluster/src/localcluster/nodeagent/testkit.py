@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from kubernetes import client
 
 from localcluster.launcher import RunningCluster, start_cluster
 from localcluster.nodeagent.images import ImageCatalog
-from localcluster.testing import wait_for
+from localcluster.testing import wait_until
 
 IMAGE = "snakemake/snakemake:v9.27.1"
 LEAK_MARKER = "NODEAGENT_TEST_HOST_ONLY"
@@ -103,7 +102,7 @@ def wait_pod(
         current = read_pod(core, namespace, name)
         return current if check(current) else None
 
-    return wait_for(probe, f"pod {namespace}/{name}: {what}", timeout=timeout, interval=0.1)
+    return wait_until(probe, f"pod {namespace}/{name}: {what}", timeout=timeout, interval=0.1)
 
 
 def phase_is(*phases: str) -> Callable[[dict[str, Any]], bool]:
@@ -154,7 +153,4 @@ def process_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not process_alive(pid), f"process {pid} still alive"
+    wait_until(lambda: not process_alive(pid), f"process {pid} to end", timeout=timeout)

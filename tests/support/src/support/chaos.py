@@ -16,11 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from localcluster.observer import RUN_ID_LABEL, api_client_for
 from support.workflows import (
-    RUN_ID_LABEL,
     WorkflowRun,
     encodings,
-    kubernetes_api_client,
     places_with_secret,
 )
 
@@ -87,14 +86,6 @@ def run_id_of(output: str) -> str:
     return found[0]
 
 
-def executor_requests(control) -> list[dict[str, Any]]:
-    return [
-        entry
-        for entry in control.requests()
-        if (entry.get("user_agent") or "").startswith(EXECUTOR_USER_AGENT)
-    ]
-
-
 def request_figures(entries: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Totals of the executor's requests: all, answered with an injected fault (each one
     retried), Job creations."""
@@ -117,7 +108,7 @@ def run_objects(kubeconfig: Path, run_id: str | None = None) -> list[tuple[str, 
     `run_id` if given), in any namespace."""
     from kubernetes import client
 
-    api = kubernetes_api_client(kubeconfig, "chaos-test-audit")
+    api = api_client_for(kubeconfig, "chaos-test-audit")
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
     selector = f"{RUN_ID_LABEL}={run_id}" if run_id else RUN_ID_LABEL
     listers = {

@@ -1,5 +1,7 @@
 """The executor driven without Snakemake's scheduler: a stand-in workflow and job, an executor
-bound to a fake API server, and status rounds run by hand."""
+bound to the local cluster's API server run in process (``api_server``: Job controller and
+garbage collector, no node agent, so tests play the scheduler and kubelet through
+``ApiDriver``), and status rounds run by hand."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from localcluster.launcher import RunningCluster
+from localcluster.testing import ApiDriver
 from snakemake_executor_plugin_kubernetes import Executor, ExecutorSettings, common_settings
-from support.fakeapi import FakeApiServer
 
 TOKEN = "tok-7c0ffee-never-printed"
 STORAGE_KEY = "c3RvcmFnZS1rZXktbmV2ZXItcHJpbnRlZA=="
@@ -119,10 +122,10 @@ def fake_workflow(settings: ExecutorSettings) -> SimpleNamespace:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    server = FakeApiServer()
-    yield server
-    server.stop()
+def api(api_server: RunningCluster) -> Iterator[ApiDriver]:
+    driver = ApiDriver(api_server)
+    yield driver
+    driver.close()
 
 
 async def idle_status_loop(self: Executor) -> None:
@@ -134,11 +137,25 @@ async def idle_status_loop(self: Executor) -> None:
 
 
 @pytest.fixture
-def make_executor(server, tmp_path, monkeypatch):
+def server() -> Iterator[Any]:
+    """Transitional: the scripted FakeApiServer, only for the submission tests that still use
+    it (see support.fakeapi); a test asking for it gets ``make_executor`` bound to it."""
+    from support.fakeapi import FakeApiServer
+
+    fake = FakeApiServer()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def make_executor(request, tmp_path, monkeypatch):
     monkeypatch.setattr(Executor, "_wait_for_jobs", idle_status_loop)
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".snakemake").mkdir()
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    if "server" in request.fixturenames:  # transitional, see the server fixture
+        kubeconfig = request.getfixturevalue("server").write_kubeconfig(tmp_path / "kubeconfig")
+    else:
+        kubeconfig = request.getfixturevalue("api").cluster.kubeconfig
     made: list[Executor] = []
 
     def make(wait_for_creation: bool = True, **settings: Any) -> Executor:
@@ -178,24 +195,39 @@ def status_round(executor: Executor) -> list[str]:
     return [info.external_jobid for info in asyncio.run(run())]
 
 
-def pod_for(job: dict[str, Any], suffix: str = "a") -> dict[str, Any]:
-    name = job["metadata"]["name"]
-    template = job["spec"]["template"]
-    return {
-        "metadata": {
-            "name": f"{name}-{suffix}",
-            "labels": {**template["metadata"]["labels"], "job-name": name},
-            "ownerReferences": [{"kind": "Job", "name": name, "uid": job["metadata"]["uid"]}],
-        },
-        "spec": {**template["spec"], "nodeName": "node-1"},
-        "status": {"phase": "Running"},
-    }
-
-
-def set_status(api, plural: str, name: str, **status: Any) -> None:
-    api.mutate(plural, name, lambda obj: obj.setdefault("status", {}).update(status))
-
-
 def terminated(code: int, reason: str = "Error") -> list[dict[str, Any]]:
     state = {"terminated": {"exitCode": code, "reason": reason}}
     return [{"name": "snakemake", "state": state}]
+
+
+def run_pod(api: ApiDriver, job: str, count: int = 1) -> str:
+    """Play the scheduler and kubelet: bind the Job's newest pod to node-1 and start it."""
+    pod = api.pod_of(job, count)["metadata"]["name"]
+    api.bind(pod)
+    api.set_pod_status(pod, phase="Running")
+    return pod
+
+
+def finish(api: ApiDriver, job: str, code: int = 0, **status: Any) -> str:
+    """Run the Job's pod to its end with exit code ``code``; the Job controller then
+    judges the Job (Complete, or Failed by its pod failure policy)."""
+    pod = run_pod(api, job)
+    phase = "Succeeded" if code == 0 else "Failed"
+    reason = "Completed" if code == 0 else "Error"
+    api.set_pod_status(pod, phase=phase, containerStatuses=terminated(code, reason), **status)
+    return pod
+
+
+def job_conditions(executor: Executor, name: str) -> list[str]:
+    job = executor.watcher.cache.job(name) or {}
+    conditions = job.get("status", {}).get("conditions") or []
+    return [c["type"] for c in conditions if c["status"] == "True"]
+
+
+def nothing_left(api: ApiDriver, *kinds: str) -> bool:
+    """Deleted Jobs' pods go with the garbage collector, a moment later."""
+    return not any(api.names(kind) for kind in kinds)
+
+
+def writes(api: ApiDriver) -> list[tuple[str, str]]:
+    return [(r["method"], r["path"]) for r in api.requests() if r["method"] != "GET"]

@@ -1,4 +1,11 @@
-"""A scripted in-memory Kubernetes API on 127.0.0.1 for the executor's unit tests.
+"""A scripted in-memory Kubernetes API on 127.0.0.1 (transitional; do not use in new tests).
+
+It only remains for tests/executor/test_executor_unit_submission.py (the submission pool's
+tests, from a branch that merged separately) until they are ported to the local cluster's
+in-process API server (``api_server`` with ``localcluster.testing.ApiDriver``, as the other
+executor unit tests are); then this module and the ``server`` fixture go. Every other test
+uses ``localcluster.testing`` for waits, faults and the request log.
+
 
 Only what the executor uses: Jobs, Pods, Secrets (create/get/list/watch/patch/delete,
 deletecollection), pod logs; plus a request log and fault injection. Tests drive pod and

@@ -2,9 +2,9 @@
 
 The cluster is the session's `local_cluster` (or a real cluster when KUBECONFIG points at
 one); storage is the session's Azurite. Each run is a `python -m snakemake` subprocess, as a
-user would start it. While it runs, a `ClusterObserver` polls the run's Jobs, Pods and
-Secrets (by the `snakemake.io/run-id` label) with its own user agent, so the requests it
-makes can be told apart from the executor's in the local cluster's request log.
+user would start it. While it runs, localcluster's `ClusterObserver` watches the run's Jobs,
+Pods and Secrets (by the `snakemake.io/run-id` label) with its own user agent, which the local
+cluster's fault injection passes by and tests tell apart in its request log.
 """
 
 from __future__ import annotations
@@ -17,175 +17,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from localcluster.azurite import Azurite
+from localcluster.observer import ClusterObserver, Observation
 
-RUN_ID_LABEL = "snakemake.io/run-id"
-RULE_LABEL = "snakemake.io/rule"
-OBSERVER_USER_AGENT = "e2-test-observer"
 BASE_IMAGE = "snakemake-k8s-azblob:latest"
 NAMESPACE = os.environ.get("E2_TEST_NAMESPACE", "default")
 # A safety net against a hanging run, not a performance bound: a hang fails the test.
 RUN_TIMEOUT_SECONDS = 240
-
-
-def kubernetes_api_client(kubeconfig: Path, user_agent: str):
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    configuration.retries = 0
-    api_client = client.ApiClient(configuration)
-    api_client.user_agent = user_agent
-    return api_client
-
-
-@dataclass
-class ObservedRun:
-    """Everything seen of a run's Kubernetes objects while it ran."""
-
-    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    pod_logs: dict[str, str] = field(default_factory=dict)
-    pod_phases: dict[str, list[str]] = field(default_factory=dict)
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [obj for (k, _), obj in self.objects.items() if k == kind]
-
-    @property
-    def run_ids(self) -> set[str]:
-        return {
-            obj["metadata"]["labels"][RUN_ID_LABEL]
-            for obj in self.objects.values()
-            if RUN_ID_LABEL in (obj["metadata"].get("labels") or {})
-        }
-
-
-class ClusterObserver:
-    """Polls (LIST, no watch) the run's objects so watch-level faults only hit the executor."""
-
-    kinds = ("Job", "Pod", "Secret")
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        namespace: str,
-        cluster_wide_paths: bool = False,
-        interval: float = 0.3,
-    ) -> None:
-        from kubernetes import client
-
-        self.api_client = kubernetes_api_client(kubeconfig, OBSERVER_USER_AGENT)
-        self.core = client.CoreV1Api(self.api_client)
-        self.batch = client.BatchV1Api(self.api_client)
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-        self.cluster_wide_paths = cluster_wide_paths
-        self.interval = interval
-        self.baseline = self.labelled_names()
-        self.seen = ObservedRun()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="cluster-observer", daemon=True)
-
-    def _list(self, kind: str) -> list[dict[str, Any]]:
-        if self.cluster_wide_paths:
-            # /api/v1/pods etc.: fault rules aimed at the namespaced paths the executor
-            # uses then never hit the observer.
-            lister = {
-                "Job": self.batch.list_job_for_all_namespaces,
-                "Pod": self.core.list_pod_for_all_namespaces,
-                "Secret": self.core.list_secret_for_all_namespaces,
-            }[kind]
-            result = lister(
-                label_selector=RUN_ID_LABEL,
-                field_selector=f"metadata.namespace={self.namespace}",
-                _preload_content=False,
-            )
-        else:
-            lister = {
-                "Job": self.batch.list_namespaced_job,
-                "Pod": self.core.list_namespaced_pod,
-                "Secret": self.core.list_namespaced_secret,
-            }[kind]
-            result = lister(self.namespace, label_selector=RUN_ID_LABEL, _preload_content=False)
-        return json.loads(result.data)["items"]
-
-    def labelled_names(self) -> set[tuple[str, str]]:
-        """(kind, name) of every object in the namespace that carries a run-id label."""
-        return {(kind, obj["metadata"]["name"]) for kind in self.kinds for obj in self._list(kind)}
-
-    def leftovers(self) -> set[tuple[str, str]]:
-        return self.labelled_names() - self.baseline
-
-    def start(self) -> ClusterObserver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> ObservedRun:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self.poll_once()
-        return self.seen
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            # The cluster may be injecting faults: keep observing.
-            with contextlib.suppress(Exception):
-                self.poll_once()
-            self._stop.wait(self.interval)
-
-    def poll_once(self) -> None:
-        for kind in self.kinds:
-            for obj in self._list(kind):
-                name = obj["metadata"]["name"]
-                if (kind, name) in self.baseline:
-                    continue
-                with self._lock:
-                    self.seen.objects[(kind, name)] = obj
-                if kind == "Pod":
-                    self._record_pod(obj)
-
-    def _record_pod(self, pod: dict[str, Any]) -> None:
-        name = pod["metadata"]["name"]
-        phase = (pod.get("status") or {}).get("phase", "")
-        phases = self.seen.pod_phases.setdefault(name, [])
-        if not phases or phases[-1] != phase:
-            phases.append(phase)
-        if phase in {"Succeeded", "Failed"} and name not in self.seen.pod_logs:
-            # The pod may be gone before its log could be read, or never have started.
-            with contextlib.suppress(Exception):
-                self.seen.pod_logs[name] = self.core.read_namespaced_pod_log(name, self.namespace)
-
-    def wait_for_pod(
-        self, rule: str, phase: str = "Running", timeout: float = 120
-    ) -> dict[str, Any]:
-        """The first pod of `rule` seen in `phase` (waits; fails the test on timeout)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                for (kind, _), obj in self.seen.objects.items():
-                    labels = obj["metadata"].get("labels") or {}
-                    if (
-                        kind == "Pod"
-                        and labels.get(RULE_LABEL) == rule
-                        and (obj.get("status") or {}).get("phase") == phase
-                    ):
-                        return obj
-            time.sleep(0.1)
-        pytest.fail(f"no pod of rule {rule!r} reached phase {phase} within {timeout} s")
-
-    def events(self) -> list[dict[str, Any]]:
-        response = self.core.list_namespaced_event(self.namespace, _preload_content=False)
-        return json.loads(response.data)["items"]
 
 
 @dataclass
@@ -193,7 +37,7 @@ class WorkflowRun:
     returncode: int
     output: str
     workdir: Path
-    observed: ObservedRun
+    observed: Observation
     leftovers: set[tuple[str, str]]
     events: list[dict[str, Any]]
 
@@ -222,7 +66,9 @@ def cleanup_command(run_id: str, namespace: str) -> list[str]:
     ]
 
 
-def stop_and_clean_up(process: subprocess.Popen, observer: ClusterObserver) -> None:
+def stop_and_clean_up(
+    process: subprocess.Popen, observer: ClusterObserver, kubeconfig: Path
+) -> None:
     """After a hang: interrupt Snakemake like Ctrl-C, then kill it, then remove what its run
     left with the executor's cleanup command, so that later tests get a clean namespace."""
     with contextlib.suppress(ProcessLookupError):
@@ -237,7 +83,7 @@ def stop_and_clean_up(process: subprocess.Popen, observer: ClusterObserver) -> N
     for run_id in observed.run_ids:
         subprocess.run(
             cleanup_command(run_id, observer.namespace),
-            env={**os.environ, "KUBECONFIG": str(observer.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             timeout=60,
             check=False,
         )
@@ -252,10 +98,8 @@ class WorkflowRunner:
     container: str
     tmp_path: Path
     secret_env: dict[str, str]
-    # On the local cluster (which has a control API) the observer reads cluster-wide paths.
+    # On the local cluster (which has a control API and a node agent's logs).
     local: bool = False
-    # Seconds between the observer's lists; each lists every Job, Pod and Secret of the run.
-    observe_interval: float = 0.3
     # Snakemake's own kubeconfig: the executor's least-privilege ServiceAccount (the observer
     # keeps `kubeconfig`, an admin, to see everything); None: Snakemake uses `kubeconfig`.
     executor_kubeconfig: Path | None = None
@@ -322,9 +166,7 @@ class WorkflowRunner:
         for relative, text in (files or {}).items():
             (workdir / relative).parent.mkdir(parents=True, exist_ok=True)
             (workdir / relative).write_text(text)
-        observer = ClusterObserver(
-            self.kubeconfig, self.namespace, self.local, interval=self.observe_interval
-        ).start()
+        observer = ClusterObserver(self.kubeconfig, self.namespace).start()
         log_file = workdir.parent / f"{workdir.name}.log"
         with log_file.open("w") as log:
             self.process = process = subprocess.Popen(
@@ -340,7 +182,7 @@ class WorkflowRunner:
                     while_running(observer)
                 returncode = process.wait(timeout=RUN_TIMEOUT_SECONDS)
             except BaseException:
-                stop_and_clean_up(process, observer)
+                stop_and_clean_up(process, observer, self.kubeconfig)
                 raise
         observed = observer.stop()
         output = log_file.read_text(errors="replace")
