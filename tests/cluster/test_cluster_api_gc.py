@@ -72,11 +72,15 @@ def test_foreground_removes_dependents_before_owner(core: client.CoreV1Api, name
     assert answer["kind"] == "ConfigMap" and answer["metadata"]["deletionTimestamp"]
     assert answer["metadata"]["finalizers"] == ["foregroundDeletion"]
     events = []
-    for event in watch.Watch().stream(
-        core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=2
+    # Until the owner is gone, not for a fixed time: a slow machine must not cut it short.
+    watcher = watch.Watch()
+    for event in watcher.stream(
+        core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=60
     ):
         meta = event["object"].metadata
         events.append((event["type"], meta.name, tuple(meta.finalizers or ())))
+        if event["type"] == "DELETED" and meta.name == "owner":
+            watcher.stop()
     assert events == [
         ("MODIFIED", "owner", ("foregroundDeletion",)),
         ("DELETED", "child", ()),
