@@ -6,7 +6,7 @@ import json
 
 import pytest
 import urllib3
-from kubernetes import client
+from kubernetes import client, watch
 
 from localcluster.control import ControlError
 from localcluster.observer import OBSERVER_USER_AGENT, ClusterObserver
@@ -122,7 +122,10 @@ def test_faults_and_watch_expiry_pass_the_observer_by(
         core.list_namespaced_pod(namespace)
     assert caught.value.status == 503
     assert control.info()["openWatches"] == 0
-    control.clear_faults()
+    with pytest.raises(client.ApiException) as expired:
+        for _ in watch.Watch().stream(core.list_namespaced_pod, namespace, timeout_seconds=5):
+            pass
+    assert expired.value.status == 410
 
 
 def test_requests_keep_their_bodies_and_a_dropped_answer_still_changes_state(
@@ -137,3 +140,12 @@ def test_requests_keep_their_bodies_and_a_dropped_answer_still_changes_state(
     (post,) = control.requests()[:1]
     assert post["fault"] == "drop-response" and post["status"] == 0
     assert post["body"]["data"] == {"k": "v"}
+
+
+def test_clearing_faults_drops_watch_expiries_not_yet_served(
+    core: client.CoreV1Api, namespace: str, control
+) -> None:
+    control.expire_next_watch()
+    control.clear_faults()
+    # A 410 here would raise: the expiry meant for an earlier client must not reach this one.
+    assert list(watch.Watch().stream(core.list_namespaced_pod, namespace, timeout_seconds=1)) == []

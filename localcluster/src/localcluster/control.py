@@ -108,6 +108,7 @@ class ClusterControl:
         return self._call("GET", "faults")["faults"]
 
     def clear_faults(self) -> None:
+        """Drop every injected fault, including watch expiries not yet served."""
         self._call("DELETE", "faults")
 
     # ----- credentials -------------------------------------------------------------------

@@ -72,7 +72,10 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
         return _json({"id": fault.id}, status=201)
 
     async def clear_faults(request: web.Request) -> web.Response:
+        # Every injected fault, watch expiries not yet served included: a test that clears
+        # its faults leaves none behind for the next one.
         server.faults.clear()
+        server.watches.expire_next = 0
         return _json({"faults": []})
 
     async def set_token(request: web.Request) -> web.Response:
