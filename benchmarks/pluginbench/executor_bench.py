@@ -521,6 +521,16 @@ def run_to_completion(args, scratch, azurite, container, log, sides, complete, p
         cluster.stop()
 
 
+# (derived name, figure, unit) of what a run costs the executor and the API server.
+COST_FIGURES = (
+    ("throttled_429", "429 responses", "responses"),
+    ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
+    ("executor_cpu_seconds", "executor CPU time", "s"),
+    ("server_peak_rss_mib", "API server peak RSS", "MiB"),
+    ("server_cpu_seconds", "API server CPU time", "s"),
+)
+
+
 def add_scale_rows(
     results: Results,
     scale: dict[str, RunMeasure | None],
@@ -534,13 +544,7 @@ def add_scale_rows(
         return None if run is None else run.derived.get(name)
 
     baseline = "kubernetes 0.5.1"
-    for name, figure, unit in (
-        ("throttled_429", "429 responses", "responses"),
-        ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
-        ("executor_cpu_seconds", "executor CPU time", "s"),
-        ("server_peak_rss_mib", "API server peak RSS", "MiB"),
-        ("server_cpu_seconds", "API server CPU time", "s"),
-    ):
+    for name, figure, unit in COST_FIGURES:
         results.add(
             Row(
                 f"submit {args.jobs} jobs: {figure}",
@@ -556,12 +560,8 @@ def add_scale_rows(
         for name, figure, unit in (
             ("submission_seconds", "submission time", "s"),
             ("submission_requests", "submission API requests", "requests"),
-            ("throttled_429", "429 responses", "responses"),
             ("requests_per_round", "API requests per status round", "requests"),
-            ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
-            ("executor_cpu_seconds", "executor CPU time", "s"),
-            ("server_peak_rss_mib", "API server peak RSS", "MiB"),
-            ("server_cpu_seconds", "API server CPU time", "s"),
+            *COST_FIGURES,
         ):
             results.add(
                 Row(

@@ -96,8 +96,8 @@ def install_missing_statements(modules: list[str]) -> str:
             raise ValueError(f"not a storage plugin module: {module!r}")
     packages = tuple(module.replace("_", "-") for module in modules)
     return (
-        "import importlib,importlib.util as u,subprocess as s,sys;"
-        f"d={PIP_DEPLOYMENTS_PATH!r};sys.path.append(d);"
+        "import importlib,importlib.util as u,site,subprocess as s,sys;"
+        f"d={PIP_DEPLOYMENTS_PATH!r};site.addsitedir(d);"
         f"m=[p for p in {packages!r} if u.find_spec(p.replace('-','_')) is None];"
         "m and print('snakemake-executor-plugin-kubernetes: installing '+' '.join(m)+"
         "' into '+d+' with pip: the image lacks them and the run uses them as storage "
