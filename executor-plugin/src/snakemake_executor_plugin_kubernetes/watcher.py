@@ -12,10 +12,10 @@ from typing import Any
 
 import urllib3
 
+from snakemake_executor_plugin_kubernetes.cachefields import JOB_NAME_LABELS, project
 from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient, decode_json
 from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
 
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 # A watch resumed from its last resourceVersion misses nothing, and one that cannot resume
 # (410 Gone, a broken stream) is followed by a list at once. The periodic list is only a
 # safety net, so it is rare: on a 10,000-job run each one reads every Job and Pod.
@@ -64,7 +64,8 @@ def owning_job(pod: dict[str, Any]) -> str | None:
 
 
 class RunCache:
-    """Jobs by name and pods grouped by owning Job; thread-safe."""
+    """Jobs by name and pods grouped by owning Job; thread-safe. It keeps each object's
+    projection (see cachefields), not the decoded object: a sixth of the memory."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -88,7 +89,7 @@ class RunCache:
             known = store.get(_name(obj))
             if only_if_newer and known is not None and _rv(known) >= _rv(obj):
                 return
-            store[_name(obj)] = obj
+            store[_name(obj)] = project(kind, obj)
         if shows_an_ending(kind, obj):
             self.endings.set()
 
@@ -99,7 +100,7 @@ class RunCache:
             if kind == "pods" and phase not in POD_END_PHASES:
                 job = owning_job(obj)
                 if job:
-                    self._gone.setdefault(job, {})[_name(obj)] = obj
+                    self._gone.setdefault(job, {})[_name(obj)] = project(kind, obj)
                     self.endings.set()
             elif kind == "jobs":
                 self.endings.set()
@@ -115,6 +116,7 @@ class RunCache:
     def replace(self, kind: str, items: list[dict[str, Any]], list_rv: str | None = None) -> None:
         """Install a fresh list; objects newer than the list (e.g. a Job created while it
         was being read) stay, the watch that follows the list confirms or removes them."""
+        listed = {_name(o): project(kind, o) for o in items}  # outside the lock: 10,000 items
         with self._lock:
             store = self._store(kind)
             newer = {}
@@ -122,12 +124,12 @@ class RunCache:
                 newer = {n: o for n, o in store.items() if _rv(o) > int(list_rv)}
             ended_now = [
                 o
-                for o in items
-                if shows_an_ending(kind, o) and not shows_an_ending(kind, store.get(_name(o)) or {})
+                for name, o in listed.items()
+                if shows_an_ending(kind, o) and not shows_an_ending(kind, store.get(name) or {})
             ]
             store.clear()
             store.update(newer)
-            store.update({_name(o): o for o in items})
+            store.update(listed)
             self._synced[kind] = True
             self.relists[kind] += 1
         # An ending the watch missed and the list brought counts like one the watch sent.
