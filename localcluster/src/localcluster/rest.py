@@ -61,13 +61,8 @@ def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
 
 
 def list_objects(store: Store, kind: Kind, namespace: str | None, query: Any) -> dict[str, Any]:
-    items = store.list(
-        kind.resource,
-        namespace,
-        label_selector=query.get("labelSelector"),
-        field_selector=query.get("fieldSelector"),
-    )
     list_rv = store.resource_version
+    after = None
     token = query.get("continue")
     if token:
         list_rv, after = _decode_continue(token)
@@ -78,25 +73,26 @@ def list_objects(store: Store, kind: Kind, namespace: str | None, query: Any) ->
                 "The provided continue parameter is too old to display a consistent list result. "
                 "You can start a new list without the continue parameter."
             ) from None
-        items = [
-            obj
-            for obj in items
-            if (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]) > after
-        ]
-    metadata: dict[str, Any] = {"resourceVersion": str(list_rv)}
     limit = query.get("limit")
+    limit_n = 0
     if limit:
         try:
             limit_n = int(limit)
         except ValueError:
             raise bad_request(f"limit: invalid value {limit!r}") from None
-        if 0 < limit_n < len(items):
-            last = items[limit_n - 1]["metadata"]
-            metadata["continue"] = _encode_continue(
-                list_rv, (last.get("namespace", ""), last["name"])
-            )
-            metadata["remainingItemCount"] = len(items) - limit_n
-            items = items[:limit_n]
+    items, matching = store.list_page(
+        kind.resource,
+        namespace,
+        label_selector=query.get("labelSelector"),
+        field_selector=query.get("fieldSelector"),
+        after=after,
+        limit=limit_n if limit_n > 0 else None,
+    )
+    metadata: dict[str, Any] = {"resourceVersion": str(list_rv)}
+    if 0 < limit_n < matching:
+        last = items[-1]["metadata"]
+        metadata["continue"] = _encode_continue(list_rv, (last.get("namespace", ""), last["name"]))
+        metadata["remainingItemCount"] = matching - limit_n
     for obj in items:
         # Items inside a list carry no kind/apiVersion, as on a real server.
         obj.pop("kind", None)

@@ -92,15 +92,47 @@ class Store:
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """Matching objects sorted by (namespace, name)."""
+        return self.list_page(resource, namespace, label_selector, field_selector)[0]
+
+    def list_page(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        after: Key | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The matching objects after key `after`, at most `limit` of them, sorted as
+        `list`; and how many match after `after` in all. Only the page is copied: a
+        paged list of 10,000 pods copies each pod once, not once per page."""
         labels_match = label_matcher(label_selector)
         fields_match = field_matcher(resource, field_selector)
         table = self._table(resource)
-        return [
-            copy.deepcopy(table[key])
+        keys = [
+            key
             for key in sorted(table)
             if (not namespace or key[0] == namespace)
+            and (after is None or key > after)
             and labels_match(table[key])
             and fields_match(table[key])
+        ]
+        page = keys[:limit] if limit else keys
+        return [copy.deepcopy(table[key]) for key in page], len(keys)
+
+    def list_owned(
+        self, resource: str, owner_uid: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of `resource` that name `owner_uid` among their owners, sorted as `list`,
+        from the owner index: what the Job controller's pod indexer by controller UID gives
+        it (kubernetes pkg/controller/job/job_controller.go, getPodsForJob through
+        controller.FilterPodsByOwner), so a sync reads its Job's pods, not every pod."""
+        labels_match = label_matcher(label_selector)
+        table = self._table(resource)
+        return [
+            copy.deepcopy(table[key])
+            for kind, key in self._dependents(owner_uid)
+            if kind == resource and key in table and labels_match(table[key])
         ]
 
     def find_by_uid(self, uid: str) -> dict[str, Any] | None:

@@ -223,8 +223,8 @@ class JobController:
         )
         pods = [
             p
-            for p in self.store.list("pods", namespace, label_selector=selector or None)
-            if _controller_uid(p) == uid
+            for p in self.store.list_owned("pods", uid, label_selector=selector or None)
+            if _controller_uid(p) == uid and p["metadata"]["namespace"] == namespace
         ]
         for pod in pods:
             self._count(job, pod, track, now)
