@@ -99,6 +99,26 @@ def test_bad_fault_requests_are_refused(control) -> None:
         control.inject_fault("418")
     with pytest.raises(ControlError, match="regex"):
         control.inject_fault(500, path="(")
+    with pytest.raises(ControlError, match="delay_ms"):
+        control.inject_fault("delay")
+    with pytest.raises(ControlError, match="delay_ms"):
+        control.inject_fault(500, delay_ms=30)
+
+
+def test_a_delay_serves_the_request_and_combines_with_an_error(
+    core: client.CoreV1Api, namespace: str, control
+) -> None:
+    control.reset_requests()
+    control.inject_fault("delay", path=r"/configmaps$", method="GET", count=3, delay_ms=20)
+    control.inject_fault(503, path=r"/configmaps$", method="GET", count=1)
+    with pytest.raises(client.ApiException) as caught:
+        core.list_namespaced_config_map(namespace)
+    assert caught.value.status == 503, "a delay does not shadow an error added after it"
+    assert core.list_namespaced_config_map(namespace).items == []
+    assert [r["status"] for r in control.requests()] == [503, 200]
+    (left,) = control.faults()
+    assert (left["action"], left["remaining"], left["delay_ms"]) == ("delay", 1, 20)
+    control.clear_faults()
 
 
 def test_faults_and_watch_expiry_pass_the_observer_by(

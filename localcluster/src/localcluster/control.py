@@ -90,17 +90,21 @@ class ClusterControl:
         method: str = "*",
         count: int = 1,
         retry_after: int | None = None,
+        delay_ms: int = 0,
     ) -> int:
         """The next ``count`` requests matching method and path regex get ``action``: an
         error status (405, 429, 500, 502, 503; a 429 always carries Retry-After, default 1 s,
         the others when ``retry_after`` is given), "drop" (connection closed, request not
-        served) or "drop-response" (served, then the connection closed before the answer)."""
+        served), "drop-response" (served, then the connection closed before the answer) or
+        "delay" (served ``delay_ms`` later, the server idle meanwhile: a network round trip;
+        it combines with the other actions)."""
         body = {
             "action": str(action),
             "path": path,
             "method": method,
             "count": count,
             "retry_after": retry_after,
+            "delay_ms": delay_ms,
         }
         return self._call("POST", "faults", body)["id"]
 

@@ -66,6 +66,7 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
                 action=str(data.get("action", "")),
                 count=int(data.get("count", 1)),
                 retry_after=None if data.get("retry_after") is None else int(data["retry_after"]),
+                delay_ms=int(data.get("delay_ms", 0)),
             )
         except (TypeError, ValueError) as error:
             return _json({"error": str(error)}, status=400)

@@ -15,7 +15,10 @@ from typing import Any
 # by, since an observer must not change what it observes.
 OBSERVER_USER_AGENT = "localcluster-observer"
 
-FAULT_ACTIONS = ("405", "429", "500", "502", "503", "drop", "drop-response")
+# "delay" holds a request `delay_ms` before serving it, without spending CPU: the round trip
+# to a remote API server (e.g. AKS's, across a region's network) on 127.0.0.1.
+DELAY = "delay"
+FAULT_ACTIONS = ("405", "429", "500", "502", "503", "drop", "drop-response", DELAY)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Fault:
     action: str  # one of FAULT_ACTIONS
     remaining: int
     retry_after: int | None = None  # seconds; a 429 always carries it (default 1)
+    delay_ms: int = 0  # for "delay"
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -78,7 +82,13 @@ class FaultInjector:
         self._next_id = 1
 
     def add(
-        self, method: str, path: str, action: str, count: int, retry_after: int | None
+        self,
+        method: str,
+        path: str,
+        action: str,
+        count: int,
+        retry_after: int | None,
+        delay_ms: int = 0,
     ) -> Fault:
         if action not in FAULT_ACTIONS:
             raise ValueError(f"fault action {action!r}: expected one of {', '.join(FAULT_ACTIONS)}")
@@ -88,15 +98,18 @@ class FaultInjector:
             re.compile(path)
         except re.error as error:
             raise ValueError(f"fault path regex {path!r}: {error}") from None
-        fault = Fault(self._next_id, method.upper(), path, action, count, retry_after)
+        if (action == DELAY) != (delay_ms > 0):
+            raise ValueError("delay_ms: a positive number of milliseconds goes with 'delay' only")
+        fault = Fault(self._next_id, method.upper(), path, action, count, retry_after, delay_ms)
         self._next_id += 1
         self.faults.append(fault)
         return fault
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """The first pending fault matching this request, consuming one of its uses."""
+    def take(self, method: str, path: str, delay: bool = False) -> Fault | None:
+        """The first pending fault matching this request, consuming one of its uses: an
+        error or drop, or with `delay` a delay (a request may get both)."""
         for fault in self.faults:
-            if fault.matches(method, path):
+            if (fault.action == DELAY) == delay and fault.matches(method, path):
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self.faults.remove(fault)

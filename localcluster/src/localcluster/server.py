@@ -3,6 +3,7 @@ discovery, and routing of /api and /apis URLs to REST verbs, watches and logs.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -109,6 +110,9 @@ class ClusterServer:
             )
         )
         observer = request.headers.get("User-Agent", "").startswith(OBSERVER_USER_AGENT)
+        delay = None if observer else self.faults.take(request.method, request.path, delay=True)
+        if delay is not None:
+            await asyncio.sleep(delay.delay_ms / 1000)
         fault = None if observer else self.faults.take(request.method, request.path)
         if fault is not None and fault.action != "drop-response":
             record.fault = fault.action
