@@ -86,6 +86,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "(100000/1s; 'default' keeps Snakemake's 100/1s)",
     )
     parser.add_argument(
+        "--api-latency-ms",
+        type=int,
+        default=0,
+        help="also submit --jobs with every API request held this long by the local API "
+        "server, without CPU (a remote API server's round trip), both sides (0: skip)",
+    )
+    parser.add_argument(
         "--shaped-size",
         type=parse_size,
         help="large transfer size over the shaped link (default 256M)",

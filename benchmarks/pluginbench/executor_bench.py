@@ -410,13 +410,17 @@ def measured(
     return run
 
 
-# Phase A ("scale"): all N jobs are submitted to a cluster whose only node is too small
-# for any of them, so all N stay active (Pending) while the executor checks their status
-# for a few rounds; then the run is killed. This measures submission and the cost of a
-# status round at N active jobs without running N real processes on this machine.
+# Phase A ("scale"): all N jobs are submitted to a cluster whose only node is cordoned
+# (the taint `kubectl cordon` sets), so all N stay active (Pending) while the executor
+# checks their status for a few rounds; then the run is killed. This measures submission
+# and the cost of a status round at N active jobs without running N real processes on this
+# machine. The node could hold the pods once uncordoned, so ours waits for it (up to
+# --kubernetes-unschedulable-timeout) instead of failing the jobs as no node could ever
+# hold them, which it does on a node too small for them after a minute.
 # Phase B ("complete"): a smaller workflow runs to the end on a few pod slots, for the
 # totals, the completion notice delay and the wall time.
-NO_ROOM_NODE = [{"name": "no-room", "cpu": "100m", "memory": "1Gi"}]
+CORDON_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+NO_ROOM_NODE = [{"name": "cordoned", **NODE_SLOT, "taints": [CORDON_TAINT]}]
 OBSERVED_ROUNDS = 3
 MIN_OBSERVATION_S = 30
 
@@ -450,14 +454,21 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
     pending: dict[str, RunMeasure | None] = {}
     complete: dict[str, RunMeasure | None] = {}
     window = args.observe_seconds or max(OBSERVED_ROUNDS * args.status_interval, MIN_OBSERVATION_S)
-    scale_runs = [(scale, side, args.jobs) for side in sides]
+    distant: dict[str, RunMeasure | None] = {}  # scale, over a modelled round trip
+    scale_runs = [(scale, side, args.jobs, 0) for side in sides]
+    if args.api_latency_ms:
+        scale_runs += [(distant, side, args.jobs, args.api_latency_ms) for side in sides]
     if args.pending_jobs:
         # 0.5.1 is not run at this size: it would take about 7 minutes to submit, and a
         # single status round over 10,000 jobs would last over half an hour (10 reads/s).
-        scale_runs.append((pending, our_side(), args.pending_jobs))
+        scale_runs.append((pending, our_side(), args.pending_jobs, 0))
     try:
-        for runs, side, jobs in scale_runs:
-            cluster = start_cluster_with(scratch, f"cluster-{jobs}-{side.key}", NO_ROOM_NODE)
+        for runs, side, jobs, latency_ms in scale_runs:
+            name = f"cluster-{jobs}-{side.key}" + (f"-{latency_ms}ms" if latency_ms else "")
+            cluster = start_cluster_with(scratch, name, NO_ROOM_NODE)
+            if latency_ms:
+                # Every request of the run, the executor's and the cluster's own clients'.
+                cluster.control.inject_fault("delay", count=10**9, delay_ms=latency_ms)
             try:
                 bench = ExecutorBench(
                     cluster,
@@ -478,7 +489,9 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
         azurite.stop()
     details["pending_jobs"] = args.pending_jobs
     details["job_rate"] = args.job_rate
-    for phase, runs in (("scale", scale), ("pending", pending), ("complete", complete)):
+    details["api_latency_ms"] = args.api_latency_ms
+    phases = (("scale", scale), ("scale_distant", distant), ("pending", pending))
+    for phase, runs in (*phases, ("complete", complete)):
         details[phase] = {
             key: None
             if run is None
@@ -504,6 +517,28 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
         ]
     add_rows(results, scale, complete, args.jobs, args.complete_jobs)
     add_scale_rows(results, scale, pending, complete, args)
+    add_distant_rows(results, distant, args)
+
+
+def add_distant_rows(results: Results, distant: dict[str, RunMeasure | None], args: Any) -> None:
+    if not args.api_latency_ms:
+        return
+    for name, figure, unit in (
+        ("submission_seconds", "time", "s"),
+        ("submission_requests", "API requests", "requests"),
+        ("executor_cpu_seconds", "executor CPU time", "s"),
+    ):
+        results.add(
+            Row(
+                f"submit {args.jobs} jobs, {args.api_latency_ms} ms API round trip: {figure}",
+                unit,
+                *(
+                    None if run is None else run.derived.get(name)
+                    for run in (distant.get("ours"), distant.get("baseline"))
+                ),
+                "kubernetes 0.5.1",
+            )
+        )
 
 
 def run_to_completion(args, scratch, azurite, container, log, sides, complete, problems) -> None:
