@@ -298,20 +298,26 @@ class ResourceWatch(threading.Thread):
                 return
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                if self.needs_relist():
-                    self.relist()
-                self._watch_once()
-            except ApiError as e:  # an error answer, or a failed, broken or garbled stream
-                if is_permanent(e, self.namespace):
-                    self.fatal = explain(
-                        e, Access(self.verb, self.kind.value, self.group), self.namespace
-                    )
-                    self.cache.endings.set()  # the next status round reports it at once
-                    return
-                self.resource_version = None
-                self._pause(e.retry_after, f"{e}")
+        while not self.stop_event.is_set() and self.step():
+            pass
+
+    def step(self) -> bool:
+        """One round: a list if one is due, then one watch. False once the API refused for
+        good (``fatal`` says why); any other failure pauses, and the next round relists."""
+        try:
+            if self.needs_relist():
+                self.relist()
+            self._watch_once()
+        except ApiError as e:  # an error answer, or a failed, broken or garbled stream
+            if is_permanent(e, self.namespace):
+                self.fatal = explain(
+                    e, Access(self.verb, self.kind.value, self.group), self.namespace
+                )
+                self.cache.endings.set()  # the next status round reports it at once
+                return False
+            self.resource_version = None
+            self._pause(e.retry_after, f"{e}")
+        return True
 
     def _pause(self, retry_after: float | None, reason: str) -> None:
         self.failures += 1
