@@ -3,18 +3,31 @@ no node agent): retries, credentials, watches, relists."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from localcluster.kubeconfig import write_kubeconfig
 from localcluster.launcher import RunningCluster
 from localcluster.testing import ApiDriver, wait_until
 from snakemake_executor_plugin_kubernetes import watcher as watcher_module
-from snakemake_executor_plugin_kubernetes.apierrors import ApiConnectError, ApiError, ApiReadError
+from snakemake_executor_plugin_kubernetes.apierrors import (
+    ApiConnectError,
+    ApiError,
+    ApiReadError,
+    ErrorKind,
+    transport_error,
+)
 from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher, WatchKind
@@ -106,6 +119,38 @@ def test_dropped_connections_are_retried_where_a_repeat_is_safe(api):
     assert created["metadata"]["name"] == "s"
     assert statuses(api, "POST", "/secrets") == [0, 0, 201]
     assert len(sleeper.slept) == 4
+
+
+def test_a_refused_connection_is_a_connect_error_retried_even_for_a_post(api, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(kubeconfig, f"https://127.0.0.1:{port}", "token", api.cluster.ca_file)
+    client, sleeper = make_client(api, kubeconfig, max_attempts=3)
+    body = {"metadata": {"generateName": "s-"}, "data": {}}
+    with pytest.raises(ApiConnectError) as excinfo:
+        client.request("POST", "/api/v1/namespaces/default/secrets", body=body)
+    assert excinfo.value.status == 0 and "NewConnectionError" in str(excinfo.value)
+    assert len(sleeper.slept) == 2, "never sent, so repeated until the policy ran out"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (NewConnectionError(None, "Connection refused"), ErrorKind.CONNECT),
+        (ConnectTimeoutError("connect timed out"), ErrorKind.CONNECT),
+        (SSLError("certificate verify failed"), ErrorKind.CONNECT),
+        (ConnectionRefusedError(111, "refused"), ErrorKind.CONNECT),
+        (ProtocolError("Connection aborted.", ConnectionResetError()), ErrorKind.READ),
+        (ReadTimeoutError(None, "/", "Read timed out."), ErrorKind.READ),
+        (ConnectionResetError(104, "reset"), ErrorKind.READ),
+    ],
+)
+def test_transport_failures_are_told_apart_by_whether_the_request_left(error, kind):
+    translated = transport_error(error)
+    assert translated.kind is kind and translated.status == 0
+    assert translated.reason == type(error).__name__
 
 
 def test_post_and_patch_are_not_repeated_when_they_may_have_been_applied(api):
