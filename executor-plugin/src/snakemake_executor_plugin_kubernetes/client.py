@@ -173,10 +173,11 @@ class KubeClient:
             )
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise transport_error(e) from None
-        except ApiException as e:  # the official client's wrapping of a TLS failure
-            if e.status:
-                raise ApiError(int(e.status), str(e.reason or "error")) from None
-            raise ApiConnectError("SSLError", str(e.reason or "")) from None
+        except ApiException as e:  # the official client wraps a TLS failure (status 0)
+            reason = str(e.reason or "error")
+            if not e.status and reason.startswith("SSLError"):
+                raise ApiConnectError("SSLError", reason) from None
+            raise ApiError(int(e.status or 0), reason) from None
 
     def _raise_for_status(self, response: Any) -> None:
         if 200 <= response.status < 300:
