@@ -124,9 +124,10 @@ def test_a_creation_that_finally_fails_is_that_jobs_error(api, make_executor):
     executor.client.retry = RetryPolicy(base=0.01, cap=0.02, max_attempts=3)
     api.control.reset_requests()
     # One worker creates in run_job order: the first creation passes, the second meets 503
-    # on each of its 3 attempts, the third a 403, the fourth passes.
+    # on each of its 3 attempts, the third a 422 (e.g. an admission webhook's refusal), the
+    # fourth passes.
     api.control.inject_fault(503, path=JOBS, method="POST", count=3, after=1)
-    api.control.inject_fault(403, path=JOBS, method="POST", after=1)
+    api.control.inject_fault(422, path=JOBS, method="POST", after=1)
     refused = "refused-rule"
     jobs = [FakeJob("fine", 0), FakeJob(refused, 1), FakeJob(refused, 2), FakeJob("fine", 3)]
     for job in jobs:
@@ -139,12 +140,12 @@ def test_a_creation_that_finally_fails_is_that_jobs_error(api, make_executor):
     (unavailable,) = jobs[1].errors
     assert "Cannot create Kubernetes Job" in unavailable["msg"]
     assert "503" in unavailable["msg"]
-    (forbidden,) = jobs[2].errors
-    assert "may not create jobs" in forbidden["msg"] and "403 Forbidden" in forbidden["msg"]
+    (invalid,) = jobs[2].errors
+    assert "Cannot create Kubernetes Job" in invalid["msg"] and "422" in invalid["msg"]
     attempts = Counter(
         r["body"]["metadata"]["labels"]["snakemake.io/jobid"] for r in job_posts(api)
     )
-    assert attempts == {"0": 1, "1": 3, "2": 1, "3": 1}, "5xx retried, 403 not"
+    assert attempts == {"0": 1, "1": 3, "2": 1, "3": 1}, "5xx retried, 422 not"
     executor.shutdown()
 
 

@@ -94,7 +94,7 @@ class ClusterControl:
         served: bool = False,
     ) -> int:
         """The next ``count`` requests matching method and path regex get ``action``: an
-        error status (403, 405, 429, 500, 502, 503, 504; a 429 always carries Retry-After,
+        error status (403, 405, 422, 429, 500, 502, 503, 504; a 429 always carries Retry-After,
         default 1 s, the others when ``retry_after`` is given), "drop" (connection closed,
         request not served), "drop-response" (served, then the connection closed before the
         answer) or "hold" (kept waiting until ``release_held``, then served).

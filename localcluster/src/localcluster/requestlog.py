@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Statuses an API server, or the load balancer in front of it (502), answers under load or
-# trouble (403: a refusal, as RBAC or an admission webhook gives; 504: the answer timed out,
-# see server.py); "drop" closes the connection before the request is served, "drop-response"
+# trouble (403, 422: a refusal, as RBAC, validation or an admission webhook gives; 504: the
+# answer timed out, see errors.py); "drop" closes the connection before the request is served, "drop-response"
 # after it was served (the change is made, the client never hears of it: a timed-out
 # answer); "hold" keeps the request waiting at the server until the test releases it.
 # The user agent of localcluster.observer: injected faults and watch expiry pass its requests
 # by, since an observer must not change what it observes.
 OBSERVER_USER_AGENT = "localcluster-observer"
 
-STATUS_ACTIONS = ("403", "405", "429", "500", "502", "503", "504")
+STATUS_ACTIONS = ("403", "405", "422", "429", "500", "502", "503", "504")
 FAULT_ACTIONS = (*STATUS_ACTIONS, "drop", "drop-response", "hold")
 
 
