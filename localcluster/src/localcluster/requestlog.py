@@ -11,9 +11,9 @@ from typing import Any
 
 # Statuses an API server, or the load balancer in front of it (502), answers under load or
 # trouble (403, 422: a refusal, as RBAC, validation or an admission webhook gives; 504: the
-# answer timed out, see errors.py); "drop" closes the connection before the request is served, "drop-response"
-# after it was served (the change is made, the client never hears of it: a timed-out
-# answer); "hold" keeps the request waiting at the server until the test releases it.
+# answer timed out, see errors.py); "drop" closes the connection before the request is
+# served, "drop-response" after it was served (the change is made, the client never hears
+# of it: a timed-out answer); "hold" keeps the request waiting until the test releases it.
 # The user agent of localcluster.observer: injected faults and watch expiry pass its requests
 # by, since an observer must not change what it observes.
 OBSERVER_USER_AGENT = "localcluster-observer"
