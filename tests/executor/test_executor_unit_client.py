@@ -455,11 +455,13 @@ class _Raw:
         ([b'{"type":"ADDED","object":{}}\n{"type": garbled\n'], None, "InvalidWatchEvent"),
     ],
 )
-def test_a_watch_stream_failing_midway_is_an_api_read_error(monkeypatch, chunks, error, reason):
+def test_a_watch_stream_failing_midway_is_an_api_read_error(
+    api, monkeypatch, chunks, error, reason
+):
     raw = _Raw(chunks, error)
-    client = KubeClient.__new__(KubeClient)  # no configuration: only the stream is exercised
-    client._timeout = (1.0, 1.0)
-    monkeypatch.setattr(client, "raw", lambda *a, **k: SimpleNamespace(response=raw), raising=False)
+    client, _ = make_client(api)
+    # The watch's answer is a recorded stream that then fails.
+    monkeypatch.setattr(client, "raw", lambda *a, **k: SimpleNamespace(response=raw))
     events = client.watch_events(PODS, [], 1.0)
     assert next(events) == {"type": "ADDED", "object": {}}
     with pytest.raises(ApiReadError) as excinfo:
