@@ -127,6 +127,7 @@ def test_every_reader_judges_the_projection_as_the_whole_object(job_obj, pods):
     full_pods = [decorated(p) for p in pods]
     slim_job = project("jobs", full_job)
     slim_pods = [project("pods", p) for p in full_pods]
+    before = copy.deepcopy((slim_job, slim_pods))
     assert verdict_of(slim_job, slim_pods) == verdict_of(full_job, full_pods)
     assert shows_an_ending("jobs", slim_job) == shows_an_ending("jobs", full_job)
     last = full_pods[-1] if full_pods else None
@@ -136,6 +137,14 @@ def test_every_reader_judges_the_projection_as_the_whole_object(job_obj, pods):
     for full, slim in zip(full_pods, slim_pods, strict=True):
         assert readings(slim) == readings(full)
         assert "managedFields" not in slim["metadata"] and "volumes" not in slim["spec"]
+    # Equal specs and statuses are shared between cached objects: no reader may change them.
+    assert (slim_job, slim_pods) == before
+
+
+def test_equal_specs_and_statuses_are_one_object():
+    first, second = (project("pods", decorated(pod(name))) for name in ("a", "b"))
+    assert first["spec"] is second["spec"] and first["status"] is second["status"]
+    assert first["metadata"]["name"] != second["metadata"]["name"]
 
 
 @pytest.fixture

@@ -15,13 +15,15 @@ Pending jobs the cache holds 20,000 objects, so it keeps a projection of the sam
   label, ``nodeName``;
 - watcher.py itself: name, ``resourceVersion``, ``creationTimestamp``, the owning Job.
 
-Strings are interned: 10,000 Pending pods carry the same scheduler message, reasons and
-images. A reader that needs another field adds it here; the tests judge the full and the
-projected object of every recorded state alike.
+Strings are interned, and equal specs and statuses are one shared object: 10,000 Pending
+pods of one rule carry the same spec and the same scheduler message. Readers never change
+a cached object. A reader that needs another field adds it here; the tests judge the full
+and the projected object of every recorded state alike.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -30,6 +32,18 @@ from snakemake_executor_plugin_kubernetes.naming import ATTEMPT_LABEL
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 POD_LABELS = (*JOB_NAME_LABELS, ATTEMPT_LABEL)
 CONDITION_FIELDS = ("type", "status", "reason", "message")
+# Distinct specs and statuses remembered for sharing; past it the memory starts afresh
+# (objects already cached keep what they share), so unique statuses cannot pile up.
+SHARED_LIMIT = 4096
+_shared: dict[str, Any] = {}
+
+
+def _share(value: dict[str, Any]) -> dict[str, Any]:
+    """The one cached object equal to `value`."""
+    key = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if len(_shared) >= SHARED_LIMIT:
+        _shared.clear()
+    return _shared.setdefault(key, value)
 
 
 def _interned(value: Any) -> Any:
@@ -69,11 +83,12 @@ def project_job(job: dict[str, Any]) -> dict[str, Any]:
     template_spec["containers"] = _containers(pod_spec, ("name", "resources"))
     return {
         "metadata": _metadata(meta, ("name", "resourceVersion", "uid")),
-        "spec": {**_pick(spec, ("activeDeadlineSeconds",)), "template": {"spec": template_spec}},
-        "status": {
-            **_pick(status, ("active", "succeeded", "failed")),
-            "conditions": _conditions(status),
-        },
+        "spec": _share(
+            {**_pick(spec, ("activeDeadlineSeconds",)), "template": {"spec": template_spec}}
+        ),
+        "status": _share(
+            {**_pick(status, ("active", "succeeded", "failed")), "conditions": _conditions(status)}
+        ),
     }
 
 
@@ -99,7 +114,11 @@ def project_pod(pod: dict[str, Any]) -> dict[str, Any]:
     projected_status["containerStatuses"] = [
         _pick(s, ("name", "state", "lastState")) for s in status.get("containerStatuses") or []
     ]
-    return {"metadata": metadata, "spec": projected_spec, "status": projected_status}
+    return {
+        "metadata": metadata,
+        "spec": _share(projected_spec),
+        "status": _share(projected_status),
+    }
 
 
 def project(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
