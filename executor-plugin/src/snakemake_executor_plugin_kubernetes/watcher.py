@@ -79,7 +79,7 @@ def owning_job(pod: dict[str, Any]) -> str | None:
 
 class RunCache:
     """Jobs by name and pods grouped by owning Job; thread-safe. It keeps each object's
-    projection (see cachefields), not the decoded object: a seventeenth of the memory (test_executor_unit_cachefields)."""
+    projection (see cachefields), not the decoded object: a seventeenth of the memory."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
