@@ -188,6 +188,17 @@ def test_scale_targets_judge_the_pending_phase_and_cpu_per_pod() -> None:
 
     good = judged(pending_rss=250.0, per_round=0.3, shell_cpu=4.5)
     assert set(good.values()) == {"PASS"}, good
+    assert "submitting 1,000 jobs <= 0.2x of 0.5.1's time, over --api-latency-ms" not in good
+    distant = Results(machine={}, command="x", parameters={})
+    distant.add(
+        Row("submit 1000 jobs, 30 ms API round trip: time", "s", 15.3, 253.0, "kubernetes 0.5.1")
+    )
+    scale_targets(distant)
+    verdicts = {t.name: t.verdict for t in distant.targets}
+    assert (
+        verdicts["submitting 1,000 jobs <= 0.2x of 0.5.1's time, over --api-latency-ms"] == "PASS"
+    )
+    assert verdicts["submitting 1,000 jobs <= 0.2x of 0.5.1's time"] == "N/A"
     bad = judged(pending_rss=290.0, per_round=20.0, shell_cpu=3.0)
     assert bad["executor peak RSS <= 300 MB with 10000 Pending"] == "MISS"  # 304 MB
     assert bad["requests per status round O(1) up to the Pending size"] == "MISS"
@@ -286,10 +297,13 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
         tmp_path,
         "--only", "executor", "--skip-baselines", "--jobs", "3", "--complete-jobs", "1",
         "--status-interval", "1", "--observe-seconds", "3", "--pod-slots", "1", "--skip-warmup",
-        "--pending-jobs", "5",
+        "--pending-jobs", "5", "--api-latency-ms", "20",
     )  # fmt: skip
     assert results["problems"] == []
     executor = results["details"]["executor"]
+    # Submitted again with every request held 20 ms by the API server (its delay fault).
+    distant = executor["scale_distant"]["ours"]
+    assert distant["job_creates"] == 3 and distant["throttled_429"] == 0
     scale, complete = executor["scale"]["ours"], executor["complete"]["ours"]
     assert scale["job_creates"] == 3
     assert scale["submission_requests"] >= 3
