@@ -523,11 +523,7 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
 def add_distant_rows(results: Results, distant: dict[str, RunMeasure | None], args: Any) -> None:
     if not args.api_latency_ms:
         return
-    for name, figure, unit in (
-        ("submission_seconds", "time", "s"),
-        ("submission_requests", "API requests", "requests"),
-        ("executor_cpu_seconds", "executor CPU time", "s"),
-    ):
+    for name, figure, unit in (*SUBMISSION_FIGURES, EXECUTOR_CPU_FIGURE):
         results.add(
             Row(
                 f"submit {args.jobs} jobs, {args.api_latency_ms} ms API round trip: {figure}",
@@ -556,11 +552,16 @@ def run_to_completion(args, scratch, azurite, container, log, sides, complete, p
         cluster.stop()
 
 
+SUBMISSION_FIGURES = (
+    ("submission_seconds", "submission time", "s"),
+    ("submission_requests", "submission API requests", "requests"),
+)
 # (derived name, figure, unit) of what a run costs the executor and the API server.
+EXECUTOR_CPU_FIGURE = ("executor_cpu_seconds", "executor CPU time", "s")
 COST_FIGURES = (
     ("throttled_429", "429 responses", "responses"),
     ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
-    ("executor_cpu_seconds", "executor CPU time", "s"),
+    EXECUTOR_CPU_FIGURE,
     ("server_peak_rss_mib", "API server peak RSS", "MiB"),
     ("server_cpu_seconds", "API server CPU time", "s"),
 )
@@ -593,8 +594,7 @@ def add_scale_rows(
     if args.pending_jobs:
         note = "0.5.1 not run at this size (see docs/performance.md)"
         for name, figure, unit in (
-            ("submission_seconds", "submission time", "s"),
-            ("submission_requests", "submission API requests", "requests"),
+            *SUBMISSION_FIGURES,
             ("requests_per_round", "API requests per status round", "requests"),
             *COST_FIGURES,
         ):

@@ -124,7 +124,7 @@ def scale_targets(results: Results) -> None:
         submit,
         lambda r: r <= SUBMIT_SHARE,
     )
-    distant = find(results, "ms API round trip: time", "kubernetes 0.5.1")
+    distant = find(results, "ms API round trip: submission time", "kubernetes 0.5.1")
     if distant is not None:
         # The same target over a modelled network round trip (--api-latency-ms).
         ratio_target(

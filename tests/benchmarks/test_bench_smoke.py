@@ -191,7 +191,13 @@ def test_scale_targets_judge_the_pending_phase_and_cpu_per_pod() -> None:
     assert "submitting 1,000 jobs <= 0.2x of 0.5.1's time, over --api-latency-ms" not in good
     distant = Results(machine={}, command="x", parameters={})
     distant.add(
-        Row("submit 1000 jobs, 30 ms API round trip: time", "s", 15.3, 253.0, "kubernetes 0.5.1")
+        Row(
+            "submit 1000 jobs, 30 ms API round trip: submission time",
+            "s",
+            15.3,
+            253.0,
+            "kubernetes 0.5.1",
+        )
     )
     scale_targets(distant)
     verdicts = {t.name: t.verdict for t in distant.targets}
