@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from localcluster.nodeagent import images
 from localcluster.nodeagent.images import (
     CACHE_VARIABLE,
     SOURCES_VARIABLE,
@@ -127,6 +128,26 @@ def test_image_key_follows_plugin_sources_and_deps_key_only_requirements(tmp_pat
 
     (tmp_path / "storage-plugin" / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     assert catalog._deps_key("base") != deps_key
+
+
+def test_image_key_follows_the_pod_site_module_copied_into_every_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Images live in a per-user cache shared by clones: what they hold is a copy, so the
+    # key must change with the copied pod site module as with the plugin sources.
+    source = tmp_path / "storage-plugin"
+    (source / "src").mkdir(parents=True)
+    (source / "pyproject.toml").write_text("[project]\nname = 'storage-plugin'\n")
+    pod_site = tmp_path / "podsite"
+    pod_site.mkdir()
+    (pod_site / "sitecustomize.py").write_text("CPUS = 1\n")
+    monkeypatch.setattr(images, "POD_SITE", pod_site)
+    catalog = ImageCatalog([source], cache_dir=tmp_path / "cache")
+    image_key, deps_key = catalog.image_key("base"), catalog._deps_key("base")
+
+    (pod_site / "sitecustomize.py").write_text("CPUS = 2\n")
+    assert catalog.image_key("base") != image_key
+    assert catalog._deps_key("base") == deps_key
 
 
 def test_image_catalog_needs_plugin_sources_that_are_python_projects(tmp_path: Path) -> None:
