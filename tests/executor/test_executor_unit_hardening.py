@@ -18,9 +18,10 @@ from localcluster import podsecurity
 from localcluster.accounts import write_executor_kubeconfig
 from localcluster.launcher import RunningCluster
 from localcluster.testing import wait_until
+from snakemake_executor_plugin_kubernetes import permissions
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, judge
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES, Access, explain
+from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME, ROLE_RULES, Access, explain
 from snakemake_executor_plugin_kubernetes.podsecurity import privilege_refusal
 from snakemake_executor_plugin_kubernetes.refusals import RefusalScanner, judge_refusal
 from snakemake_executor_plugin_kubernetes.render import JOB_GROUP_ID, JOB_USER_ID
@@ -71,8 +72,15 @@ def test_documented_role_is_exactly_the_role_the_executor_needs() -> None:
     text = (ROOT / "docs" / "executor" / "further.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     roles = [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
-    (role,) = [doc for doc in roles if doc.get("kind") == "Role"]
+    by_kind_and_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in roles}
+    role = by_kind_and_name[("Role", ROLE_NAME)]
     assert role["rules"] == ROLE_RULES
+    # The optional diagnosis reads: exactly the requests clusterview.py makes.
+    nodes = by_kind_and_name[("ClusterRole", permissions.DIAGNOSIS_ROLE_NAME)]
+    assert nodes["rules"] == permissions.NODE_READ_RULES
+    status = by_kind_and_name[("Role", permissions.DIAGNOSIS_ROLE_NAME)]
+    assert status["metadata"]["namespace"] == permissions.AUTOSCALER_STATUS_NAMESPACE
+    assert status["rules"] == permissions.AUTOSCALER_STATUS_RULES
     verbs = {(r, v) for rule in ROLE_RULES for r in rule["resources"] for v in rule["verbs"]}
     assert ("jobs", "deletecollection") in verbs  # cleanup deletes a run's Jobs at once
     assert ("pods", "delete") in verbs  # ends a pod a classic sidecar keeps running
@@ -130,7 +138,7 @@ def test_a_permanent_refusal_of_a_watch_is_not_retried(
     client = KubeClient.from_kubeconfig(str(kubeconfig), None, sleep=lambda s: None)
     # Every list of pods is refused (a 401 survives the client's one credential reload).
     control.reset_requests()
-    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", min_watch_timeout=30)
     watcher.start()
     try:
         wait_until(lambda: watcher.fatal is not None, "the watch gives up")
@@ -154,7 +162,7 @@ def test_transient_errors_of_a_watch_keep_their_retries(api_server: RunningClust
     assert control is not None
     client = KubeClient.from_kubeconfig(str(api_server.kubeconfig), None, sleep=lambda s: None)
     control.inject_fault(503, path="/pods$", method="GET", count=3)
-    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", min_watch_timeout=30)
     watcher.start()
     try:
         assert watcher.wait_synced(30)
