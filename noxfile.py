@@ -101,7 +101,9 @@ def install_once(session: nox.Session, *requirements: str) -> None:
         session.log("requirements unchanged since this venv's last install; pip skipped")
         return
     session.install(*requirements)
-    stamp.write_text(digest.hexdigest())
+    # Through run_install, so that it is skipped exactly when nox skips the install (--no-install).
+    write = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+    session.run_install("python", "-c", write, str(stamp), digest.hexdigest(), silent=True)
 
 
 def install_project(session: nox.Session, *extra: str) -> None:
