@@ -150,6 +150,33 @@ def test_image_key_follows_the_pod_site_module_copied_into_every_image(
     assert catalog._deps_key("base") == deps_key
 
 
+@pytest.mark.slow  # builds the images when the cache lacks them (`nox -s tests` builds first)
+def test_an_image_refers_to_nothing_outside_the_cache() -> None:
+    # One per-user cache serves every clone: an image that pointed into the clone that built
+    # it would break, silently, when that clone is gone.
+    catalog = ImageCatalog.from_environment()
+    cache = catalog.cache_dir.resolve()
+    for flavour in ("base", "bio", "bare"):
+        image = catalog.build(flavour)
+        pth_lines = [
+            line
+            for pth in image.site.glob("*.pth")
+            for line in pth.read_text().splitlines()
+            if line.strip()
+        ]
+        assert len(pth_lines) == 2, pth_lines  # the third-party layer and the pod site module
+        for line in pth_lines:
+            assert Path(line).resolve().is_relative_to(cache), (flavour, line)
+            assert Path(line).is_dir(), (flavour, line)
+        assert (image.root / "podsite" / "sitecustomize.py").is_file()
+        for wrapper in image.bin_dir.iterdir():
+            (target,) = [w.strip('"') for w in wrapper.read_text().split() if w.startswith('"/')]
+            # not resolved: the venv's python is a link to the interpreter that built it
+            assert Path(target).is_relative_to(catalog.cache_dir), (flavour, wrapper, target)
+        direct_urls = [p.read_text() for p in image.site.glob("*.dist-info/direct_url.json")]
+        assert not any('"editable": true' in url for url in direct_urls), flavour
+
+
 def test_image_catalog_needs_plugin_sources_that_are_python_projects(tmp_path: Path) -> None:
     with pytest.raises(ImageConfigError, match="--plugin-source"):
         ImageCatalog([], cache_dir=tmp_path)
