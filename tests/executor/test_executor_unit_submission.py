@@ -4,16 +4,21 @@ error, every job is created exactly once under faults, and cancel leaves nothing
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import threading
 import time
+import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from localcluster.accounts import write_executor_kubeconfig
 from snakemake_executor_plugin_kubernetes.client import Backoff
-from support.executor_harness import FakeJob
+from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES
+from support.executor_harness import FakeJob, nothing_left
 from support.fakeapi import Logged, wait_until
 
 JOBS = "/jobs$"
@@ -164,8 +169,8 @@ def test_a_creation_that_finally_fails_is_that_jobs_error(server, make_executor)
             attempts[labels["snakemake.io/jobid"]] += 1
             handler.rfile = io.BytesIO(raw)  # read again by the original handler
             if labels["snakemake.io/rule"] == refused:
-                status = 500 if labels["snakemake.io/jobid"] == "1" else 403
-                return api._status(handler, status, "Forbidden" if status == 403 else "Timeout")
+                status = 500 if labels["snakemake.io/jobid"] == "1" else 422
+                return api._status(handler, status, "Invalid" if status == 422 else "Timeout")
         original(handler)
 
     api.handle = refuse_one_rule
@@ -180,9 +185,9 @@ def test_a_creation_that_finally_fails_is_that_jobs_error(server, make_executor)
     (timed_out,) = jobs[1].errors
     assert "Cannot create Kubernetes Job" in timed_out["msg"]
     assert "500" in timed_out["msg"] and "Timeout (500)" in timed_out["msg"]
-    (forbidden,) = jobs[2].errors
-    assert "403" in forbidden["msg"] and "Forbidden (403)" in forbidden["msg"]
-    assert attempts == {"0": 1, "1": 3, "2": 1, "3": 1}, "5xx retried, 403 not"
+    (invalid,) = jobs[2].errors
+    assert "422" in invalid["msg"] and "Invalid (422)" in invalid["msg"]
+    assert attempts == {"0": 1, "1": 3, "2": 1, "3": 1}, "5xx retried, 422 not"
     executor.shutdown()
 
 
@@ -270,6 +275,62 @@ def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(server, mak
     assert "18 queued jobs were not submitted" in executor.logger.text()
     with pytest.raises(RuntimeError):
         executor.run_job(FakeJob("late", 99))
+
+
+def account_that_may_not_create_jobs(api, tmp_path: Path) -> tuple[str, Path]:
+    """A fresh namespace whose executor account has the documented Role but 'create jobs'."""
+    rules = copy.deepcopy(ROLE_RULES)
+    (jobs_rule,) = [rule for rule in rules if rule["resources"] == ["jobs"]]
+    jobs_rule["verbs"].remove("create")
+    namespace = f"refuse-{uuid.uuid4().hex[:8]}"
+    admin = Path(api.cluster.kubeconfig)
+    target = tmp_path / "refused.kubeconfig"
+    return namespace, write_executor_kubeconfig(admin, target, namespace, rules=rules)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_permanent_refusal_of_job_creation_ends_the_run_at_once(
+    api, make_executor, tmp_path, workers
+):
+    namespace, kubeconfig = account_that_may_not_create_jobs(api, tmp_path)
+    executor = make_executor(
+        wait_for_creation=False, kubeconfig=kubeconfig, namespace=namespace, submit_workers=workers
+    )
+    scheduler = executor.workflow.scheduler
+    scheduler.expect_executor_errors = True
+    # Every worker holds its first job until all jobs are queued behind them.
+    release = threading.Event()
+    taken: list[str] = []
+    handle = executor.submissions._handle
+
+    def held(queued) -> None:
+        taken.append(queued.name)
+        assert release.wait(30), "test never released the held creations"
+        handle(queued)
+
+    executor.submissions._handle = held
+    api.control.reset_requests()
+    jobs = queue_jobs(executor, 10)
+    wait_until(lambda: len(taken) == workers, "every worker holding a job")
+    release.set()
+    assert executor.submissions.wait_idle(30)
+    late = FakeJob("late", 99)
+    executor.run_job(late)  # Snakemake may hand out a job before it sees the error
+
+    # One error ends the run; it names the verb, the resource, the namespace and the check.
+    (error,) = scheduler.executor_errors
+    assert f"may not create jobs (API group batch) in namespace {namespace}" in str(error)
+    assert f"kubectl auth can-i create jobs.batch -n {namespace}" in str(error)
+    # Every job is reported failed once, none submitted; only the held creations were sent.
+    assert scheduler.submitted == []
+    assert sorted(scheduler.failed) == ["late"] + ["step"] * 10
+    for job in [*jobs, late]:
+        (reported,) = job.errors
+        assert "was not submitted: the run ends" in reported["msg"], reported
+    assert api.control.count_requests("POST", "/jobs$") == workers
+    assert api.control.count_requests("POST", "/secrets$") == 0
+    executor.shutdown()
+    assert nothing_left(api, "jobs", "pods", "secrets")
 
 
 def test_a_job_whose_handling_crashes_is_reported_not_lost():
