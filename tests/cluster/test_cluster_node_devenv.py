@@ -70,19 +70,30 @@ def test_up_writes_a_usable_env_reuses_running_services_and_down_removes_them(
             ]
             for n in admin_core.list_node().items
         }
+        admin_nodes = {n.metadata.name for n in admin_core.list_node().items}
         # The seed tutorial's cluster: one node of nodepool1 (min 1, max 3) and a system pool.
         assert pools == {"system": "Standard_D2s_v3", "nodepool1": "Standard_D3_v2"}
         status = admin_core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system")
         assert "maxSize: 3" in status.data["status"]
         admin.close()
-        # KUBECONFIG is the executor's least-privilege account: its namespace, nothing more.
+        # KUBECONFIG is the executor's least-privilege account: its namespace, plus the
+        # optional diagnosis reads (nodes, the autoscaler's status), nothing more.
         executor = config.new_client_from_config(config_file=env["KUBECONFIG"])
         core = client.CoreV1Api(executor)
         assert core.list_namespaced_pod("default").kind == "PodList"
-        with pytest.raises(client.ApiException) as refused:
-            core.list_node()
+        assert core.list_node().items
+        assert core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system").data
+        refusals = []
+        for forbidden in (
+            lambda: core.list_namespaced_pod("kube-system"),
+            lambda: core.list_namespaced_config_map("kube-system"),
+            lambda: core.read_node(next(iter(admin_nodes))),
+        ):
+            with pytest.raises(client.ApiException) as refused:
+                forbidden()
+            refusals.append(refused.value.status)
         executor.close()
-        assert refused.value.status == 403
+        assert refusals == [403, 403, 403]
         endpoint = env["SNAKEMAKE_STORAGE_AZBLOB_ENDPOINT_URL"]
         assert endpoint.startswith("http://127.0.0.1:")
         blob = BlobServiceClient(

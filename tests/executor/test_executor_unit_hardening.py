@@ -18,9 +18,10 @@ from localcluster import podsecurity
 from localcluster.accounts import write_executor_kubeconfig
 from localcluster.launcher import RunningCluster
 from localcluster.testing import wait_until
+from snakemake_executor_plugin_kubernetes import permissions
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient
 from snakemake_executor_plugin_kubernetes.outcomes import JobTracker, judge
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES, Access, explain
+from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME, ROLE_RULES, Access, explain
 from snakemake_executor_plugin_kubernetes.podsecurity import privilege_refusal
 from snakemake_executor_plugin_kubernetes.refusals import RefusalScanner, judge_refusal
 from snakemake_executor_plugin_kubernetes.render import JOB_GROUP_ID, JOB_USER_ID
@@ -71,8 +72,15 @@ def test_documented_role_is_exactly_the_role_the_executor_needs() -> None:
     text = (ROOT / "docs" / "executor" / "further.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     roles = [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
-    (role,) = [doc for doc in roles if doc.get("kind") == "Role"]
+    by_kind_and_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in roles}
+    role = by_kind_and_name[("Role", ROLE_NAME)]
     assert role["rules"] == ROLE_RULES
+    # The optional diagnosis reads: exactly the requests clusterview.py makes.
+    nodes = by_kind_and_name[("ClusterRole", permissions.DIAGNOSIS_ROLE_NAME)]
+    assert nodes["rules"] == permissions.NODE_READ_RULES
+    status = by_kind_and_name[("Role", permissions.DIAGNOSIS_ROLE_NAME)]
+    assert status["metadata"]["namespace"] == permissions.AUTOSCALER_STATUS_NAMESPACE
+    assert status["rules"] == permissions.AUTOSCALER_STATUS_RULES
     verbs = {(r, v) for rule in ROLE_RULES for r in rule["resources"] for v in rule["verbs"]}
     assert ("jobs", "deletecollection") in verbs  # cleanup deletes a run's Jobs at once
     assert ("pods", "delete") in verbs  # ends a pod a classic sidecar keeps running

@@ -80,14 +80,7 @@ def parse_affinity(text: object, origin: str) -> dict[str, Any] | None:
             required.append({"matchExpressions": expressions})
         else:
             preferred.append({"weight": weight, "preference": {"matchExpressions": expressions}})
-    node_affinity: dict[str, Any] = {}
-    if required:
-        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
-            "nodeSelectorTerms": required
-        }
-    if preferred:
-        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
-    return {"nodeAffinity": node_affinity} if node_affinity else None
+    return _node_affinity(required, preferred)
 
 
 def combine_affinities(*affinities: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -100,6 +93,12 @@ def combine_affinities(*affinities: dict[str, Any] | None) -> dict[str, Any] | N
             "nodeSelectorTerms", []
         )
         preferred += node.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    return _node_affinity(required, preferred)
+
+
+def _node_affinity(
+    required: list[dict[str, Any]], preferred: list[dict[str, Any]]
+) -> dict[str, Any] | None:
     node_affinity: dict[str, Any] = {}
     if required:
         node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {

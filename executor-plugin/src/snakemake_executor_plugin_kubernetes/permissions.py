@@ -35,6 +35,22 @@ ROLE_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
 ]
 
+# Optional reads that let the executor explain a Pending pod (docs/executor/further.md,
+# "Waiting for a node"): without them it does without that source and logs so once.
+DIAGNOSIS_ROLE_NAME = "snakemake-executor-diagnosis"
+NODE_READ_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
+]
+AUTOSCALER_STATUS_NAMESPACE = "kube-system"
+AUTOSCALER_STATUS_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["cluster-autoscaler-status"],
+        "verbs": ["get"],
+    },
+]
+
 # A permanent refusal: retrying cannot help, so the run fails at once.
 PERMANENT_STATUSES = frozenset({401, 403})
 

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.kubeconfig import CONTEXT_NAME, write_kubeconfig
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME, ROLE_RULES
+from snakemake_executor_plugin_kubernetes.permissions import (
+    AUTOSCALER_STATUS_NAMESPACE,
+    AUTOSCALER_STATUS_RULES,
+    DIAGNOSIS_ROLE_NAME,
+    NODE_READ_RULES,
+    ROLE_NAME,
+    ROLE_RULES,
+)
 
 ACCOUNT_NAME = "snakemake-executor"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -84,19 +91,65 @@ def provision_executor_account(
     return request.status.token
 
 
+def grant_diagnosis_reads(api_client: Any, namespace: str, name: str = ACCOUNT_NAME) -> None:
+    """Bind the optional reads the executor uses to explain Pending pods (list nodes, get the
+    autoscaler's status ConfigMap), as docs/executor/further.md shows for a real cluster."""
+    from kubernetes import client
+
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    subjects = [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
+    binding_name = f"{name}-{namespace}-diagnosis"
+    _apply(
+        rbac.create_cluster_role,
+        lambda b: rbac.replace_cluster_role(DIAGNOSIS_ROLE_NAME, b),
+        {"metadata": {"name": DIAGNOSIS_ROLE_NAME}, "rules": copy.deepcopy(NODE_READ_RULES)},
+    )
+    _apply(
+        rbac.create_cluster_role_binding,
+        lambda b: rbac.replace_cluster_role_binding(binding_name, b),
+        {
+            "metadata": {"name": binding_name},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": DIAGNOSIS_ROLE_NAME},
+            "subjects": subjects,
+        },
+    )
+    status_namespace = AUTOSCALER_STATUS_NAMESPACE
+    _apply(
+        lambda b: rbac.create_namespaced_role(status_namespace, b),
+        lambda b: rbac.replace_namespaced_role(DIAGNOSIS_ROLE_NAME, status_namespace, b),
+        {
+            "metadata": {"name": DIAGNOSIS_ROLE_NAME, "namespace": status_namespace},
+            "rules": copy.deepcopy(AUTOSCALER_STATUS_RULES),
+        },
+    )
+    _apply(
+        lambda b: rbac.create_namespaced_role_binding(status_namespace, b),
+        lambda b: rbac.replace_namespaced_role_binding(binding_name, status_namespace, b),
+        {
+            "metadata": {"name": binding_name, "namespace": status_namespace},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": DIAGNOSIS_ROLE_NAME},
+            "subjects": subjects,
+        },
+    )
+
+
 def write_executor_kubeconfig(
     admin_kubeconfig: Path,
     target: Path,
     namespace: str,
     name: str = ACCOUNT_NAME,
     rules: list[dict[str, Any]] | None = None,
+    diagnosis_reads: bool = False,
 ) -> Path:
-    """Provision the account through the admin kubeconfig and write one for the account."""
+    """Provision the account through the admin kubeconfig and write one for the account;
+    with ``diagnosis_reads``, also bind the optional reads (see grant_diagnosis_reads)."""
     from kubernetes import config
 
     api = config.new_client_from_config(config_file=str(admin_kubeconfig))
     try:
         token = provision_executor_account(api, namespace, name, rules)
+        if diagnosis_reads:
+            grant_diagnosis_reads(api, namespace, name)
     finally:
         api.close()
     admin = json.loads(Path(admin_kubeconfig).read_text())

@@ -41,7 +41,7 @@ from localcluster.nodeagent.images import (
 )
 from localcluster.nodepools import DEV_POOLS, pool_to_dict
 from localcluster.paths import cluster_info_path, executor_kubeconfig_path, kubeconfig_path
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_NAME
+from snakemake_executor_plugin_kubernetes.permissions import DIAGNOSIS_ROLE_NAME, ROLE_NAME
 
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 15.0
@@ -291,11 +291,15 @@ def up(
                 )
                 print(f"devenv:   node pool {pool.name}: {pool.vm_size}, {scaling}", flush=True)
     account = write_executor_kubeconfig(
-        kubeconfig_path(paths.cluster), executor_kubeconfig_path(paths.cluster), "default"
+        kubeconfig_path(paths.cluster),
+        executor_kubeconfig_path(paths.cluster),
+        "default",
+        diagnosis_reads=True,
     )
     print(
         f"devenv: {account.name}: ServiceAccount default/{ACCOUNT_NAME} bound to Role "
-        f"{ROLE_NAME} (the executor's documented least privilege)",
+        f"{ROLE_NAME} (the executor's documented least privilege) and to the optional "
+        f"reads {DIAGNOSIS_ROLE_NAME} (list nodes, the autoscaler's status)",
         flush=True,
     )
     state = {"azurite": azurite, "cluster": cluster}
