@@ -245,3 +245,19 @@ def test_a_missing_permission_fails_the_run_with_the_can_i_line(hardened_workflo
         run.output, "may not watch pods", f"kubectl auth can-i watch pods -n {namespace}"
     ), run.output
     assert run.leftovers == set()
+
+
+def test_a_refused_job_creation_ends_the_run_with_one_explained_error(hardened_workflow):
+    rules = copy.deepcopy(ROLE_RULES)
+    for rule in rules:
+        if rule["resources"] == ["jobs"]:
+            rule["verbs"].remove("create")
+    runner = hardened_workflow(rules=rules)
+    run = runner.run(QUEUED_SNAKEFILE, jobs=3)
+    assert run.returncode != 0
+    can_i = f"kubectl auth can-i create jobs.batch -n {runner.namespace}"
+    assert paragraphs_mentioning(run.output, "may not create jobs", can_i), run.output
+    assert run.output.count(can_i) == 1, "one error explains the refusal, not one per job"
+    assert "was not submitted: the run ends" in run.output
+    assert run.observed.of_kind("Job") == []
+    assert run.leftovers == set()

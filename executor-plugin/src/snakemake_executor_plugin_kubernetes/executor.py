@@ -340,7 +340,8 @@ class Executor(RemoteExecutor):
                 self.creation_refused = refusal
         unsent = [queued]
         if first:
-            self.workflow.scheduler.executor_error_callback(refusal)
+            # A new error without the pool thread's traceback: Snakemake prints only its text.
+            self.workflow.scheduler.executor_error_callback(WorkflowError(str(refusal)))
             unsent += self.submissions.take_queued()
         for item in unsent:
             self._report_not_submitted(item.job)
