@@ -4,7 +4,6 @@ in a namespace of its own: which requests are made, and when."""
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from localcluster.accounts import write_executor_kubeconfig
+from localcluster.accounts import rules_without, write_executor_kubeconfig
 from localcluster.testing import ApiDriver
 from snakemake_executor_plugin_kubernetes.client import USER_AGENT, KubeClient
 from snakemake_executor_plugin_kubernetes.naming import RUN_ID_LABEL
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES
 from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 
 RUN_ID = "r0secret"
@@ -141,10 +139,7 @@ def test_keep_jobs_never_deletes_and_no_secret_without_values(lifetime: Lifetime
 
 def test_a_refused_owner_patch_is_explained_and_tried_again(lifetime: Lifetime) -> None:
     driver, make, warnings = lifetime
-    rules = copy.deepcopy(ROLE_RULES)
-    (secrets_rule,) = [rule for rule in rules if rule["resources"] == ["secrets"]]
-    secrets_rule["verbs"].remove("patch")
-    secret = make(rules=rules)
+    secret = make(rules=rules_without("secrets", "patch"))
     secret.job_created(new_job(driver, "job-a"))
     secret.job_finished("job-a", succeeded=True)  # kept: the Secret's only owner
     secret.job_created(new_job(driver, "job-b"))

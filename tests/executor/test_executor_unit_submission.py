@@ -4,7 +4,6 @@ error, every job is created exactly once under faults, and cancel leaves nothing
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import threading
@@ -15,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from localcluster.accounts import write_executor_kubeconfig
+from localcluster.accounts import rules_without, write_executor_kubeconfig
 from snakemake_executor_plugin_kubernetes.client import Backoff
-from snakemake_executor_plugin_kubernetes.permissions import ROLE_RULES
 from support.executor_harness import FakeJob, nothing_left
 from support.fakeapi import Logged, wait_until
 
@@ -279,12 +277,10 @@ def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(server, mak
 
 def account_that_may_not_create_jobs(api, tmp_path: Path) -> tuple[str, Path]:
     """A fresh namespace whose executor account has the documented Role but 'create jobs'."""
-    rules = copy.deepcopy(ROLE_RULES)
-    (jobs_rule,) = [rule for rule in rules if rule["resources"] == ["jobs"]]
-    jobs_rule["verbs"].remove("create")
     namespace = f"refuse-{uuid.uuid4().hex[:8]}"
     admin = Path(api.cluster.kubeconfig)
     target = tmp_path / "refused.kubeconfig"
+    rules = rules_without("jobs", "create")
     return namespace, write_executor_kubeconfig(admin, target, namespace, rules=rules)
 
 
