@@ -290,7 +290,7 @@ class Executor(RemoteExecutor):
             # Before anything is submitted: the API server would refuse every pod.
             self.report_job_error(
                 SubmittedJobInfo(job=job, external_jobid=name),
-                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}\n",
+                msg=f"{kind_and_name(job)}: {refusal}\n",
             )
             return
         self.submissions.submit(QueuedJob(job, manifest))
