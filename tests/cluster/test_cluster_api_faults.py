@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import urllib3
@@ -149,3 +150,46 @@ def test_clearing_faults_drops_watch_expiries_not_yet_served(
     control.clear_faults()
     # A 410 here would raise: the expiry meant for an earlier client must not reach this one.
     assert list(watch.Watch().stream(core.list_namespaced_pod, namespace, timeout_seconds=1)) == []
+
+
+def test_a_fault_can_act_from_the_nth_request_and_answer_after_serving(
+    core: client.CoreV1Api, namespace: str, control
+) -> None:
+    control.reset_requests()
+    # The first two POSTs pass, the third is stored but answered 504 (a timed-out answer).
+    control.inject_fault(504, path=r"/configmaps$", method="POST", after=2, served=True)
+    for name in ("a", "b"):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": name}})
+    with pytest.raises(client.ApiException) as caught:
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}})
+    assert caught.value.status == 504 and json.loads(caught.value.body)["reason"] == "Timeout"
+    assert core.read_namespaced_config_map("c", namespace).metadata.name == "c"
+    posts = [(r["status"], r["fault"]) for r in control.requests() if r["method"] == "POST"]
+    assert posts == [(201, None), (201, None), (504, "504")]
+    assert control.faults() == []
+    with pytest.raises(ControlError, match="only an error status"):
+        control.inject_fault("drop", served=True)
+
+
+def test_held_requests_wait_until_released_then_are_served(
+    core: client.CoreV1Api, namespace: str, control
+) -> None:
+    control.inject_fault("hold", path=r"/configmaps$", method="POST", count=5)
+    done: list[str] = []
+
+    def create(name: str) -> None:
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": name}})
+        done.append(name)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: control.held_requests() == 2, "two requests held")
+    assert done == [] and core.list_namespaced_config_map(namespace).items == []
+    assert control.release_held() == 2
+    for thread in threads:
+        thread.join(30)
+    assert sorted(done) == ["x", "y"]
+    assert control.faults() == [], "the hold's unused uses went with the release"
+    create("z")  # not held any more
+    assert control.held_requests() == 0

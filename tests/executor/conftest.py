@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from localcluster.azurite import Azurite
-from support.executor_harness import api, make_executor, server  # noqa: F401 - fixtures
+from support.executor_harness import api, make_executor  # noqa: F401 - fixtures
 from support.workflows import WorkflowRunner
 
 

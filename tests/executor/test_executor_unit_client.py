@@ -3,17 +3,34 @@ no node agent): retries, credentials, watches, relists."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from localcluster.kubeconfig import write_kubeconfig
 from localcluster.launcher import RunningCluster
 from localcluster.testing import ApiDriver, wait_until
 from snakemake_executor_plugin_kubernetes import watcher as watcher_module
-from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient
-from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher
+from snakemake_executor_plugin_kubernetes.apierrors import (
+    ApiConnectError,
+    ApiError,
+    ApiReadError,
+    ErrorKind,
+    transport_error,
+)
+from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient
+from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
+from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher, WatchKind
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -38,11 +55,11 @@ class SleepRecorder:
 
 
 def make_client(
-    api: ApiDriver, kubeconfig: Path | None = None, **backoff: float
+    api: ApiDriver, kubeconfig: Path | None = None, **policy: float
 ) -> tuple[KubeClient, SleepRecorder]:
     sleeper = SleepRecorder()
     client = KubeClient.from_kubeconfig(
-        str(kubeconfig or api.cluster.kubeconfig), None, sleep=sleeper, backoff=Backoff(**backoff)
+        str(kubeconfig or api.cluster.kubeconfig), None, sleep=sleeper, retry=RetryPolicy(**policy)
     )
     sleeper.client = client
     api.control.reset_requests()
@@ -90,14 +107,77 @@ def test_gives_up_after_max_attempts_and_never_retries_client_errors(api):
     assert statuses(api, "GET", "/pods/missing") == [404]
 
 
-def test_dropped_connections_are_retried(api):
+def test_dropped_connections_are_retried_where_a_repeat_is_safe(api):
     client, sleeper = make_client(api)
+    secrets = "/api/v1/namespaces/default/secrets"
+    api.control.inject_fault("drop", path="/secrets$", method="GET", count=2)
+    assert client.request("GET", secrets)["items"] == []
+    # A named create: a repeat of an applied one gets 409, so a lost answer is retried.
     api.control.inject_fault("drop", path="/secrets$", method="POST", count=2)
     body = {"metadata": {"name": "s"}, "data": {}}
-    created = client.request("POST", "/api/v1/namespaces/default/secrets", body=body)
+    created = client.request("POST", secrets, body=body)
     assert created["metadata"]["name"] == "s"
     assert statuses(api, "POST", "/secrets") == [0, 0, 201]
-    assert len(sleeper.slept) == 2
+    assert len(sleeper.slept) == 4
+
+
+def test_a_refused_connection_is_a_connect_error_retried_even_for_a_post(api, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(kubeconfig, f"https://127.0.0.1:{port}", "token", api.cluster.ca_file)
+    client, sleeper = make_client(api, kubeconfig, max_attempts=3)
+    body = {"metadata": {"generateName": "s-"}, "data": {}}
+    with pytest.raises(ApiConnectError) as excinfo:
+        client.request("POST", "/api/v1/namespaces/default/secrets", body=body)
+    assert excinfo.value.status == 0 and "NewConnectionError" in str(excinfo.value)
+    assert len(sleeper.slept) == 2, "never sent, so repeated until the policy ran out"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (NewConnectionError(None, "Connection refused"), ErrorKind.CONNECT),
+        (ConnectTimeoutError("connect timed out"), ErrorKind.CONNECT),
+        (SSLError("certificate verify failed"), ErrorKind.CONNECT),
+        (ConnectionRefusedError(111, "refused"), ErrorKind.CONNECT),
+        (ProtocolError("Connection aborted.", ConnectionResetError()), ErrorKind.READ),
+        (ReadTimeoutError(None, "/", "Read timed out."), ErrorKind.READ),
+        (ConnectionResetError(104, "reset"), ErrorKind.READ),
+    ],
+)
+def test_transport_failures_are_told_apart_by_whether_the_request_left(error, kind):
+    translated = transport_error(error)
+    assert translated.kind is kind and translated.status == 0
+    assert translated.reason == type(error).__name__
+
+
+def test_post_and_patch_are_not_repeated_when_they_may_have_been_applied(api):
+    client, sleeper = make_client(api)
+    secrets = "/api/v1/namespaces/default/secrets"
+    # generateName: every POST creates another object, so a lost answer is final.
+    api.control.inject_fault("drop-response", path="/secrets$", method="POST")
+    with pytest.raises(ApiReadError):
+        client.request("POST", secrets, body={"metadata": {"generateName": "s-"}, "data": {}})
+    assert statuses(api, "POST", "/secrets") == [0]
+    assert len(api.names("secrets")) == 1, "the lost answer's create was applied"
+
+    client.request("POST", secrets, body={"metadata": {"name": "t"}, "data": {}})
+    patch = {"metadata": {"labels": {"seen": "yes"}}}
+    api.control.inject_fault("drop-response", path="/secrets/t$", method="PATCH")
+    with pytest.raises(ApiReadError):
+        client.request("PATCH", secrets + "/t", body=patch, content_type=MERGE_PATCH)
+    api.control.inject_fault(500, path="/secrets/t$", method="PATCH")
+    with pytest.raises(ApiError) as excinfo:
+        client.request("PATCH", secrets + "/t", body=patch, content_type=MERGE_PATCH)
+    assert excinfo.value.status == 500
+    # Refused before it was handled: a 429, a 503 with Retry-After.
+    api.control.inject_fault(429, path="/secrets/t$", method="PATCH", retry_after=0)
+    api.control.inject_fault(503, path="/secrets/t$", method="PATCH", retry_after=0)
+    client.request("PATCH", secrets + "/t", body=patch, content_type=MERGE_PATCH)
+    assert statuses(api, "PATCH", "/secrets/t") == [0, 500, 429, 503, 200]
+    assert sleeper.slept == [0.0]  # the 503's; the 429's pause is the gate's, already over
 
 
 def test_401_reloads_credentials_once(api, tmp_path):
@@ -141,7 +221,7 @@ def test_watch_feeds_cache_and_relists_after_410_and_broken_streams(api):
     api.create("jobs", _job("before"))
     api.create("jobs", _job("other-run", run="r2"))
     api.control.expire_next_watch()  # the first watch (of jobs or of pods) answers 410
-    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", min_watch_timeout=30)
     watcher.start()
     try:
         assert watcher.wait_synced(10)
@@ -160,10 +240,10 @@ def test_watch_feeds_cache_and_relists_after_410_and_broken_streams(api):
         api.delete("jobs", "before")
         wait_until(lambda: watcher.cache.job("before") is None, "DELETED seen")
 
-        jobs_before = relists["jobs"]
+        jobs_before = relists[WatchKind.JOBS]
         api.control.inject_fault("drop", path="/jobs$", method="GET")  # the next watch
         api.control.close_watches()
-        wait_until(lambda: relists["jobs"] == jobs_before + 1, "relist after broken watch")
+        wait_until(lambda: relists[WatchKind.JOBS] == jobs_before + 1, "relist after broken watch")
     finally:
         watcher.stop()
         api.control.close_watches()
@@ -177,12 +257,12 @@ def test_the_run_is_relisted_every_resync_interval(api):
     watcher.start()
     try:
         assert watcher.wait_synced(10)
-        wait_until(lambda: watcher.cache.relists["jobs"] >= 3, "two periodic relists")
+        wait_until(lambda: watcher.cache.relists[WatchKind.JOBS] >= 3, "two periodic relists")
     finally:
         watcher.stop()
         api.control.close_watches()
     lists = [r for r in api.requests("GET", "/jobs") if r["query"].get("watch") != "true"]
-    assert len(lists) == watcher.cache.relists["jobs"] <= 12
+    assert len(lists) == watcher.cache.relists[WatchKind.JOBS] <= 12
 
 
 def test_a_relist_reads_the_run_in_pages(api, monkeypatch):
@@ -206,9 +286,9 @@ def test_a_relist_reads_the_run_in_pages(api, monkeypatch):
 
 def test_a_relist_keeps_objects_newer_than_the_list():
     cache = RunCache()
-    cache.put("jobs", {"metadata": {"name": "old", "resourceVersion": "5"}})
-    cache.put("jobs", {"metadata": {"name": "just-created", "resourceVersion": "12"}})
-    cache.replace("jobs", [{"metadata": {"name": "listed", "resourceVersion": "9"}}], "10")
+    cache.put(WatchKind.JOBS, {"metadata": {"name": "old", "resourceVersion": "5"}})
+    cache.put(WatchKind.JOBS, {"metadata": {"name": "just-created", "resourceVersion": "12"}})
+    cache.replace(WatchKind.JOBS, [{"metadata": {"name": "listed", "resourceVersion": "9"}}], "10")
     assert cache.job("old") is None
     assert cache.job("listed") is not None
     assert cache.job("just-created") is not None
@@ -220,18 +300,24 @@ def test_the_cache_flags_changes_that_may_end_a_job():
         return {"metadata": meta, "status": status}
 
     quiet = [
-        ("jobs", version("j", {"active": 1})),
-        ("jobs", version("j", {"conditions": [{"type": "Complete", "status": "False"}]})),
-        ("pods", version("p", {"phase": "Pending"})),
-        ("pods", version("p", {"phase": "Running"})),
+        (WatchKind.JOBS, version("j", {"active": 1})),
+        (WatchKind.JOBS, version("j", {"conditions": [{"type": "Complete", "status": "False"}]})),
+        (WatchKind.PODS, version("p", {"phase": "Pending"})),
+        (WatchKind.PODS, version("p", {"phase": "Running"})),
     ]
     endings = [
-        ("jobs", version("j", {"conditions": [{"type": "Complete", "status": "True"}]})),
-        ("jobs", version("j", {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]})),
-        ("jobs", version("j", {"conditions": [{"type": "FailureTarget", "status": "True"}]})),
-        ("jobs", version("j", {"conditions": [{"type": "Failed", "status": "True"}]})),
-        ("pods", version("p", {"phase": "Failed"})),
-        ("pods", version("p", {"phase": "Succeeded"})),
+        (WatchKind.JOBS, version("j", {"conditions": [{"type": "Complete", "status": "True"}]})),
+        (
+            WatchKind.JOBS,
+            version("j", {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}),
+        ),
+        (
+            WatchKind.JOBS,
+            version("j", {"conditions": [{"type": "FailureTarget", "status": "True"}]}),
+        ),
+        (WatchKind.JOBS, version("j", {"conditions": [{"type": "Failed", "status": "True"}]})),
+        (WatchKind.PODS, version("p", {"phase": "Failed"})),
+        (WatchKind.PODS, version("p", {"phase": "Succeeded"})),
     ]
     cache = RunCache()
     for kind, obj in quiet:
@@ -244,19 +330,141 @@ def test_the_cache_flags_changes_that_may_end_a_job():
 
     # Deletions: a running pod lost (its Job must account for it) and a Job removed.
     cache.endings.clear()
-    cache.remove("pods", version("p", {"phase": "Running"}))
+    cache.remove(WatchKind.PODS, version("p", {"phase": "Running"}))
     assert cache.endings.is_set() and cache.gone_pods("j")
     cache.endings.clear()
-    cache.remove("pods", version("q", {"phase": "Succeeded"}))
+    cache.remove(WatchKind.PODS, version("q", {"phase": "Succeeded"}))
     assert not cache.endings.is_set(), "a finished pod's deletion changes no verdict"
-    cache.remove("jobs", version("j", {}))
+    cache.remove(WatchKind.JOBS, version("j", {}))
     assert cache.endings.is_set()
 
     # A relist that brings an ending the watch missed flags it; one already known does not.
     done = version("k", {"conditions": [{"type": "Complete", "status": "True"}]})
     cache.endings.clear()
-    cache.replace("jobs", [done])
+    cache.replace(WatchKind.JOBS, [done])
     assert cache.endings.is_set()
     cache.endings.clear()
-    cache.replace("jobs", [done])
+    cache.replace(WatchKind.JOBS, [done])
     assert not cache.endings.is_set()
+
+
+# ----- the retry policy on its own: which failures are repeated, and for how long -----------
+
+STATUS_503_RETRY_AFTER = ApiError(503, "Service Unavailable", retry_after=1.0)
+FAILURES = {
+    "connect": ApiConnectError("NewConnectionError"),
+    "read": ApiReadError("ProtocolError"),
+    "429": ApiError(429, "Too Many Requests", retry_after=1.0),
+    "503+Retry-After": STATUS_503_RETRY_AFTER,
+    "503": ApiError(503, "Service Unavailable"),
+    "500": ApiError(500, "Internal Server Error"),
+    "502": ApiError(502, "Bad Gateway"),
+    "504": ApiError(504, "Gateway Timeout"),
+    "408": ApiError(408, "Request Timeout"),
+    "400": ApiError(400, "Bad Request"),
+    "404": ApiError(404, "Not Found"),
+    "409": ApiError(409, "Conflict"),
+    "422": ApiError(422, "Unprocessable Entity"),
+}
+ALWAYS = {"connect", "429", "503+Retry-After"}
+WHEN_REPEATABLE = ALWAYS | {"read", "503", "500", "502", "504", "408"}
+NAMED = {"metadata": {"name": "job-1"}}
+REQUESTS = [  # method, path, body, failures retried
+    ("GET", "/api/v1/namespaces/ns/pods", None, WHEN_REPEATABLE),
+    ("GET", "/api/v1/namespaces/ns/pods?watch=true", None, WHEN_REPEATABLE),
+    ("DELETE", "/apis/batch/v1/namespaces/ns/jobs/job-1", None, WHEN_REPEATABLE),
+    ("PUT", "/api/v1/namespaces/ns/secrets/s", NAMED, WHEN_REPEATABLE),
+    ("POST", "/apis/batch/v1/namespaces/ns/jobs", NAMED, WHEN_REPEATABLE),  # 409 on a repeat
+    ("POST", "/apis/batch/v1/namespaces/ns/jobs", {"metadata": {"generateName": "j-"}}, ALWAYS),
+    ("POST", "/api/v1/namespaces/ns/pods/job-1/eviction", NAMED, ALWAYS),  # a subresource
+    ("POST", "/api/v1/namespaces/ns/secrets", None, ALWAYS),
+    ("PATCH", "/api/v1/namespaces/ns/secrets/s", {"metadata": {"labels": {}}}, ALWAYS),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "retried"), REQUESTS)
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_which_failures_each_request_retries(method, path, body, retried, failure):
+    policy = RetryPolicy()
+    error = FAILURES[failure]
+    repeatable = policy.repeatable(method, path, body)
+    if failure in retried:
+        assert policy.increment(error, repeatable).attempts == 1
+    else:
+        with pytest.raises(ApiError) as excinfo:
+            policy.increment(error, repeatable)
+        assert excinfo.value is error
+
+
+def test_the_policy_is_exhausted_after_n_attempts_or_its_time_budget():
+    error = ApiError(500, "Internal Server Error")
+    policy = RetryPolicy(max_attempts=3)
+    policy = policy.increment(error, True).increment(error, True)
+    with pytest.raises(ApiError):
+        policy.increment(error, True)  # the third failure of three attempts is final
+
+    policy = RetryPolicy(budget_seconds=10).increment(error, True).after_waiting(9.5)
+    assert policy.increment(error, True).attempts == 2
+    with pytest.raises(ApiError):
+        policy.after_waiting(0.5).increment(error, True)
+    assert RetryPolicy().after_waiting(0) == RetryPolicy(), "an empty wait changes nothing"
+
+
+def test_backoff_doubles_up_to_its_cap_jittered_down_to_half_and_follows_retry_after():
+    low, high = (
+        RetryPolicy(base=1, cap=8, random=lambda: 0.0),
+        RetryPolicy(base=1, cap=8, random=lambda: 1.0),
+    )
+    assert [low.delay(None, attempt=n) for n in range(6)] == [0.5, 1, 2, 4, 4, 4]
+    assert [high.delay(None, attempt=n) for n in range(6)] == [1, 2, 4, 8, 8, 8]
+    error = ApiError(500, "x")
+    assert high.increment(error, True).increment(error, True).delay(None) == 2, "the 2nd failed"
+    assert high.delay(7.0) == 7.0 and RetryPolicy(max_retry_after=60).delay(600.0) == 60.0
+
+
+class _Raw:
+    """A streamed body: chunks, then optionally a transport failure."""
+
+    def __init__(self, chunks: list[bytes], error: Exception | None = None) -> None:
+        self.chunks, self.error, self.released = list(chunks), error, False
+
+    def read1(self, size: int) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.error is not None:
+            raise self.error
+        return b""
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error", "reason"),
+    [
+        (
+            [b'{"type":"ADDED","object":{}}\n{"ty'],
+            ProtocolError("Connection broken"),
+            "ProtocolError",
+        ),
+        (
+            [b'{"type":"ADDED","object":{}}\n'],
+            ReadTimeoutError(None, "/", "Read timed out."),
+            "ReadTimeoutError",
+        ),
+        ([b'{"type":"ADDED","object":{}}\n{"type": garbled\n'], None, "InvalidWatchEvent"),
+    ],
+)
+def test_a_watch_stream_failing_midway_is_an_api_read_error(
+    api, monkeypatch, chunks, error, reason
+):
+    raw = _Raw(chunks, error)
+    client, _ = make_client(api)
+    # The watch's answer is a recorded stream that then fails.
+    monkeypatch.setattr(client, "raw", lambda *a, **k: SimpleNamespace(response=raw))
+    events = client.watch_events(PODS, [], 1.0)
+    assert next(events) == {"type": "ADDED", "object": {}}
+    with pytest.raises(ApiReadError) as excinfo:
+        next(events)
+    assert excinfo.value.reason == reason and excinfo.value.status == 0
+    assert raw.released

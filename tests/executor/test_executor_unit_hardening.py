@@ -138,7 +138,7 @@ def test_a_permanent_refusal_of_a_watch_is_not_retried(
     client = KubeClient.from_kubeconfig(str(kubeconfig), None, sleep=lambda s: None)
     # Every list of pods is refused (a 401 survives the client's one credential reload).
     control.reset_requests()
-    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", min_watch_timeout=30)
     watcher.start()
     try:
         wait_until(lambda: watcher.fatal is not None, "the watch gives up")
@@ -162,7 +162,7 @@ def test_transient_errors_of_a_watch_keep_their_retries(api_server: RunningClust
     assert control is not None
     client = KubeClient.from_kubeconfig(str(api_server.kubeconfig), None, sleep=lambda s: None)
     control.inject_fault(503, path="/pods$", method="GET", count=3)
-    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", watch_timeout=30)
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1", min_watch_timeout=30)
     watcher.start()
     try:
         assert watcher.wait_synced(30)

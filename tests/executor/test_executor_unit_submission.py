@@ -1,51 +1,41 @@
-"""Concurrent Job creation against the scripted API: run_job only queues, the pool creates
-in run_job order, a 429 pauses the whole pool, a creation that finally fails is that job's
-error, every job is created exactly once under faults, and cancel leaves nothing behind."""
+"""Concurrent Job creation against the local cluster's API server (in process, no node
+agent): run_job only queues, the pool creates in run_job order, a 429 pauses the whole pool,
+a creation that finally fails is that job's error, every job is created exactly once under
+faults, and cancel leaves nothing behind. Faults come from the cluster's control API."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcluster.accounts import rules_without, write_executor_kubeconfig
-from snakemake_executor_plugin_kubernetes.client import Backoff
+from localcluster.testing import ApiDriver, wait_until
+from snakemake_executor_plugin_kubernetes.retry import RetryPolicy, ThrottleGate
 from support.executor_harness import FakeJob, nothing_left
-from support.fakeapi import Logged, wait_until
 
 JOBS = "/jobs$"
-# The Executor on the scripted API: `server` and `make_executor` come from conftest.py.
+MANY = 1000  # uses of a fault meant for every matching request until it is removed
+# The Executor on the in-process API server: `api` and `make_executor` come from conftest.py.
 
 
-def job_posts(api) -> list[str]:
-    """Names of the Jobs POSTed, in the order the requests reached the server."""
+def job_posts(api: ApiDriver) -> list[dict[str, Any]]:
+    """The Job POSTs, in the order they reached the server."""
+    return api.requests("POST", "/jobs")
+
+
+def posted_names(api: ApiDriver, status: int | None = None) -> list[str]:
     return [
-        r.body["metadata"]["name"]
-        for r in list(api.requests)
-        if r.method == "POST" and r.path.endswith("/jobs")
+        r["body"]["metadata"]["name"]
+        for r in job_posts(api)
+        if status is None or r["status"] == status
     ]
-
-
-class HeldPosts:
-    """Holds every Job POST at the server until released (the answer is then normal)."""
-
-    def __init__(self, api) -> None:
-        self.released = threading.Event()
-        self.arrived = 0
-        self._original = api.handle
-        api.handle = self._handle
-
-    def _handle(self, handler) -> None:
-        if handler.command == "POST" and handler.path.endswith("/jobs"):
-            self.arrived += 1
-            assert self.released.wait(30), "test never released the held POSTs"
-        self._original(handler)
 
 
 def queue_jobs(executor, count: int, rule: str = "step") -> list[FakeJob]:
@@ -55,7 +45,7 @@ def queue_jobs(executor, count: int, rule: str = "step") -> list[FakeJob]:
     return jobs
 
 
-def manifest_names_in_run_job_order(api, executor, jobs: list[FakeJob]) -> list[str]:
+def manifest_names_in_run_job_order(api: ApiDriver, jobs: list[FakeJob]) -> list[str]:
     by_jobid = {
         api.get("jobs", name)["metadata"]["labels"]["snakemake.io/jobid"]: name
         for name in api.names("jobs")
@@ -63,26 +53,27 @@ def manifest_names_in_run_job_order(api, executor, jobs: list[FakeJob]) -> list[
     return [by_jobid[str(job.jobid)] for job in jobs]
 
 
-def test_run_job_only_queues_and_creation_follows_run_job_order(server, make_executor):
-    api = server.api
-    held = HeldPosts(api)
+def test_run_job_only_queues_and_creation_follows_run_job_order(api, make_executor):
     executor = make_executor(wait_for_creation=False, submit_workers=1)
+    api.control.reset_requests()
+    api.control.inject_fault("hold", path=JOBS, method="POST", count=MANY)
     jobs = queue_jobs(executor, 12)
+    wait_until(lambda: api.control.held_requests() == 1, "the first creation held")
     # Every run_job returned while the first creation is still held at the server.
     assert executor.workflow.scheduler.submitted == []
     assert api.names("jobs") == []
-    held.released.set()
+    api.control.release_held()
     assert executor.submissions.wait_idle(30)
-    expected = manifest_names_in_run_job_order(api, executor, jobs)
-    assert job_posts(api) == expected, "one worker creates strictly in run_job order"
+    expected = manifest_names_in_run_job_order(api, jobs)
+    assert posted_names(api) == expected, "one worker creates strictly in run_job order"
     assert executor.workflow.scheduler.submitted == ["step"] * 12
     assert [info.external_jobid for info in executor.active_jobs] == expected
     executor.shutdown()
 
 
-def test_a_pool_of_n_starts_creations_in_run_job_order(server, make_executor):
-    api = server.api
+def test_a_pool_of_n_starts_creations_in_run_job_order(api, make_executor):
     executor = make_executor(wait_for_creation=False, submit_workers=4)
+    api.control.reset_requests()
     started: list[str] = []
     handle = executor.submissions._handle
 
@@ -93,85 +84,54 @@ def test_a_pool_of_n_starts_creations_in_run_job_order(server, make_executor):
     executor.submissions._handle = record_start
     jobs = queue_jobs(executor, 40)
     assert executor.submissions.wait_idle(30)
-    expected = manifest_names_in_run_job_order(api, executor, jobs)
+    expected = manifest_names_in_run_job_order(api, jobs)
     # Jobs leave the queue in run_job order; up to 4 requests are then in flight at once,
     # so the server may store neighbours out of order (docs/executor/further.md).
     assert started == expected
-    assert sorted(job_posts(api)) == sorted(expected)
+    assert sorted(posted_names(api)) == sorted(expected)
     assert executor.submissions.counts.started == 40
-    assert threading.active_count() < 20, "the pool holds more threads than its size"
+    assert threading.active_count() < 30, "the pool holds more threads than its size"
     executor.shutdown()
 
 
-def test_a_429_pauses_the_whole_pool_for_its_retry_after(server, make_executor):
-    api = server.api
+def test_a_429_pauses_the_whole_pool_for_its_retry_after(api, make_executor):
     executor = make_executor(wait_for_creation=False, submit_workers=4)
     client = executor.client
+    # The gate's clock stands still and sleeps are only recorded: the pause is never over,
+    # so each worker's next request waits, however slowly this machine gets there.
+    client.gate = ThrottleGate(clock=lambda: 0.0)
     gate_sleeps: list[tuple[str, float]] = []
-    real_sleep = client._sleep
-
-    def recorded_sleep(seconds: float) -> None:
-        gate_sleeps.append((threading.current_thread().name, seconds))
-        real_sleep(seconds)
-
-    client._sleep = recorded_sleep
-    original = api.handle
-    first = threading.Event()
-    release_others = threading.Event()
-    refused: list[str] = []
-
-    def throttle_first(handler) -> None:
-        if handler.command == "POST" and handler.path.endswith("/jobs"):
-            if not first.is_set():
-                first.set()
-                refused.append(threading.current_thread().name)
-                body = json.dumps({"kind": "Status", "code": 429, "message": "throttled"})
-                handler.send_response(429)
-                handler.send_header("Retry-After", "2")
-                handler.send_header("Content-Type", "application/json")
-                handler.send_header("Content-Length", str(len(body)))
-                handler.end_headers()
-                handler.wfile.write(body.encode())
-                return
-            # the other first requests are answered only once the 429 has reached the client
-            assert release_others.wait(30)
-        original(handler)
-
-    api.handle = throttle_first
+    client._sleep = lambda seconds: gate_sleeps.append((threading.current_thread().name, seconds))
+    api.control.reset_requests()
+    # The first creation is refused; the others are answered only once the 429 has reached
+    # the client.
+    api.control.inject_fault(429, path=JOBS, method="POST", retry_after=2)
+    api.control.inject_fault("hold", path=JOBS, method="POST", count=MANY)
     queue_jobs(executor, 12)
     wait_until(lambda: client.gate.holds >= 1, "the 429 seen by the client")
-    release_others.set()
+    wait_until(lambda: api.control.held_requests() >= 3, "the other creations held")
+    api.control.release_held()
     assert executor.submissions.wait_idle(60)
 
     assert len(api.names("jobs")) == 12 and client.gate.holds == 1
-    # Only one request was refused, yet every worker waited before its next request.
-    waiting_threads = {name for name, seconds in gate_sleeps if seconds > 0}
-    assert len(waiting_threads) == 4, gate_sleeps
-    assert len(refused) == 1 and api.count("POST", JOBS) == 12  # the log misses the refused
+    # Only one request was refused, yet every worker waited, for its Retry-After, before
+    # its next request.
+    assert {seconds for _, seconds in gate_sleeps} == {2.0}
+    assert len({name for name, _ in gate_sleeps}) == 4, gate_sleeps
+    assert sorted(r["status"] for r in job_posts(api)) == [201] * 12 + [429]
     executor.shutdown()
 
 
-def test_a_creation_that_finally_fails_is_that_jobs_error(server, make_executor):
-    api = server.api
-    executor = make_executor(wait_for_creation=False, submit_workers=2)
-    executor.client._backoff = Backoff(base=0.01, cap=0.02, max_attempts=3)
-    original = api.handle
+def test_a_creation_that_finally_fails_is_that_jobs_error(api, make_executor):
+    executor = make_executor(wait_for_creation=False, submit_workers=1)
+    executor.client.retry = RetryPolicy(base=0.01, cap=0.02, max_attempts=3)
+    api.control.reset_requests()
+    # One worker creates in run_job order: the first creation passes, the second meets 503
+    # on each of its 3 attempts, the third a 422 (e.g. an admission webhook's refusal), the
+    # fourth passes.
+    api.control.inject_fault(503, path=JOBS, method="POST", count=3, after=1)
+    api.control.inject_fault(422, path=JOBS, method="POST", after=1)
     refused = "refused-rule"
-    attempts: Counter[str] = Counter()  # POSTs per jobid, answered or refused
-
-    def refuse_one_rule(handler) -> None:
-        if handler.command == "POST" and handler.path.endswith("/jobs"):
-            length = int(handler.headers.get("Content-Length"))
-            raw = handler.rfile.read(length)
-            labels = json.loads(raw)["metadata"]["labels"]
-            attempts[labels["snakemake.io/jobid"]] += 1
-            handler.rfile = io.BytesIO(raw)  # read again by the original handler
-            if labels["snakemake.io/rule"] == refused:
-                status = 500 if labels["snakemake.io/jobid"] == "1" else 422
-                return api._status(handler, status, "Invalid" if status == 422 else "Timeout")
-        original(handler)
-
-    api.handle = refuse_one_rule
     jobs = [FakeJob("fine", 0), FakeJob(refused, 1), FakeJob(refused, 2), FakeJob("fine", 3)]
     for job in jobs:
         executor.run_job(job)
@@ -180,77 +140,64 @@ def test_a_creation_that_finally_fails_is_that_jobs_error(server, make_executor)
     scheduler = executor.workflow.scheduler
     assert scheduler.submitted == ["fine", "fine"]
     assert scheduler.failed == [refused, refused]
-    (timed_out,) = jobs[1].errors
-    assert "Cannot create Kubernetes Job" in timed_out["msg"]
-    assert "500" in timed_out["msg"] and "Timeout (500)" in timed_out["msg"]
+    (unavailable,) = jobs[1].errors
+    assert "Cannot create Kubernetes Job" in unavailable["msg"]
+    assert "503" in unavailable["msg"]
     (invalid,) = jobs[2].errors
-    assert "422" in invalid["msg"] and "Invalid (422)" in invalid["msg"]
+    assert "Cannot create Kubernetes Job" in invalid["msg"] and "422" in invalid["msg"]
+    attempts = Counter(
+        r["body"]["metadata"]["labels"]["snakemake.io/jobid"] for r in job_posts(api)
+    )
     assert attempts == {"0": 1, "1": 3, "2": 1, "3": 1}, "5xx retried, 422 not"
     executor.shutdown()
 
 
-def test_every_job_is_created_once_under_5xx_429_and_lost_answers(server, make_executor):
-    api = server.api
+def test_every_job_is_created_once_under_5xx_429_and_lost_answers(api, make_executor):
     executor = make_executor(wait_for_creation=False, submit_workers=8)
-    executor.client._backoff = Backoff(base=0.05, cap=0.2)
-    api.fail_next("POST", JOBS, 503, count=3)
-    api.fail_next("POST", JOBS, 429, count=2, **{"Retry-After": "1"})
-    api.fail_next("POST", JOBS, 500, count=3)
-    api.fail_next("POST", JOBS, 0, count=2)  # connection dropped before the Job is stored
-    original = api.handle
-    lost_answers = {"left": 3}
-
-    def store_then_drop(handler) -> None:
-        # the Job is stored, but its answer never reaches the client: the retry gets a
-        # 409 and the executor reads the Job instead of creating it again
-        if handler.command != "POST" or not handler.path.endswith("/jobs"):
-            return original(handler)
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length")))
-        body = json.loads(raw)
-        handler.rfile = io.BytesIO(raw)  # read again by the original handler
-        with api.lock:
-            lose = (
-                not any(f.count > 0 for f in api.faults)
-                and lost_answers["left"] > 0
-                and api.get("jobs", body["metadata"]["name"]) is None  # a first attempt
-            )
-            if lose:
-                lost_answers["left"] -= 1
-        if lose:
-            with api.lock:
-                api.requests.append(Logged("POST", handler.path, {}, body, None))
-            api.put("jobs", body, event="ADDED")
-            handler.close_connection = True
-            handler.connection.shutdown(2)
-            return
-        original(handler)
-
-    api.handle = store_then_drop
+    executor.client.retry = RetryPolicy(base=0.05, cap=0.2)
+    api.control.reset_requests()
+    control = api.control
+    control.inject_fault(503, path=JOBS, method="POST", count=3)
+    control.inject_fault(429, path=JOBS, method="POST", count=2, retry_after=1)
+    control.inject_fault(500, path=JOBS, method="POST", count=3)
+    control.inject_fault("drop", path=JOBS, method="POST", count=2)  # before it is stored
+    # Stored, but the answer is lost or a 504: the retry meets 409 and the executor reads
+    # the Job instead of creating it again.
+    control.inject_fault("drop-response", path=JOBS, method="POST", count=3)
+    control.inject_fault(504, path=JOBS, method="POST", count=2, served=True)
     jobs = queue_jobs(executor, 30)
     assert executor.submissions.wait_idle(60)
 
     names = api.names("jobs")
     assert len(names) == 30
-    assert lost_answers["left"] == 0 and not any(f.count > 0 for f in api.faults)
+    assert control.faults() == [], "every fault was served"
     scheduler = executor.workflow.scheduler
     assert scheduler.failed == [] and len(scheduler.submitted) == 30
     submitted = [info.external_jobid for info in executor.active_jobs]
     assert sorted(submitted) == names, "every job reported submitted exactly once"
     assert all(len(job.registered) == 1 for job in jobs)
-    stored = Counter(name for name in job_posts(api))
-    assert set(stored) == set(names)
-    assert api.count("GET", r"/jobs/") == 3, "one read per lost answer (409 then GET)"
+    posts = job_posts(api)
+    # A served fault may also hit a repeat that the server refused with 409.
+    stored = {
+        r["body"]["metadata"]["name"]
+        for r in posts
+        if r["status"] == 201 or r["fault"] in ("drop-response", "504")
+    }
+    assert sorted(stored) == names
+    conflicts = {r["body"]["metadata"]["name"] for r in posts if r["status"] == 409}
+    reads = [r["path"].rsplit("/", 1)[1] for r in api.requests("GET") if "/jobs/" in r["path"]]
+    assert len(conflicts) >= 1 and sorted(reads) == sorted(conflicts), "409 then one GET"
     executor.shutdown()
-    assert api.names("jobs") == []
+    wait_until(lambda: nothing_left(api, "jobs"), "the run's Jobs removed")
 
 
 @pytest.mark.parametrize("how", ["cancel", "shutdown"])
-def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(server, make_executor, how):
-    api = server.api
-    held = HeldPosts(api)
+def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(api, make_executor, how):
     executor = make_executor(wait_for_creation=False, submit_workers=2)
+    api.control.reset_requests()
+    api.control.inject_fault("hold", path=JOBS, method="POST", count=MANY)
     queue_jobs(executor, 20)
-    wait_until(lambda: held.arrived == 2, "two creations in flight")
+    wait_until(lambda: api.control.held_requests() == 2, "two creations in flight")
 
     ended = threading.Event()
 
@@ -263,13 +210,13 @@ def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(server, mak
     wait_until(lambda: executor.stopping.is_set(), "the run stopping")
     time.sleep(0.2)
     assert not ended.is_set(), "returned before the creations in flight ended"
-    held.released.set()
+    api.control.release_held()
     stopper.join(30)
     assert ended.is_set()
 
-    assert api.count("POST", JOBS) == 2, "a queued job was created after the run stopped"
+    assert len(job_posts(api)) == 2, "a queued job was created after the run stopped"
     assert executor.workflow.scheduler.submitted == ["step", "step"]
-    assert api.names("jobs") == [] and api.names("secrets") == [] and api.names("pods") == []
+    wait_until(lambda: nothing_left(api, "jobs", "secrets", "pods"), "nothing left behind")
     assert "18 queued jobs were not submitted" in executor.logger.text()
     with pytest.raises(RuntimeError):
         executor.run_job(FakeJob("late", 99))

@@ -1,5 +1,8 @@
 """A small JSON REST client for the Kubernetes API with retries and credential reload.
 
+Every failure reaches callers as an ``ApiError`` (see apierrors.py), also one raised while a
+watch streams; retries follow ``RetryPolicy`` (retry.py).
+
 It reuses the official client's configuration loading (kubeconfig incl. exec plugins,
 in-cluster service account) and transport, but sends and returns plain dicts.
 
@@ -12,40 +15,32 @@ pod never uses.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import urllib3
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_executor_plugin_kubernetes.apierrors import (
+    ApiConnectError,
+    ApiError,
+    ApiReadError,
+    transport_error,
+)
+from snakemake_executor_plugin_kubernetes.retry import RetryPolicy, ThrottleGate
+
 if TYPE_CHECKING:
     from kubernetes import client as k8s
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = "snakemake-executor-plugin-kubernetes"
 MERGE_PATCH = "application/merge-patch+json"
 # Connections kept open: the submission pool (at most MAX_SUBMIT_WORKERS), two watches,
 # status rounds and cleanup.
 MAX_SUBMIT_WORKERS = 32
 CONNECTION_POOL_SIZE = MAX_SUBMIT_WORKERS + 8
-
-
-class ApiError(Exception):
-    """A non-2xx answer of the API server (status 0: no answer at all)."""
-
-    def __init__(
-        self, status: int, reason: str, message: str = "", retry_after: float | None = None
-    ):
-        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
 
 
 def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -100,78 +95,26 @@ def load_configuration(kubeconfig: str | None, context: str | None) -> k8s.Confi
                 "No Kubernetes configuration found: no kubeconfig ($KUBECONFIG, ~/.kube/config, "
                 f"--kubernetes-kubeconfig) and not running in a cluster ({e2})."
             ) from None
-    conf.retries = False  # this client retries itself, with backoff and Retry-After
+    conf.retries = False  # this client retries itself, see retry.py
     conf.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return conf
-
-
-@dataclass
-class Backoff:
-    """Jittered exponential backoff, bounded by time rather than by a small count: an API
-    server that throttles or restarts for a few minutes must not fail a 10,000-job run."""
-
-    base: float = 0.5
-    cap: float = 30.0
-    max_attempts: int = 100
-    max_retry_after: float = 120.0
-    budget_seconds: float = 600.0
-
-    def exhausted(self, attempt: int, slept: float) -> bool:
-        return attempt + 1 >= self.max_attempts or slept >= self.budget_seconds
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-class ThrottleGate:
-    """A pause shared by every request of one client. A 429 is the API server's Priority
-    and Fairness telling this client's flow to slow down: all its requests, on every
-    thread, wait out the Retry-After, not just the one that was refused."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._until = 0.0
-        self.holds = 0
-
-    def hold(self, seconds: float) -> None:
-        with self._lock:
-            self._until = max(self._until, self._clock() + seconds)
-            self.holds += 1
-
-    def wait(self, sleep: Callable[[float], None]) -> float:
-        """Sleep until the pause is over; returns the seconds asked for. A hold extended
-        while sleeping is waited out too (each hold once, so an injected sleep that does
-        not advance the clock still returns)."""
-        slept = 0.0
-        waited_for = None
-        while True:
-            with self._lock:
-                until = self._until
-                remaining = until - self._clock()
-            if remaining <= 0 or until == waited_for:
-                return slept
-            sleep(remaining)
-            slept += remaining
-            waited_for = until
 
 
 class KubeClient:
     def __init__(
         self,
         configuration_loader: Callable[[], k8s.Configuration],
-        backoff: Backoff | None = None,
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         request_timeout: tuple[float, float] = (10.0, 60.0),
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._loader = configuration_loader
-        self._backoff = backoff or Backoff()
+        self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._timeout = request_timeout
         self._swap_lock = threading.Lock()
-        self.gate = ThrottleGate()
+        self.gate = ThrottleGate(clock)
         self._api = self._new_api_client()
         self.credential_reloads = 0
 
@@ -229,9 +172,12 @@ class KubeClient:
                 method, url, header_params=headers, body=body, _request_timeout=timeout
             )
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise ApiError(0, type(e).__name__, str(e)) from None
-        except ApiException as e:  # transport-level (e.g. TLS) failure
-            raise ApiError(int(e.status or 0), str(e.reason or "error")) from None
+            raise transport_error(e) from None
+        except ApiException as e:  # the official client wraps a TLS failure (status 0)
+            reason = str(e.reason or "error")
+            if not e.status and reason.startswith("SSLError"):
+                raise ApiConnectError("SSLError", reason) from None
+            raise ApiError(int(e.status or 0), reason) from None
 
     def _raise_for_status(self, response: Any) -> None:
         if 200 <= response.status < 300:
@@ -258,13 +204,14 @@ class KubeClient:
         retry: bool = True,
         give_up: threading.Event | None = None,
     ) -> Any:
-        """Send one request, retrying transient failures; returns the open response.
-        Once ``give_up`` is set (e.g. the run is being cancelled), the next failure is final."""
-        attempt = 0
-        slept = 0.0
+        """Send one request, retrying transient failures as ``self.retry`` says; returns the
+        open response. Once ``give_up`` is set (e.g. the run is being cancelled), the next
+        failure is final."""
+        retries = self.retry
+        repeatable = retries.repeatable(method, path, body)
         reloaded = False
         while True:
-            slept += self.gate.wait(self._sleep)
+            retries = retries.after_waiting(self.gate.wait(self._sleep))
             api = self.api_client
             try:
                 response = self._send(
@@ -277,52 +224,63 @@ class KubeClient:
                     reloaded = True
                     self._reload_credentials(api)
                     continue
-                retryable = e.status == 0 or e.status in RETRYABLE_STATUS
-                if (
-                    not retry
-                    or not retryable
-                    or self._backoff.exhausted(attempt, slept)
-                    or (give_up is not None and give_up.is_set())
-                ):
+                if not retry or (give_up is not None and give_up.is_set()):
                     raise
-                delay = self._backoff.delay(attempt, e.retry_after)
+                retries = retries.increment(e, repeatable)  # raises e if not to be retried
+                delay = retries.delay(e.retry_after)
                 if e.status == 429:
                     self.gate.hold(delay)  # waited out at the top, with every other request
                 else:
                     self._sleep(delay)
-                    slept += delay
-                attempt += 1
+                    retries = retries.after_waiting(delay)
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         response = self.raw(method, path, **kw)
-        data = response.read()
-        return decode_json(data) if data else {}
+        try:
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise transport_error(e) from None
+        try:
+            return decode_json(data) if data else {}
+        except ValueError as e:
+            raise ApiReadError("InvalidJSON", f"{method} {path}: {e}") from None
 
-    def stream_lines(
+    def watch_events(
         self, path: str, query: list[tuple[str, Any]], read_timeout: float
-    ) -> Iterator[bytes]:
-        """GET a streaming endpoint (a watch) once, without retries; yield its lines."""
+    ) -> Iterator[dict[str, Any]]:
+        """GET a watch once, without retries; yield its decoded events. A broken stream, a
+        read timeout or a garbled line raises ``ApiReadError``, like any other failure."""
         response = self.raw(
             "GET", path, query=query, timeout=(self._timeout[0], read_timeout), retry=False
         )
-        raw = response.response
-        pending = b""
-        try:
-            # read1 returns what has arrived (chunked or not); stream() would wait
-            # for a full buffer on responses without chunked encoding.
-            while chunk := raw.read1(65536):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                yield from (line for line in lines if line.strip())
-            if pending.strip():
-                yield pending
-        finally:
-            raw.release_conn()
+        for line in _lines(response.response):
+            try:
+                yield decode_json(line)
+            except ValueError as e:
+                raise ApiReadError("InvalidWatchEvent", f"{path}: {e}: {line[:200]!r}") from None
 
     def close(self) -> None:
         with self._swap_lock:
             api = self._api
         api.close()
+
+
+def _lines(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """The non-empty lines of a streamed body; transport failures become ``ApiReadError``."""
+    pending = b""
+    try:
+        # read1 returns what has arrived (chunked or not); stream() would wait
+        # for a full buffer on responses without chunked encoding.
+        while chunk := raw.read1(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from (line for line in lines if line.strip())
+        if pending.strip():
+            yield pending
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise ApiReadError(type(e).__name__, f"watch stream broken: {e}") from None
+    finally:
+        raw.release_conn()
 
 
 def job_path(namespace: str, name: str | None = None) -> str:

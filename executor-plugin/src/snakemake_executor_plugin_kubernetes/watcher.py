@@ -4,16 +4,26 @@ Status rounds read the cache, so they cost no API requests however many jobs are
 active. A watch that breaks or answers 410 Gone is followed by a fresh list.
 """
 
+import enum
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import urllib3
-
-from snakemake_executor_plugin_kubernetes.client import ApiError, Backoff, KubeClient, decode_json
+from snakemake_executor_plugin_kubernetes.apierrors import ApiError
+from snakemake_executor_plugin_kubernetes.client import KubeClient
 from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
+from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
+
+
+class WatchKind(enum.StrEnum):
+    """A watched collection; the value is its plural in API paths and RBAC rules."""
+
+    JOBS = "jobs"
+    PODS = "pods"
+
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 # A watch resumed from its last resourceVersion misses nothing, and one that cannot resume
@@ -23,6 +33,10 @@ RESYNC_SECONDS = 600
 # Lists are read in pages, so one request never makes the API server assemble the whole
 # run at once (the API's own recommendation for large collections).
 LIST_PAGE_SIZE = 500
+# Watches end after a random time between this and twice this, as client-go's reflector
+# does (minWatchTimeout, tools/cache/reflector.go): watches opened together (the two of a
+# run, those of many runs after an API server restart) do not all end and reopen together.
+MIN_WATCH_TIMEOUT = 300.0
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -40,10 +54,10 @@ JOB_END_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget
 POD_END_PHASES = ("Succeeded", "Failed")
 
 
-def shows_an_ending(kind: str, obj: dict[str, Any]) -> bool:
+def shows_an_ending(kind: WatchKind, obj: dict[str, Any]) -> bool:
     """Whether this version of a Job or pod may end a Snakemake job's run."""
     status = obj.get("status") or {}
-    if kind == "pods":
+    if kind == WatchKind.PODS:
         return status.get("phase") in POD_END_PHASES
     return any(
         c.get("type") in JOB_END_CONDITIONS and c.get("status") == "True"
@@ -73,16 +87,16 @@ class RunCache:
         # Pods deleted before they finished (evicted, node lost), by owning Job: the
         # Job replaces them, and they count against the disruption budget.
         self._gone: dict[str, dict[str, dict[str, Any]]] = {}
-        self._synced = {"jobs": False, "pods": False}
-        self.relists = {"jobs": 0, "pods": 0}
+        self._synced = dict.fromkeys(WatchKind, False)
+        self.relists = dict.fromkeys(WatchKind, 0)
         # Set when a watched change may end a job (a Job's end condition, a pod's end
         # phase, a deletion), so the executor's next status round need not wait.
         self.endings = threading.Event()
 
-    def _store(self, kind: str) -> dict[str, dict[str, Any]]:
-        return self._jobs if kind == "jobs" else self._pods
+    def _store(self, kind: WatchKind) -> dict[str, dict[str, Any]]:
+        return self._jobs if WatchKind(kind) is WatchKind.JOBS else self._pods
 
-    def put(self, kind: str, obj: dict[str, Any], only_if_newer: bool = False) -> None:
+    def put(self, kind: WatchKind, obj: dict[str, Any], only_if_newer: bool = False) -> None:
         with self._lock:
             store = self._store(kind)
             known = store.get(_name(obj))
@@ -92,16 +106,16 @@ class RunCache:
         if shows_an_ending(kind, obj):
             self.endings.set()
 
-    def remove(self, kind: str, obj: dict[str, Any]) -> None:
+    def remove(self, kind: WatchKind, obj: dict[str, Any]) -> None:
         with self._lock:
             self._store(kind).pop(_name(obj), None)
             phase = (obj.get("status") or {}).get("phase")
-            if kind == "pods" and phase not in POD_END_PHASES:
+            if kind == WatchKind.PODS and phase not in POD_END_PHASES:
                 job = owning_job(obj)
                 if job:
                     self._gone.setdefault(job, {})[_name(obj)] = obj
                     self.endings.set()
-            elif kind == "jobs":
+            elif kind == WatchKind.JOBS:
                 self.endings.set()
 
     def gone_pods(self, job_name: str) -> list[dict[str, Any]]:
@@ -112,7 +126,9 @@ class RunCache:
         with self._lock:
             self._gone.pop(job_name, None)
 
-    def replace(self, kind: str, items: list[dict[str, Any]], list_rv: str | None = None) -> None:
+    def replace(
+        self, kind: WatchKind, items: list[dict[str, Any]], list_rv: str | None = None
+    ) -> None:
         """Install a fresh list; objects newer than the list (e.g. a Job created while it
         was being read) stay, the watch that follows the list confirms or removes them."""
         with self._lock:
@@ -128,8 +144,8 @@ class RunCache:
             store.clear()
             store.update(newer)
             store.update({_name(o): o for o in items})
-            self._synced[kind] = True
-            self.relists[kind] += 1
+            self._synced[WatchKind(kind)] = True
+            self.relists[WatchKind(kind)] += 1
         # An ending the watch missed and the list brought counts like one the watch sent.
         if ended_now:
             self.endings.set()
@@ -172,27 +188,31 @@ class ResourceWatch(threading.Thread):
     def __init__(
         self,
         client: KubeClient,
-        kind: str,
+        kind: WatchKind,
         path: str,
         label_selector: str,
         cache: RunCache,
         stop: threading.Event,
-        watch_timeout: int = 240,
-        backoff: Backoff | None = None,
+        min_watch_timeout: float = MIN_WATCH_TIMEOUT,
+        retry: RetryPolicy | None = None,
         on_error: Callable[[str], None] | None = None,
         resync_seconds: float = RESYNC_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
     ):
         super().__init__(name=f"k8s-watch-{kind}", daemon=True)
         self.resync_seconds = resync_seconds
-        self.listed_at = 0.0
+        self.clock = clock
+        self.rand = rand
+        self.listed_at = -math.inf  # never: the first round lists
         self.client = client
-        self.kind = kind
+        self.kind = WatchKind(kind)
         self.path = path
         self.selector = label_selector
         self.cache = cache
         self.stop_event = stop
-        self.watch_timeout = watch_timeout
-        self.backoff = backoff or Backoff(base=0.5, cap=15.0)
+        self.min_watch_timeout = min_watch_timeout
+        self.retry = retry or RetryPolicy(base=0.5, cap=15.0)
         self.on_error = on_error
         self.resource_version: str | None = None
         self.failures = 0
@@ -222,14 +242,48 @@ class ResourceWatch(threading.Thread):
             token = metadata.get("continue")
             if not token:
                 break
+        self.install_list(items, resource_version)
+
+    def install_list(self, items: list[dict[str, Any]], resource_version: str | None) -> None:
+        """Install a complete list read at ``resource_version``; the watch resumes from it."""
         self.resource_version = resource_version
         self.cache.replace(self.kind, items, resource_version)
-        self.listed_at = time.monotonic()
+        self.listed_at = self.clock()
+
+    def needs_relist(self) -> bool:
+        """No version to resume from (first round, 410 Gone, a failure), or resync due."""
+        if self.clock() - self.listed_at >= self.resync_seconds:
+            self.resource_version = None
+        return self.resource_version is None
+
+    def watch_timeout(self) -> int:
+        """timeoutSeconds of the next watch: jittered like client-go's reflector
+        (min * (1 + rand), in [min, 2 * min)), and ending by the next resync."""
+        jittered = int(self.min_watch_timeout * (1.0 + self.rand()))
+        until_resync = self.listed_at + self.resync_seconds - self.clock()
+        # Rounded up: rounding down left a 1-second watch before each resync.
+        return max(1, min(jittered, math.ceil(until_resync)))
+
+    def apply(self, event: dict[str, Any]) -> bool:
+        """Apply one decoded watch event to the cache; False if the watch must end."""
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            # 410 Gone (history compacted) and any other watch error: relist.
+            self.resource_version = None
+            return False
+        if kind in ("ADDED", "MODIFIED"):
+            self.cache.put(self.kind, obj)
+        elif kind == "DELETED":
+            self.cache.remove(self.kind, obj)
+        # BOOKMARK carries only the version to resume from.
+        rv = obj.get("metadata", {}).get("resourceVersion")
+        if rv:
+            self.resource_version = rv
+        self.failures = 0
+        return True
 
     def _watch_once(self) -> None:
-        until_resync = self.listed_at + self.resync_seconds - time.monotonic()
-        # Rounded up: rounding down left a 1-second watch before each resync.
-        timeout = max(1, min(self.watch_timeout, math.ceil(until_resync)))
+        timeout = self.watch_timeout()
         query = [
             ("labelSelector", self.selector),
             ("watch", "true"),
@@ -239,51 +293,37 @@ class ResourceWatch(threading.Thread):
         if self.resource_version:
             query.append(("resourceVersion", self.resource_version))
         self.verb = "watch"
-        for line in self.client.stream_lines(self.path, query, timeout + 30):
-            if self.stop_event.is_set():
+        for event in self.client.watch_events(self.path, query, timeout + 30):
+            if self.stop_event.is_set() or not self.apply(event):
                 return
-            event = decode_json(line)
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                # 410 Gone (history compacted) and any other watch error: relist.
-                self.resource_version = None
-                return
-            rv = obj.get("metadata", {}).get("resourceVersion")
-            if kind in ("ADDED", "MODIFIED"):
-                self.cache.put(self.kind, obj)
-            elif kind == "DELETED":
-                self.cache.remove(self.kind, obj)
-            if rv:
-                self.resource_version = rv
-            self.failures = 0
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                if time.monotonic() - self.listed_at >= self.resync_seconds:
-                    self.resource_version = None
-                if self.resource_version is None:
-                    self.relist()
-                self._watch_once()
-            except ApiError as e:
-                if is_permanent(e, self.namespace):
-                    self.fatal = explain(
-                        e, Access(self.verb, self.kind, self.group), self.namespace
-                    )
-                    self.cache.endings.set()  # the next status round reports it at once
-                    return
-                self.resource_version = None
-                self._pause(e.retry_after, f"{e}")
-            except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-                # broken stream or garbled line: start over from a fresh list
-                self.resource_version = None
-                self._pause(None, f"{type(e).__name__}: {e}")
+        while not self.stop_event.is_set() and self.step():
+            pass
+
+    def step(self) -> bool:
+        """One round: a list if one is due, then one watch. False once the API refused for
+        good (``fatal`` says why); any other failure pauses, and the next round relists."""
+        try:
+            if self.needs_relist():
+                self.relist()
+            self._watch_once()
+        except ApiError as e:  # an error answer, or a failed, broken or garbled stream
+            if is_permanent(e, self.namespace):
+                self.fatal = explain(
+                    e, Access(self.verb, self.kind.value, self.group), self.namespace
+                )
+                self.cache.endings.set()  # the next status round reports it at once
+                return False
+            self.resource_version = None
+            self._pause(e.retry_after, f"{e}")
+        return True
 
     def _pause(self, retry_after: float | None, reason: str) -> None:
         self.failures += 1
         if self.on_error is not None and self.failures in (3, 10, 50):
             self.on_error(f"watch on {self.kind} keeps failing ({reason}); retrying")
-        self.stop_event.wait(self.backoff.delay(min(self.failures - 1, 6), retry_after))
+        self.stop_event.wait(self.retry.delay(retry_after, attempt=min(self.failures - 1, 6)))
 
 
 class RunWatcher:
@@ -295,7 +335,7 @@ class RunWatcher:
         namespace: str,
         label_selector: str,
         on_error: Callable[[str], None] | None = None,
-        watch_timeout: int = 240,
+        min_watch_timeout: float = MIN_WATCH_TIMEOUT,
         resync_seconds: float = RESYNC_SECONDS,
     ):
         self.cache = RunCache()
@@ -308,13 +348,13 @@ class RunWatcher:
                 label_selector,
                 self.cache,
                 self.stop_event,
-                watch_timeout=watch_timeout,
+                min_watch_timeout=min_watch_timeout,
                 on_error=on_error,
                 resync_seconds=resync_seconds,
             )
             for kind, path in (
-                ("jobs", f"/apis/batch/v1/namespaces/{namespace}/jobs"),
-                ("pods", f"/api/v1/namespaces/{namespace}/pods"),
+                (WatchKind.JOBS, f"/apis/batch/v1/namespaces/{namespace}/jobs"),
+                (WatchKind.PODS, f"/api/v1/namespaces/{namespace}/pods"),
             )
         ]
 

@@ -90,25 +90,44 @@ class ClusterControl:
         method: str = "*",
         count: int = 1,
         retry_after: int | None = None,
+        after: int = 0,
+        served: bool = False,
     ) -> int:
         """The next ``count`` requests matching method and path regex get ``action``: an
-        error status (405, 429, 500, 502, 503; a 429 always carries Retry-After, default 1 s,
-        the others when ``retry_after`` is given), "drop" (connection closed, request not
-        served) or "drop-response" (served, then the connection closed before the answer)."""
+        error status (403, 405, 422, 429, 500, 502, 503, 504; a 429 always carries Retry-After,
+        default 1 s, the others when ``retry_after`` is given), "drop" (connection closed,
+        request not served), "drop-response" (served, then the connection closed before the
+        answer) or "hold" (kept waiting until ``release_held``, then served).
+
+        ``after``: let that many matching requests through first (those an earlier fault
+        did not take), e.g. ``after=2`` acts from the third. ``served``: an error status is
+        answered after the request was served (the change is made, as when an API server
+        times out on the answer: 504)."""
         body = {
             "action": str(action),
             "path": path,
             "method": method,
             "count": count,
             "retry_after": retry_after,
+            "after": after,
+            "served": served,
         }
         return self._call("POST", "faults", body)["id"]
+
+    def release_held(self) -> int:
+        """Let the requests held by "hold" faults go on (they are then served); the hold
+        faults not yet used are dropped. Returns how many requests were held."""
+        return self._call("POST", "faults/release")["released"]
+
+    def held_requests(self) -> int:
+        return int(self.info()["heldRequests"])
 
     def faults(self) -> list[dict[str, Any]]:
         return self._call("GET", "faults")["faults"]
 
     def clear_faults(self) -> None:
-        """Drop every injected fault, including watch expiries not yet served."""
+        """Drop every injected fault, including watch expiries not yet served, and release
+        held requests."""
         self._call("DELETE", "faults")
 
     # ----- credentials -------------------------------------------------------------------

@@ -42,6 +42,7 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
                 "resourceVersion": str(server.store.resource_version),
                 "openWatches": len(server.watches.open),
                 "watchesServed": server.watches.served,
+                "heldRequests": server.faults.held,
                 "agent": server.agent is not None,
                 "stateDir": str(server.state_dir),
                 **server.extra_info,
@@ -66,10 +67,15 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
                 action=str(data.get("action", "")),
                 count=int(data.get("count", 1)),
                 retry_after=None if data.get("retry_after") is None else int(data["retry_after"]),
+                after=int(data.get("after", 0)),
+                served=bool(data.get("served", False)),
             )
         except (TypeError, ValueError) as error:
             return _json({"error": str(error)}, status=400)
         return _json({"id": fault.id}, status=201)
+
+    async def release_held(request: web.Request) -> web.Response:
+        return _json({"released": server.faults.release()})
 
     async def clear_faults(request: web.Request) -> web.Response:
         # Every injected fault, watch expiries not yet served included: a test that clears
@@ -106,6 +112,7 @@ def control_routes(server: ClusterServer) -> list[web.RouteDef]:
         web.get("/_localcluster/faults", list_faults),
         web.post("/_localcluster/faults", add_fault),
         web.delete("/_localcluster/faults", clear_faults),
+        web.post("/_localcluster/faults/release", release_held),
         web.post("/_localcluster/token", set_token),
         web.post("/_localcluster/watches/close", close_watches),
         web.post("/_localcluster/watches/expire-next", expire_next_watch),

@@ -19,6 +19,9 @@ REASON_BY_CODE = {
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
+    # apimachinery's NewTimeoutError (StatusReasonTimeout, code 504): the server ran out of
+    # time for the answer and "may still be processing the request"
+    504: "Timeout",
 }
 
 

@@ -18,7 +18,13 @@ from localcluster.errors import ApiError
 from localcluster.kinds import KINDS, Kind
 from localcluster.logs import serve_log
 from localcluster.rbac import Attributes, Rbac, request_verb
-from localcluster.requestlog import OBSERVER_USER_AGENT, FaultInjector, RequestLog, RequestRecord
+from localcluster.requestlog import (
+    OBSERVER_USER_AGENT,
+    Fault,
+    FaultInjector,
+    RequestLog,
+    RequestRecord,
+)
 from localcluster.store import Store
 from localcluster.watch import WatchRegistry, serve_watch
 
@@ -44,6 +50,18 @@ def _drop_connection(request: web.Request) -> None:
     if request.transport is not None:
         request.transport.abort()
     raise web.HTTPServiceUnavailable()  # never reaches the closed socket
+
+
+def _fault_answer(fault: Fault, request: web.Request, record: RequestRecord) -> web.Response:
+    status = int(fault.action)
+    error = ApiError(status, message=f"injected fault: {fault.action} for {request.path}")
+    retry_after = fault.retry_after
+    if status == 429:  # the API server's priority and fairness always sends it
+        retry_after = 1 if retry_after is None else retry_after
+        error.details = {"retryAfterSeconds": retry_after}
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    record.status = status
+    return rest.json_response(error.to_status(), status=status, headers=headers)
 
 
 class ClusterServer:
@@ -110,30 +128,30 @@ class ClusterServer:
         )
         observer = request.headers.get("User-Agent", "").startswith(OBSERVER_USER_AGENT)
         fault = None if observer else self.faults.take(request.method, request.path)
-        if fault is not None and fault.action != "drop-response":
+        if fault is not None and fault.action == "hold":
+            record.fault = fault.action
+            await self.faults.hold()  # then served as any other request
+            fault = None
+        serve_first = fault is not None and (fault.action == "drop-response" or fault.served)
+        if fault is not None and not serve_first:
             record.fault = fault.action
             if fault.action == "drop":
                 record.status = 0
                 _drop_connection(request)
-            status = int(fault.action)
-            error = ApiError(status, message=f"injected fault: {fault.action} for {request.path}")
-            retry_after = fault.retry_after
-            if status == 429:  # the API server's priority and fairness always sends it
-                retry_after = 1 if retry_after is None else retry_after
-                error.details = {"retryAfterSeconds": retry_after}
-            headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-            record.status = status
-            return rest.json_response(error.to_status(), status=status, headers=headers)
+            return _fault_answer(fault, request, record)
         try:
             response = await handler(request)
         except web.HTTPException as http_error:
             record.status = http_error.status
             raise
         record.status = response.status
-        if fault is not None:  # drop-response: served, but the answer never leaves
-            record.fault, record.status = fault.action, 0
+        if fault is None:
+            return response
+        record.fault = fault.action
+        if fault.action == "drop-response":  # served, but the answer never leaves
+            record.status = 0
             _drop_connection(request)
-        return response
+        return _fault_answer(fault, request, record)  # served, then an error answered
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:

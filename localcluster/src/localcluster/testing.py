@@ -39,9 +39,6 @@ def wait_until(
     return last
 
 
-wait_for = wait_until  # the earlier name, kept while branches that use it merge
-
-
 def container(name: str = "main", image: str = "snakemake/snakemake:v9", **extra: Any) -> dict:
     return {"name": name, "image": image, "command": ["true"], **extra}
 

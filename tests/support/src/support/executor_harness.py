@@ -142,25 +142,11 @@ async def idle_status_loop(self: Executor) -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[Any]:
-    """Transitional: the scripted FakeApiServer, only for the submission tests that still use
-    it (see support.fakeapi); a test asking for it gets ``make_executor`` bound to it."""
-    from support.fakeapi import FakeApiServer
-
-    fake = FakeApiServer()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def make_executor(request, tmp_path, monkeypatch):
+def make_executor(api: ApiDriver, tmp_path, monkeypatch):
     monkeypatch.setattr(Executor, "_wait_for_jobs", idle_status_loop)
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".snakemake").mkdir()
-    if "server" in request.fixturenames:  # transitional, see the server fixture
-        kubeconfig = request.getfixturevalue("server").write_kubeconfig(tmp_path / "kubeconfig")
-    else:
-        kubeconfig = request.getfixturevalue("api").cluster.kubeconfig
+    kubeconfig = api.cluster.kubeconfig
     made: list[Executor] = []
 
     def make(
