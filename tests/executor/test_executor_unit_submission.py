@@ -241,21 +241,12 @@ def test_a_permanent_refusal_of_job_creation_ends_the_run_at_once(
     )
     scheduler = executor.workflow.scheduler
     scheduler.expect_executor_errors = True
-    # Every worker holds its first job until all jobs are queued behind them.
-    release = threading.Event()
-    taken: list[str] = []
-    handle = executor.submissions._handle
-
-    def held(queued) -> None:
-        taken.append(queued.name)
-        assert release.wait(30), "test never released the held creations"
-        handle(queued)
-
-    executor.submissions._handle = held
     api.control.reset_requests()
+    # Every worker's first creation waits at the server until all jobs are queued behind them.
+    api.control.inject_fault("hold", path=JOBS, method="POST", count=MANY)
     jobs = queue_jobs(executor, 10)
-    wait_until(lambda: len(taken) == workers, "every worker holding a job")
-    release.set()
+    wait_until(lambda: api.control.held_requests() == workers, "every worker's creation held")
+    api.control.release_held()
     assert executor.submissions.wait_idle(30)
     late = FakeJob("late", 99)
     executor.run_job(late)  # Snakemake may hand out a job before it sees the error

@@ -333,18 +333,16 @@ class Executor(RemoteExecutor):
         """A permanent refusal of a creation (401, 403, no such namespace) would refuse
         every Job alike: the first ends the run at once, with its explanation, as an error
         of run_job did before creation moved to the pool. This job, the jobs still queued
-        and those run_job is given later are reported not submitted; none is created."""
+        (when the pool takes them, or cancels them at shutdown) and those run_job is given
+        later are reported not submitted; none is created."""
         with self._refusal_lock:
             first = self.creation_refused is None
             if first:
                 self.creation_refused = refusal
-        unsent = [queued]
         if first:
             # A new error without the pool thread's traceback: Snakemake prints only its text.
             self.workflow.scheduler.executor_error_callback(WorkflowError(str(refusal)))
-            unsent += self.submissions.take_queued()
-        for item in unsent:
-            self._report_not_submitted(item.job)
+        self._report_not_submitted(queued.job)
 
     def _report_not_submitted(self, job: JobExecutorInterface) -> None:
         self.report_job_error(

@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 
@@ -118,20 +118,11 @@ class SubmissionPool(Generic[Item]):
         deleted. Returns the cancelled items."""
         with self._lock:
             self._closed = True
-            cancelled = self._take_queued() if cancel_queued else []
+            cancelled: list[Any] = []
+            if cancel_queued:
+                cancelled = list(self._queue)
+                self._queue.clear()
+                self.counts.cancelled += len(cancelled)
             self._idle.notify_all()  # a submit waiting for room gives up
         self.wait_idle(timeout)
         return cancelled
-
-    def take_queued(self) -> list[Item]:
-        """Remove and return the jobs not yet started, leaving the pool open (the caller
-        says what became of them; jobs queued later are handled as usual)."""
-        with self._lock:
-            return self._take_queued()
-
-    def _take_queued(self) -> list[Item]:
-        taken = list(self._queue)
-        self._queue.clear()
-        self.counts.cancelled += len(taken)
-        self._idle.notify_all()  # room in the queue
-        return taken
