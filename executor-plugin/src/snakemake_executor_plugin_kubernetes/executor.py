@@ -47,7 +47,7 @@ from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
 from snakemake_executor_plugin_kubernetes.memory_retries import (
     MemoryKills,
     is_memory_kill,
-    mem_mb_of,
+    requested_mem_mb,
 )
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
@@ -160,6 +160,7 @@ class Executor(RemoteExecutor):
             else RemoteLogStore.for_workflow(self.workflow, self.run_id)
         )
         self.memory_kills = MemoryKills()
+        self.memory_requests: dict[str, int | None] = {}  # by Kubernetes Job name
         self.occupancy = OccupancyClock()
         self.precommand: str | None = None
         self.install_missing: str | None = None  # the pod's storage plugin check, made at first use
@@ -276,15 +277,16 @@ class Executor(RemoteExecutor):
             self._report_not_submitted(job)
             return
         manifest = self.render(job)
+        name = manifest["metadata"]["name"]
+        mem_mb = requested_mem_mb(manifest)
         notice = self.memory_kills.retry_notice(
             memory_kill_key(job),
-            mem_mb_of(job.resources),
+            mem_mb,
             attempt=int(job.attempt),
             attempts=int(getattr(job, "restart_times", 0)) + 1,
         )
         if notice:
             self.logger.info(f"{kind_and_name(job)}: {notice}")
-        name = manifest["metadata"]["name"]
         refusal = privilege_refusal(manifest, self.namespace, self.namespace_labels)
         if refusal is not None:
             # Before anything is submitted: the API server would refuse every pod.
@@ -293,6 +295,7 @@ class Executor(RemoteExecutor):
                 msg=f"{kind_and_name(job)}: {refusal}\n",
             )
             return
+        self.memory_requests[name] = mem_mb
         self.submissions.submit(QueuedJob(job, manifest))
 
     def _create_and_report(self, queued: "QueuedJob") -> None:
@@ -305,9 +308,11 @@ class Executor(RemoteExecutor):
         try:
             created = self._create(queued.manifest)
         except PermanentRefusal as e:
+            self.memory_requests.pop(name, None)
             self._refused(queued, e)
             return
         except WorkflowError as e:
+            self.memory_requests.pop(name, None)
             self.report_job_error(SubmittedJobInfo(job=queued.job), msg=f"{e}\n")
             return
         self.watcher.cache.put("jobs", created, only_if_newer=True)
@@ -508,6 +513,7 @@ class Executor(RemoteExecutor):
     def _forget(self, name: str, succeeded: bool = False) -> None:
         self.refusals.forget(name)
         self.trackers.pop(name, None)
+        self.memory_requests.pop(name, None)
         self.watcher.cache.forget_job(name)
         self.secret.job_finished(name, succeeded)
 
@@ -577,7 +583,7 @@ class Executor(RemoteExecutor):
                 self.logger.warning(f"Cannot delete Job {name}: {e}")
         if is_memory_kill(verdict.message):
             job = job_info.job
-            self.memory_kills.record(memory_kill_key(job), mem_mb_of(job.resources))
+            self.memory_kills.record(memory_kill_key(job), self.memory_requests.get(name))
         msg = f"{self._describe(job_info)} failed: {reason}\n"
         if lines:
             msg += f"Last {len(lines.splitlines())} log lines:\n{lines}\n"
