@@ -4,12 +4,19 @@
 Every session installs what it needs, each local package editable like any dependency (no
 search-path settings): both plugins, `localcluster` (the local cluster, Azurite launcher and pytest
 plugin), the example's `vcdemo`, the benchmark harness `pluginbench` and the tests' shared
-helpers `support`; the test tools; and Azurite through npm into `.cache/azurite` when it is
-not there yet.
+helpers `support`; the test tools; and Azurite through npm when it is not there yet.
+
+What does not depend on the clone is cached per user, as pip caches its downloads, so that a
+second clone or worktree (CI runs the demo in one and the tests in another) builds nothing
+again: Azurite in `<user cache>/localcluster/azurite/<version>/` and the job images in
+`<user cache>/localcluster/images/` (localcluster's default; `LOCALCLUSTER_IMAGE_CACHE`
+overrides it), each image keyed by a hash of everything that goes into it. The user cache
+is `$XDG_CACHE_HOME`, else `~/.cache`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -17,9 +24,10 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-AZURITE_DIR = ROOT / ".cache" / "azurite"
+USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "localcluster"
 AZURITE_VERSION = "3.35.0"
-IMAGE_CACHE = ROOT / ".cache" / "localcluster" / "images"
+AZURITE_DIR = USER_CACHE / "azurite" / AZURITE_VERSION
+AZURITE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -44,28 +52,63 @@ WORKFLOW_TOOLS = ["pybwa>=2", "pysam>=0.22", "matplotlib>=3.8"]
 
 
 def install_azurite(session: nox.Session) -> None:
-    """Install Azurite from the npm registry into the repository's cache, once."""
-    binary = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
-    if binary.exists():
+    """Install Azurite from the npm registry into the user cache, once per version.
+
+    npm installs into a folder of this process's own, renamed into place when complete: a
+    session in another clone sees either no Azurite or a whole one."""
+    if AZURITE_BIN.exists():
         return
     if shutil.which("npm") is None:
         session.error("npm not found: install Node.js 20 (it brings npm) to run Azurite")
-    AZURITE_DIR.mkdir(parents=True, exist_ok=True)
-    session.run_install(
-        "npm",
-        "install",
-        "--prefix",
-        str(AZURITE_DIR),
-        "--no-audit",
-        "--no-fund",
-        "--loglevel=error",
-        f"azurite@{AZURITE_VERSION}",
-        external=True,
-    )
+    staging = AZURITE_DIR.with_name(f"{AZURITE_VERSION}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        session.run_install(
+            "npm",
+            "install",
+            "--prefix",
+            str(staging),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            f"azurite@{AZURITE_VERSION}",
+            external=True,
+        )
+        try:
+            staging.rename(AZURITE_DIR)
+        except OSError:
+            if not AZURITE_BIN.exists():  # not another session's install finishing first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def install_once(session: nox.Session, *requirements: str) -> None:
+    """pip-install into the session's venv unless the same requirements already went into it.
+
+    The local packages are editable, so their code needs no reinstall; what would is in
+    their pyproject.toml (dependencies, entry points), and it is part of the fingerprint.
+    pip would find every requirement satisfied and change nothing, after some 20 s of
+    building the editable wheels again; a venv that nox recreates has no fingerprint."""
+    digest = hashlib.sha256("\0".join(requirements).encode())
+    for requirement in requirements:
+        pyproject = ROOT / requirement / "pyproject.toml"
+        if requirement.startswith("./") and pyproject.is_file():
+            digest.update(pyproject.read_bytes())
+    stamp = Path(session.virtualenv.location) / ".installed-requirements"
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        session.log("requirements unchanged since this venv's last install; pip skipped")
+        return
+    session.install(*requirements)
+    # Through run_install, so that it is skipped exactly when nox skips the install (--no-install).
+    write = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+    session.run_install("python", "-c", write, str(stamp), digest.hexdigest(), silent=True)
 
 
 def install_project(session: nox.Session, *extra: str) -> None:
-    session.install(
+    install_once(
+        session,
         *SNAKEMAKE,
         *PLUGINS,
         *LOCALCLUSTER,
@@ -76,10 +119,8 @@ def install_project(session: nox.Session, *extra: str) -> None:
         *extra,
     )
     install_azurite(session)
-    session.env["AZURITE_BIN"] = str(AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
+    session.env["AZURITE_BIN"] = str(AZURITE_BIN)
     session.env["LOCALCLUSTER_PLUGIN_SOURCES"] = os.pathsep.join(map(str, PLUGIN_SOURCES))
-    image_cache = os.environ.get("LOCALCLUSTER_IMAGE_CACHE") or IMAGE_CACHE
-    session.env["LOCALCLUSTER_IMAGE_CACHE"] = str(image_cache)
 
 
 def build_cluster_images(session: nox.Session) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from localcluster.nodeagent import images
 from localcluster.nodeagent.images import (
     CACHE_VARIABLE,
     SOURCES_VARIABLE,
@@ -127,6 +128,53 @@ def test_image_key_follows_plugin_sources_and_deps_key_only_requirements(tmp_pat
 
     (tmp_path / "storage-plugin" / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     assert catalog._deps_key("base") != deps_key
+
+
+def test_image_key_follows_the_pod_site_module_copied_into_every_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Images live in a per-user cache shared by clones: what they hold is a copy, so the
+    # key must change with the copied pod site module as with the plugin sources.
+    source = tmp_path / "storage-plugin"
+    (source / "src").mkdir(parents=True)
+    (source / "pyproject.toml").write_text("[project]\nname = 'storage-plugin'\n")
+    pod_site = tmp_path / "podsite"
+    pod_site.mkdir()
+    (pod_site / "sitecustomize.py").write_text("CPUS = 1\n")
+    monkeypatch.setattr(images, "POD_SITE", pod_site)
+    catalog = ImageCatalog([source], cache_dir=tmp_path / "cache")
+    image_key, deps_key = catalog.image_key("base"), catalog._deps_key("base")
+
+    (pod_site / "sitecustomize.py").write_text("CPUS = 2\n")
+    assert catalog.image_key("base") != image_key
+    assert catalog._deps_key("base") == deps_key
+
+
+@pytest.mark.slow  # builds the images when the cache lacks them (`nox -s tests` builds first)
+def test_an_image_refers_to_nothing_outside_the_cache() -> None:
+    # One per-user cache serves every clone: an image that pointed into the clone that built
+    # it would break, silently, when that clone is gone.
+    catalog = ImageCatalog.from_environment()
+    cache = catalog.cache_dir.resolve()
+    for flavour in ("base", "bio", "bare"):
+        image = catalog.build(flavour)
+        pth_lines = [
+            line
+            for pth in image.site.glob("*.pth")
+            for line in pth.read_text().splitlines()
+            if line.strip()
+        ]
+        assert len(pth_lines) == 2, pth_lines  # the third-party layer and the pod site module
+        for line in pth_lines:
+            assert Path(line).resolve().is_relative_to(cache), (flavour, line)
+            assert Path(line).is_dir(), (flavour, line)
+        assert (image.root / "podsite" / "sitecustomize.py").is_file()
+        for wrapper in image.bin_dir.iterdir():
+            (target,) = [w.strip('"') for w in wrapper.read_text().split() if w.startswith('"/')]
+            # not resolved: the venv's python is a link to the interpreter that built it
+            assert Path(target).is_relative_to(catalog.cache_dir), (flavour, wrapper, target)
+        direct_urls = [p.read_text() for p in image.site.glob("*.dist-info/direct_url.json")]
+        assert not any('"editable": true' in url for url in direct_urls), flavour
 
 
 def test_image_catalog_needs_plugin_sources_that_are_python_projects(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ the local cluster answers with the real admission and RBAC messages (docs/local-
 
 from __future__ import annotations
 
-import copy
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from localcluster.accounts import write_executor_kubeconfig
+from localcluster.accounts import rules_without, write_executor_kubeconfig
 from localcluster.admission import SIDECAR_LABEL
 from localcluster.pytest_fixtures import require_control
 from snakemake_executor_plugin_kubernetes.client import USER_AGENT
@@ -233,15 +232,23 @@ def test_jobs_wait_for_quota_held_by_their_siblings(hardened_workflow):
 
 
 def test_a_missing_permission_fails_the_run_with_the_can_i_line(hardened_workflow):
-    rules = copy.deepcopy(ROLE_RULES)
-    for rule in rules:
-        if rule["resources"] == ["pods"]:
-            rule["verbs"].remove("watch")
-    runner = hardened_workflow(rules=rules)
+    runner = hardened_workflow(rules=rules_without("pods", "watch"))
     run = runner.run(ONE_JOB_SNAKEFILE)
     assert run.returncode != 0
     namespace = runner.namespace
     assert paragraphs_mentioning(
         run.output, "may not watch pods", f"kubectl auth can-i watch pods -n {namespace}"
     ), run.output
+    assert run.leftovers == set()
+
+
+def test_a_refused_job_creation_ends_the_run_with_one_explained_error(hardened_workflow):
+    runner = hardened_workflow(rules=rules_without("jobs", "create"))
+    run = runner.run(QUEUED_SNAKEFILE, jobs=3)
+    assert run.returncode != 0
+    can_i = f"kubectl auth can-i create jobs.batch -n {runner.namespace}"
+    assert paragraphs_mentioning(run.output, "may not create jobs", can_i), run.output
+    assert run.output.count(can_i) == 1, "one error explains the refusal, not one per job"
+    assert "was not submitted: the run ends" in run.output
+    assert run.observed.of_kind("Job") == []
     assert run.leftovers == set()

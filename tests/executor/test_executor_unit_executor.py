@@ -183,7 +183,7 @@ def test_a_job_ending_wakes_the_next_status_round_early(api, make_executor):
 
     with pytest.raises(TimeoutError):
         asyncio.run(asyncio.wait_for(executor.sleep(), 1.5))
-    assert not executor.woken_early, "nothing ended, yet the wait was cut short"
+    assert not executor.pacing.woken_early, "nothing ended, yet the wait was cut short"
 
     executor.run_job(FakeJob("step", 3))  # a new owner for the Secret
     (third,) = set(api.names("jobs")) - {first, second}
@@ -191,7 +191,7 @@ def test_a_job_ending_wakes_the_next_status_round_early(api, make_executor):
     wait_until(lambda: executor.watcher.cache.endings.is_set(), "the ending seen")
     wait_until(lambda: "Complete" in job_conditions(executor, first), "completion seen")
     asyncio.run(asyncio.wait_for(executor.sleep(), 30))
-    assert executor.woken_early
+    assert executor.pacing.woken_early
 
     assert sorted(status_round(executor)) == sorted([second, third])
     assert executor.workflow.scheduler.finished == ["step"]

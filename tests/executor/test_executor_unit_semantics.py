@@ -10,7 +10,12 @@ from snakemake_executor_plugin_kubernetes.jobargs import (
     corrected_job_args,
     group_cores,
 )
-from snakemake_executor_plugin_kubernetes.memory_retries import MemoryKills, is_memory_kill
+from snakemake_executor_plugin_kubernetes.memory_retries import (
+    MemoryKills,
+    is_memory_kill,
+    requested_mem_mb,
+)
+from support import rendering
 
 UNNEEDED = ["az://c/unused.txt", "az://c/other one.txt"]
 
@@ -102,3 +107,14 @@ def test_retry_with_the_same_memory_is_called_out() -> None:
     assert notice is not None
     assert notice.startswith("OOMKilled at 1000 MB; retrying with 1000 MB (attempt 2 of 2)")
     assert "function of attempt" in notice
+
+
+def test_the_killed_size_is_read_from_the_rendered_container_not_a_sidecar() -> None:
+    manifest = rendering.render(rendering.FakeJob(resources={"mem_mb": 3000}))
+    assert requested_mem_mb(manifest) == 3000
+    containers = manifest["spec"]["template"]["spec"]["containers"]
+    sidecar = {"name": "istio-proxy", "resources": {"requests": {"memory": "128Mi"}}}
+    containers.insert(0, sidecar)
+    assert requested_mem_mb(manifest) == 3000
+    del containers[1]["resources"]
+    assert requested_mem_mb(manifest) is None

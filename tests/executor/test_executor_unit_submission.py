@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localcluster.accounts import rules_without, write_executor_kubeconfig
 from localcluster.testing import ApiDriver, wait_until
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy, ThrottleGate
 from support.executor_harness import FakeJob, nothing_left
@@ -217,6 +220,51 @@ def test_cancel_and_shutdown_drop_the_queue_and_leave_nothing_behind(api, make_e
     assert "18 queued jobs were not submitted" in executor.logger.text()
     with pytest.raises(RuntimeError):
         executor.run_job(FakeJob("late", 99))
+
+
+def account_that_may_not_create_jobs(api, tmp_path: Path) -> tuple[str, Path]:
+    """A fresh namespace whose executor account has the documented Role but 'create jobs'."""
+    namespace = f"refuse-{uuid.uuid4().hex[:8]}"
+    admin = Path(api.cluster.kubeconfig)
+    target = tmp_path / "refused.kubeconfig"
+    rules = rules_without("jobs", "create")
+    return namespace, write_executor_kubeconfig(admin, target, namespace, rules=rules)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_permanent_refusal_of_job_creation_ends_the_run_at_once(
+    api, make_executor, tmp_path, workers
+):
+    namespace, kubeconfig = account_that_may_not_create_jobs(api, tmp_path)
+    executor = make_executor(
+        wait_for_creation=False, kubeconfig=kubeconfig, namespace=namespace, submit_workers=workers
+    )
+    scheduler = executor.workflow.scheduler
+    scheduler.expect_executor_errors = True
+    api.control.reset_requests()
+    # Every worker's first creation waits at the server until all jobs are queued behind them.
+    api.control.inject_fault("hold", path=JOBS, method="POST", count=MANY)
+    jobs = queue_jobs(executor, 10)
+    wait_until(lambda: api.control.held_requests() == workers, "every worker's creation held")
+    api.control.release_held()
+    assert executor.submissions.wait_idle(30)
+    late = FakeJob("late", 99)
+    executor.run_job(late)  # Snakemake may hand out a job before it sees the error
+
+    # One error ends the run; it names the verb, the resource, the namespace and the check.
+    (error,) = scheduler.executor_errors
+    assert f"may not create jobs (API group batch) in namespace {namespace}" in str(error)
+    assert f"kubectl auth can-i create jobs.batch -n {namespace}" in str(error)
+    # Every job is reported failed once, none submitted; only the held creations were sent.
+    assert scheduler.submitted == []
+    assert sorted(scheduler.failed) == ["late"] + ["step"] * 10
+    for job in [*jobs, late]:
+        (reported,) = job.errors
+        assert "was not submitted: the run ends" in reported["msg"], reported
+    assert api.control.count_requests("POST", "/jobs$") == workers
+    assert api.control.count_requests("POST", "/secrets$") == 0
+    executor.shutdown()
+    assert nothing_left(api, "jobs", "pods", "secrets")
 
 
 def test_a_job_whose_handling_crashes_is_reported_not_lost():

@@ -1,6 +1,10 @@
-"""The Snakemake executor: one Kubernetes Job per Snakemake job, watched, not polled."""
+"""The Snakemake executor: one Kubernetes Job per Snakemake job, watched, not polled.
 
-import asyncio
+Snakemake's callbacks live here; what they lean on lives elsewhere: creation on a pool
+(submission.py), the run Secret's lifetime (secrets.py), the pace of status rounds
+(pacing.py), judging a job from the watch cache (outcomes.py, refusals.py).
+"""
+
 import dataclasses
 import threading
 import time
@@ -11,7 +15,9 @@ from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+from snakemake_interface_executor_plugins.logging import LoggerExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, DeploymentMethod
+from snakemake_interface_executor_plugins.workflow import WorkflowExecutorInterface
 
 from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
@@ -41,7 +47,7 @@ from snakemake_executor_plugin_kubernetes.memory import MemoryLog, with_memory
 from snakemake_executor_plugin_kubernetes.memory_retries import (
     MemoryKills,
     is_memory_kill,
-    mem_mb_of,
+    requested_mem_mb,
 )
 from snakemake_executor_plugin_kubernetes.naming import new_run_id
 from snakemake_executor_plugin_kubernetes.occupancy import OccupancyClock
@@ -52,12 +58,15 @@ from snakemake_executor_plugin_kubernetes.outcomes import (
     VerdictState,
     judge,
 )
+from snakemake_executor_plugin_kubernetes.pacing import RoundPacing
 from snakemake_executor_plugin_kubernetes.permissions import (
     Access,
+    PermanentRefusal,
     explain,
     is_permanent,
     permission_error,
 )
+from snakemake_executor_plugin_kubernetes.placement import Diagnosis
 from snakemake_executor_plugin_kubernetes.plugin_deploy import (
     PluginDeployment,
     install_missing_command,
@@ -81,13 +90,6 @@ from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
 CLEANUP_COMMAND = (
     "python -m snakemake_executor_plugin_kubernetes cleanup --run-id {} --namespace {}"
 )
-# A watched job ending starts the next status round early, but never sooner than this
-# after the last one, nor sooner than EARLY_ROUND_COST_FACTOR times that round's own
-# duration: rounds read only the cache, yet with thousands of active jobs each is a
-# pass over all of them, and this keeps that work under a fifth of one core.
-EARLY_ROUND_MIN_GAP = 0.5
-EARLY_ROUND_COST_FACTOR = 4
-SLEEP_TICK = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,17 +102,24 @@ class QueuedJob:
         return self.manifest["metadata"]["name"]
 
 
+@dataclasses.dataclass(frozen=True)
+class RoundView:
+    """What a status round judges every job by, read from the watch cache once."""
+
+    now: float
+    pods_by_job: dict[str, list[dict[str, Any]]]
+    refused: dict[str, str]  # the latest FailedCreate message of Jobs without a pod
+    diagnoses: dict[str, Diagnosis]  # why unschedulable pods wait, by pod name
+
+
 class Executor(RemoteExecutor):
-    # (kubeconfig, context) -> KubeClient; a subclass may bind another client.
-    client_factory = staticmethod(KubeClient.from_kubeconfig)
-    # Class-level, because the base class starts the status thread (which reads them)
-    # before __post_init__ runs.
-    last_round_seconds = 0.0
-    woken_early = False
-    owners_synced_at = 0.0
-    precommand: str | None = None
-    install_missing: str | None = None  # the pod's storage plugin check, made at first use
-    install_statements = ""  # the same check, as statements for the launcher
+    def __init__(self, workflow: WorkflowExecutorInterface, logger: LoggerExecutorInterface):
+        # RemoteExecutor.__init__ starts the status thread, then calls __post_init__: what
+        # that thread reads first is made here, and its rounds and waits leave everything
+        # else alone until __post_init__ has made it and set `ready`.
+        self.ready = threading.Event()
+        self.pacing = RoundPacing()
+        super().__init__(workflow, logger)
 
     def __post_init__(self) -> None:
         # Says which of two plugins of this name Snakemake loaded (see docs/executor/intro.md).
@@ -124,9 +133,7 @@ class Executor(RemoteExecutor):
         if not self.image:
             raise WorkflowError("--container-image is required by the kubernetes executor.")
         self.run_id = new_run_id()
-        self.client: KubeClient = self.client_factory(
-            self.settings.kubeconfig, self.settings.context
-        )
+        self.client = KubeClient.from_kubeconfig(self.settings.kubeconfig, self.settings.context)
         deployment = self.workflow.deployment_settings.deployment_method
         self.apptainer = DeploymentMethod.APPTAINER in deployment
         self.preemptible_rules = getattr(
@@ -153,25 +160,36 @@ class Executor(RemoteExecutor):
             else RemoteLogStore.for_workflow(self.workflow, self.run_id)
         )
         self.memory_kills = MemoryKills()
+        self.memory_requests: dict[str, int | None] = {}  # by Kubernetes Job name
         self.occupancy = OccupancyClock()
-        # Succeeded Jobs kept (not yet deleted) because the Secret would lose its last owner.
-        self.retained: set[str] = set()
+        self.precommand: str | None = None
+        self.install_missing: str | None = None  # the pod's storage plugin check, made at first use
+        self.install_statements = ""  # the same check, as statements for the launcher
         # None when the identity may not read its namespace: a refusal is then quoted from
         # the Job's FailedCreate event instead of being foreseen.
         self.namespace_labels = read_namespace_labels(self.client, self.namespace)
         self.refusals = RefusalScanner(self.client, self.namespace, self.logger.warning)
         self.secret = RunSecret(
-            self.client, self.namespace, self.run_id, self.envvars(), run_labels(self.run_id)
+            self.client,
+            self.namespace,
+            self.run_id,
+            self.envvars(),
+            run_labels(self.run_id),
+            keep_jobs=self.config.keep_jobs,
+            warn=self.logger.warning,
         )
         self.watcher = RunWatcher(
             self.client, self.namespace, run_selector(self.run_id), on_error=self.logger.warning
         )
         self.watcher.start()
         self.stopping = threading.Event()
+        # The first permanent refusal of a Job creation: it ends the run (see _refused).
+        self.creation_refused: PermanentRefusal | None = None
+        self._refusal_lock = threading.Lock()
         self.submissions: SubmissionPool[QueuedJob] = SubmissionPool(
             self.settings.submit_workers, self._create_and_report, self._submission_crashed
         )
-        self.ready = True
+        self.ready.set()
         self.logger.info(
             f"Kubernetes run id {self.run_id} in namespace {self.namespace}, image {self.image}. "
             "If this run is killed, remove its leftovers with: "
@@ -255,40 +273,52 @@ class Executor(RemoteExecutor):
     def run_job(self, job: JobExecutorInterface) -> None:
         """Render the Job here (rendering reads the DAG, which belongs to this thread) and
         queue its creation; the pool reports the submission, or the job's error."""
+        if self.creation_refused is not None:
+            self._report_not_submitted(job)
+            return
         manifest = self.render(job)
+        name = manifest["metadata"]["name"]
+        mem_mb = requested_mem_mb(manifest)
         notice = self.memory_kills.retry_notice(
             memory_kill_key(job),
-            mem_mb_of(job.resources),
+            mem_mb,
             attempt=int(job.attempt),
             attempts=int(getattr(job, "restart_times", 0)) + 1,
         )
         if notice:
             self.logger.info(f"{kind_and_name(job)}: {notice}")
-        name = manifest["metadata"]["name"]
         refusal = privilege_refusal(manifest, self.namespace, self.namespace_labels)
         if refusal is not None:
             # Before anything is submitted: the API server would refuse every pod.
             self.report_job_error(
                 SubmittedJobInfo(job=job, external_jobid=name),
-                msg=f"{'group' if job.is_group() else 'rule'} {job.name}: {refusal}\n",
+                msg=f"{kind_and_name(job)}: {refusal}\n",
             )
             return
+        self.memory_requests[name] = mem_mb
         self.submissions.submit(QueuedJob(job, manifest))
 
     def _create_and_report(self, queued: "QueuedJob") -> None:
         """On a pool thread: create the Job once (409 then GET if an earlier attempt of
         the same request did create it), then report it submitted, or failed."""
         name = queued.name
+        if self.creation_refused is not None:  # queued before the refusal ended the run
+            self._report_not_submitted(queued.job)
+            return
         try:
             created = self._create(queued.manifest)
+        except PermanentRefusal as e:
+            self.memory_requests.pop(name, None)
+            self._refused(queued, e)
+            return
         except WorkflowError as e:
+            self.memory_requests.pop(name, None)
             self.report_job_error(SubmittedJobInfo(job=queued.job), msg=f"{e}\n")
             return
         self.watcher.cache.put("jobs", created, only_if_newer=True)
-        self.secret.add_owner(created)
         self.trackers[name] = JobTracker()
         try:
-            self.secret.ensure_created()
+            self.secret.job_created(created)
         except (WorkflowError, ApiError) as e:
             # Every pod of the run needs the Secret: the run cannot go on without it. The
             # Job exists, so it is reported submitted and removed with the run.
@@ -304,13 +334,37 @@ class Executor(RemoteExecutor):
             msg=f"Submitting Kubernetes Job {queued.name} failed unexpectedly: {error!r}\n",
         )
 
+    def _refused(self, queued: QueuedJob, refusal: PermanentRefusal) -> None:
+        """A permanent refusal of a creation (401, 403, no such namespace) would refuse
+        every Job alike: the first ends the run at once, with its explanation, as an error
+        of run_job did before creation moved to the pool. This job, the jobs still queued
+        (when the pool takes them, or cancels them at shutdown) and those run_job is given
+        later are reported not submitted; none is created."""
+        with self._refusal_lock:
+            first = self.creation_refused is None
+            if first:
+                self.creation_refused = refusal
+        if first:
+            # A new error without the pool thread's traceback: Snakemake prints only its text.
+            self.workflow.scheduler.executor_error_callback(WorkflowError(str(refusal)))
+        self._report_not_submitted(queued.job)
+
+    def _report_not_submitted(self, job: JobExecutorInterface) -> None:
+        self.report_job_error(
+            SubmittedJobInfo(job=job),
+            msg=f"{kind_and_name(job)} was not submitted: the run ends, as Kubernetes refuses "
+            f"to create Jobs in namespace {self.namespace} (the run's error says why).\n",
+        )
+
     def _create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
         path = job_path(self.namespace)
+        access = Access("create", "jobs", "batch")
         try:
             return self.client.request("POST", path, body=manifest, give_up=self.stopping)
         except ApiError as e:
             if e.status == 409:  # an earlier attempt of this request did create it
+                access = Access("get", "jobs", "batch")
                 try:
                     return self.client.request(
                         "GET", job_path(self.namespace, name), give_up=self.stopping
@@ -318,7 +372,6 @@ class Executor(RemoteExecutor):
                 except ApiError as e2:
                     e = e2
             if is_permanent(e, self.namespace):
-                access = Access("create", "jobs", "batch")
                 raise permission_error(e, access, self.namespace) from None
             raise WorkflowError(
                 f"Cannot create Kubernetes Job {name} in namespace {self.namespace}: {e}"
@@ -335,26 +388,24 @@ class Executor(RemoteExecutor):
                 "or queued to end."
             )
         cancelled = self.submissions.close(cancel_queued=True)
-        if cancelled:
+        if cancelled and self.creation_refused is not None:
+            for queued in cancelled:  # queued after the refusal, before the pool took them
+                self._report_not_submitted(queued.job)
+        elif cancelled:
             self.logger.info(f"{len(cancelled)} queued jobs were not submitted: the run is ending.")
 
     async def check_active_jobs(
         self, active_jobs: list[SubmittedJobInfo]
     ) -> AsyncGenerator[SubmittedJobInfo, None]:
-        # The base class starts the status thread before __post_init__ has run.
-        if not getattr(self, "ready", False):
+        if not self.ready.is_set():  # before __post_init__ ends: nothing was submitted
             for job_info in active_jobs:
                 yield job_info
             return
-        started = time.monotonic()
         self.watcher.cache.endings.clear()  # endings seen from here on wake the next round
-        # Early rounds report endings; the Secret's owners are brought up to date at the
-        # interval, as without them, so early rounds add no PATCH requests.
         interval = self.workflow.remote_execution_settings.seconds_between_status_checks
-        if not self.woken_early or started - self.owners_synced_at >= interval:
-            self._sync_secret_owners()
-            self.owners_synced_at = started
-        self.woken_early = False
+        if self.pacing.start_round(interval):
+            # At the interval, as without early rounds: they add no PATCH requests.
+            self.secret.sync_owners()
         fatal = self.watcher.fatal
         if fatal is not None:
             # A permanent 401/403: no status will ever come, so every job fails now.
@@ -366,83 +417,70 @@ class Executor(RemoteExecutor):
             for job_info in active_jobs:
                 yield job_info
             return
-        now = time.monotonic()
-        pods_by_job = self.watcher.cache.pods_by_job()
-        self.occupancy.observe((pod for pods in pods_by_job.values() for pod in pods), now)
-        refused = self.refusals.refusals(
-            j.external_jobid for j in active_jobs if not pods_by_job.get(j.external_jobid)
-        )
-        diagnoses = self.cluster_view.diagnose(
-            [pod for pods in pods_by_job.values() for pod in pods], now
-        )
+        view = self._round_view(active_jobs)
         for job_info in active_jobs:
             name = job_info.external_jobid
-            job = self.watcher.cache.job(name)
-            if job is None:
-                async with self.status_rate_limiter:
-                    job = self._get_job(name)
-            tracker = self.trackers.setdefault(name, JobTracker())
-            verdict = judge(
-                job,
-                pods_by_job.get(name, []),
-                self.limits,
-                tracker,
-                now,
-                gone=self.watcher.cache.gone_pods(name),
-                last_occupied=self.occupancy.last_occupied,
-                diagnoses=diagnoses,
-            )
-            if (
-                name in refused
-                and verdict.state == VerdictState.RUNNING
-                and not pods_by_job.get(name)
-            ):
-                verdict = judge_refusal(name, refused[name], self.limits, tracker, now) or verdict
+            verdict = await self._verdict(name, view)
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
             for line in verdict.progress:
                 self.logger.info(f"{self._describe(job_info)}: {line}")
-            if verdict.state == VerdictState.RUNNING:
+            if verdict.state == VerdictState.RUNNING or self._awaits_usage(name, verdict, view):
                 yield job_info
-            elif (
-                verdict.state == VerdictState.SUCCEEDED
-                and self.efficiency is not None
-                and self.usage_wait.should_wait(name, pods_by_job.get(name, []), now)
-            ):
-                yield job_info  # its pod's final status, with the usage, is on its way
             elif verdict.state == VerdictState.SUCCEEDED:
                 self._on_success(job_info, verdict)
             else:
                 self._on_failure(job_info, verdict)
-        self.last_round_seconds = time.monotonic() - started
+        self.pacing.end_round()
 
-    def _sync_secret_owners(self) -> None:
-        try:
-            self.secret.sync_owners()
-        except ApiError as e:
-            permanent = is_permanent(e, self.namespace)
-            detail = explain(e, Access("patch", "secrets"), self.namespace) if permanent else e
-            self.logger.warning(f"Cannot update owners of Secret {self.secret.name}: {detail}")
-        self._release_retained()
+    def _round_view(self, active_jobs: list[SubmittedJobInfo]) -> RoundView:
+        now = time.monotonic()
+        pods_by_job = self.watcher.cache.pods_by_job()
+        pods = [pod for job_pods in pods_by_job.values() for pod in job_pods]
+        self.occupancy.observe(pods, now)
+        refused = self.refusals.refusals(
+            j.external_jobid for j in active_jobs if not pods_by_job.get(j.external_jobid)
+        )
+        return RoundView(now, pods_by_job, refused, self.cluster_view.diagnose(pods, now))
+
+    async def _verdict(self, name: str, view: RoundView) -> Verdict:
+        job = self.watcher.cache.job(name)
+        if job is None:
+            async with self.status_rate_limiter:
+                job = self._get_job(name)
+        pods = view.pods_by_job.get(name, [])
+        tracker = self.trackers.setdefault(name, JobTracker())
+        verdict = judge(
+            job,
+            pods,
+            self.limits,
+            tracker,
+            view.now,
+            gone=self.watcher.cache.gone_pods(name),
+            last_occupied=self.occupancy.last_occupied,
+            diagnoses=view.diagnoses,
+        )
+        if name in view.refused and verdict.state == VerdictState.RUNNING and not pods:
+            refusal = judge_refusal(name, view.refused[name], self.limits, tracker, view.now)
+            verdict = refusal or verdict
+        return verdict
+
+    def _awaits_usage(self, name: str, verdict: Verdict, view: RoundView) -> bool:
+        """A success whose pod's final status, with the usage, is still on its way."""
+        return (
+            verdict.state == VerdictState.SUCCEEDED
+            and self.efficiency is not None
+            and self.usage_wait.should_wait(name, view.pods_by_job.get(name, []), view.now)
+        )
 
     async def sleep(self) -> None:
         """Wait between status rounds like the base class, but wake up for shutdown, and
-        early when the watch shows a job ending: a finished job is reported within a
-        fraction of a second, whatever --seconds-between-status-checks says."""
-        now = time.monotonic()
-        deadline = now + self.next_seconds_between_status_checks
-        earliest = now + max(EARLY_ROUND_MIN_GAP, EARLY_ROUND_COST_FACTOR * self.last_round_seconds)
-        while self.wait and (remaining := deadline - now) > 0:
-            # Read each tick: the first waits begin before __post_init__ has made the watcher.
-            if (
-                getattr(self, "ready", False)
-                and self.watcher.cache.endings.is_set()
-                and now >= earliest
-            ):
-                self.woken_early = True
-                return
-            await asyncio.sleep(min(remaining, SLEEP_TICK))
-            now = time.monotonic()
+        early when the watch shows a job ending (see pacing.py)."""
+        await self.pacing.wait(
+            self.next_seconds_between_status_checks,
+            ending_seen=lambda: self.ready.is_set() and self.watcher.cache.endings.is_set(),
+            waiting=lambda: self.wait,
+        )
 
     def _get_job(self, name: str) -> dict[str, Any] | None:
         """Fallback for a Job missing from the cache (e.g. a relist raced its creation)."""
@@ -472,11 +510,12 @@ class Executor(RemoteExecutor):
             detail = explain(e, access, self.namespace) if is_permanent(e, self.namespace) else e
             self.logger.warning(f"Cannot end pod {verdict.pod}: {detail}")
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, succeeded: bool = False) -> None:
         self.refusals.forget(name)
         self.trackers.pop(name, None)
+        self.memory_requests.pop(name, None)
         self.watcher.cache.forget_job(name)
-        self.secret.drop_owner(name)
+        self.secret.job_finished(name, succeeded)
 
     def _record_usage(self, job_info: SubmittedJobInfo, status: str, pod: str | None) -> None:
         if self.efficiency is None:
@@ -517,29 +556,8 @@ class Executor(RemoteExecutor):
             if text is not None:
                 self._store_remote(name, save_log(name, text))
         self._end_pod(verdict)
-        self.refusals.forget(name)
-        self.trackers.pop(name, None)
-        self.watcher.cache.forget_job(name)
-        if self.config.keep_jobs:
-            self.secret.drop_owner(name)
-        elif self.secret.needed and not self.secret.has_live_owner(self.retained | {name}):
-            self.retained.add(name)  # deleted once a newer Job owns the Secret
-        else:
-            self._delete_succeeded(name)
+        self._forget(name, succeeded=True)  # the Secret's lifetime says when the Job goes
         self.report_job_success(job_info)
-
-    def _delete_succeeded(self, name: str) -> None:
-        try:
-            delete_job(self.client, self.namespace, name)
-        except ApiError as e:
-            self.logger.warning(f"Cannot delete finished Job {name}: {e}")
-        self.secret.drop_owner(name)
-
-    def _release_retained(self) -> None:
-        if self.retained and self.secret.has_live_owner(self.retained):
-            for name in sorted(self.retained):
-                self._delete_succeeded(name)
-            self.retained.clear()
 
     def _on_failure(self, job_info: SubmittedJobInfo, verdict: Verdict) -> None:
         name = job_info.external_jobid
@@ -565,7 +583,7 @@ class Executor(RemoteExecutor):
                 self.logger.warning(f"Cannot delete Job {name}: {e}")
         if is_memory_kill(verdict.message):
             job = job_info.job
-            self.memory_kills.record(memory_kill_key(job), mem_mb_of(job.resources))
+            self.memory_kills.record(memory_kill_key(job), self.memory_requests.get(name))
         msg = f"{self._describe(job_info)} failed: {reason}\n"
         if lines:
             msg += f"Last {len(lines.splitlines())} log lines:\n{lines}\n"

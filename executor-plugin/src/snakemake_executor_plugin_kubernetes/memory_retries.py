@@ -3,6 +3,9 @@ one's, and which attempt of how many, e.g.
 
     OOMKilled at 1000 MB; retrying with 2000 MB (attempt 2 of 3)
 
+The sizes are the pods' memory requests as rendered, so a rule whose memory came from the
+defaults (memory.py) is described as precisely as one with its own mem_mb.
+
 Snakemake itself resubmits a failed job while ``--retries`` (or the rule's ``retries:``)
 allow, re-evaluating its resources with the next ``attempt``; this only remembers the kill
 until that resubmission, keyed by the Snakemake job (its jobid is stable across attempts).
@@ -13,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
+
 # describe_failure() (outcomes.py) starts its sentence for a memory kill with the reason
 # Kubernetes gives (a container's state.terminated.reason), followed by a colon.
 OOM_REASON = "OOMKilled: "
@@ -22,11 +27,15 @@ def is_memory_kill(failure_message: str) -> bool:
     return OOM_REASON in failure_message
 
 
-def mem_mb_of(resources: Mapping[str, Any]) -> int | None:
-    value = resources.get("mem_mb")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def requested_mem_mb(manifest: Mapping[str, Any]) -> int | None:
+    """The memory request of the job's container in MB, as rendered: the rule's mem_mb, or
+    the default memory.py chose for a rule without one (resources.py writes ``<N>M``)."""
+    containers = manifest["spec"]["template"]["spec"]["containers"]
+    main = next((c for c in containers if c.get("name") == CONTAINER_NAME), None)
+    request = ((main or {}).get("resources") or {}).get("requests", {}).get("memory")
+    if not isinstance(request, str) or not request.endswith("M") or not request[:-1].isdigit():
         return None
-    return int(value)
+    return int(request[:-1])
 
 
 class MemoryKills:

@@ -103,5 +103,9 @@ def explain(error: ApiError, access: Access, namespace: str) -> str:
     )
 
 
-def permission_error(error: ApiError, access: Access, namespace: str) -> WorkflowError:
-    return WorkflowError(explain(error, access, namespace))
+class PermanentRefusal(WorkflowError):
+    """A request refused for good (see `is_permanent`), explained: retrying cannot help."""
+
+
+def permission_error(error: ApiError, access: Access, namespace: str) -> PermanentRefusal:
+    return PermanentRefusal(explain(error, access, namespace))

@@ -1,27 +1,35 @@
-"""The run's one Secret: every env var a job needs that may carry a credential.
+"""The run's one Secret: every env var a job needs that may carry a credential, and its lifetime.
 
-Values go only into this Secret; pods reference them with secretKeyRef. Lifetime:
+Values go only into this Secret; pods reference them with secretKeyRef. Lifetime, all
+behind three calls of the executor (`job_created`, `job_finished`, `sync_owners`):
 created right after the run's first Job, already owned by it (so a run with nothing to
 do creates none, and there is no moment at which a killed submitter leaves an unowned
-Secret); its ownerReferences then list the run's live Jobs (one merge PATCH per status
-round with new Jobs), so if the submitter dies, the cluster's garbage collector deletes
-it once the last Job is gone (e.g. by ttlSecondsAfterFinished). The executor keeps the
-last finished Job until a newer owner is recorded, so the Secret never loses all its
-owners between waves of jobs; if it vanished anyway, the next PATCH recreates it.
-The executor deletes it explicitly at the end of the run.
+Secret); its ownerReferences then list the run's newest live Jobs (one merge PATCH at the
+status-check interval when Jobs were added), so if the submitter dies, the cluster's
+garbage collector deletes it once the last Job is gone (e.g. by ttlSecondsAfterFinished).
+A succeeded Job is deleted at once, unless it is the last owner the Secret in the cluster
+names: it is then kept until a newer owner is recorded, so the Secret never loses all its
+owners between waves of jobs; if it vanished anyway, the next PATCH recreates it. The
+executor deletes the Secret with the run's other objects at the end of the run.
 """
 
 import base64
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_executor_plugin_kubernetes.cleanup import delete_job
 from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, ApiError, KubeClient, core_path
 from snakemake_executor_plugin_kubernetes.naming import secret_name
-from snakemake_executor_plugin_kubernetes.permissions import Access, is_permanent, permission_error
+from snakemake_executor_plugin_kubernetes.permissions import (
+    Access,
+    explain,
+    is_permanent,
+    permission_error,
+)
 
 # The Secret names only the newest Jobs as owners: enough to keep it while the run
 # submits, and small enough to stay far below the API server's object size limit
@@ -61,6 +69,9 @@ class RunSecret:
         run_id: str,
         envvars: Mapping[str, str],
         labels: Mapping[str, str],
+        *,
+        keep_jobs: bool = False,
+        warn: Callable[[str], None],
     ):
         check_env_names(envvars)
         self.client = client
@@ -68,12 +79,16 @@ class RunSecret:
         self.name = secret_name(run_id)
         self._data = {k: base64.b64encode(v.encode()).decode() for k, v in envvars.items()}
         self._labels = dict(labels)
+        self._keep_jobs = keep_jobs
+        self._warn = warn
         self._owners: dict[str, dict[str, Any]] = {}  # job name -> ownerReference
         self._synced: set[str] = set()  # owners the Secret in the cluster names
         self._created = False
         self._pending = False
-        self._lock = threading.Lock()  # run_job and status rounds run on different threads
-        self.patches = 0
+        # Succeeded Jobs not deleted yet, as the Secret would lose its last owner (only
+        # the status thread reads and changes it).
+        self._retained: set[str] = set()
+        self._lock = threading.Lock()  # pool threads add owners while status rounds run
 
     @property
     def env_names(self) -> tuple[str, ...]:
@@ -82,6 +97,51 @@ class RunSecret:
     @property
     def needed(self) -> bool:
         return bool(self._data)
+
+    def job_created(self, job: Mapping[str, Any]) -> None:
+        """Record a new Job as an owner; the first one creates the Secret, owned by it.
+        Raises WorkflowError or ApiError if the Secret cannot be created."""
+        if not self.needed:
+            return
+        self._add_owner(job)
+        with self._lock:
+            if self._created:
+                return
+            self._created = True
+        self._create()
+
+    def job_finished(self, name: str, succeeded: bool) -> None:
+        """A Job's end. A succeeded Job is deleted here, now or (if it is the Secret's last
+        owner) at a later `sync_owners`; with --kubernetes-keep-jobs never. What becomes of a
+        failed Job is the executor's to decide."""
+        if not succeeded or self._keep_jobs:
+            self._drop_owner(name)
+        elif self.needed and not self._has_live_owner(self._retained | {name}):
+            self._retained.add(name)
+        else:
+            self._delete_job(name)
+
+    def sync_owners(self) -> None:
+        """At the status-check interval: one PATCH if Jobs were added since the last one
+        (recreating the Secret if it vanished), then delete the succeeded Jobs kept for it
+        once a newer Job owns it."""
+        try:
+            self._patch_owners()
+        except ApiError as e:
+            access = Access("patch", "secrets")
+            detail = explain(e, access, self.namespace) if is_permanent(e, self.namespace) else e
+            self._warn(f"Cannot update owners of Secret {self.name}: {detail}")
+        if self._retained and self._has_live_owner(self._retained):
+            for name in sorted(self._retained):
+                self._delete_job(name)
+            self._retained.clear()
+
+    def _delete_job(self, name: str) -> None:
+        try:
+            delete_job(self.client, self.namespace, name)
+        except ApiError as e:
+            self._warn(f"Cannot delete finished Job {name}: {e}")
+        self._drop_owner(name)
 
     def _manifest(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "labels": self._labels}
@@ -97,9 +157,7 @@ class RunSecret:
             "data": self._data,
         }
 
-    def create(self) -> None:
-        if not self.needed:
-            return
+    def _create(self) -> None:
         manifest = self._manifest()
         try:
             self.client.request("POST", core_path(self.namespace, "secrets"), body=manifest)
@@ -115,14 +173,6 @@ class RunSecret:
             )
         self._mark_synced(manifest["metadata"].get("ownerReferences", []))
 
-    def ensure_created(self) -> None:
-        """Create the Secret once, owned by the Jobs added so far (call after the first Job)."""
-        with self._lock:
-            if self._created or not self.needed:
-                return
-            self._created = True
-        self.create()
-
     def _mark_synced(self, owners: list[dict[str, Any]]) -> None:
         with self._lock:
             self._synced = {owner["name"] for owner in owners} & set(self._owners)
@@ -130,31 +180,30 @@ class RunSecret:
             if self._synced.issuperset(newest):
                 self._pending = False
 
-    def has_live_owner(self, excluding: set[str]) -> bool:
+    def _has_live_owner(self, excluding: set[str]) -> bool:
         """Whether the cluster's Secret names an existing owner outside ``excluding``."""
         with self._lock:
             return bool(self._synced - excluding)
 
-    def add_owner(self, job: Mapping[str, Any]) -> None:
-        if self.needed and job.get("metadata", {}).get("uid"):
+    def _add_owner(self, job: Mapping[str, Any]) -> None:
+        if job.get("metadata", {}).get("uid"):
             with self._lock:
                 self._owners[job["metadata"]["name"]] = owner_reference(job)
                 self._pending = True
 
-    def drop_owner(self, job_name: str) -> None:
+    def _drop_owner(self, job_name: str) -> None:
         # No PATCH for this alone: a reference to a deleted owner is harmless.
         with self._lock:
             self._owners.pop(job_name, None)
             self._synced.discard(job_name)
 
-    def sync_owners(self) -> bool:
+    def _patch_owners(self) -> None:
         """One PATCH if Jobs were added since the last call; recreate on 404."""
         with self._lock:
             if not self._pending:
-                return False
+                return
             self._pending = False
             owners = list(self._owners.values())[-MAX_OWNERS:]
-        self.patches += 1
         try:
             self.client.request(
                 "PATCH",
@@ -167,16 +216,6 @@ class RunSecret:
                 with self._lock:
                     self._pending = True
                 raise
-            self.create()
-            return True
-        self._mark_synced(owners)
-        return True
-
-    def delete(self) -> None:
-        if not self.needed:
+            self._create()
             return
-        try:
-            self.client.request("DELETE", core_path(self.namespace, "secrets", self.name))
-        except ApiError as e:
-            if e.status != 404:
-                raise
+        self._mark_synced(owners)

@@ -26,6 +26,16 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 TOKEN_SECONDS = 7 * 24 * 3600
 
 
+def rules_without(resource: str, verb: str) -> list[dict[str, Any]]:
+    """The documented Role's rules less one verb on one resource (tests of a missing
+    permission pass them as `rules` below)."""
+    rules = copy.deepcopy(ROLE_RULES)
+    for rule in rules:
+        if resource in rule["resources"] and verb in rule["verbs"]:
+            rule["verbs"].remove(verb)
+    return rules
+
+
 def executor_role(namespace: str, rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",

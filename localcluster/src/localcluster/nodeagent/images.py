@@ -12,6 +12,10 @@ layers, cached under ``LOCALCLUSTER_IMAGE_CACHE`` (default ``~/.cache/localclust
   layer's site-packages, as a container image layers on its base. A pod (or ``.dev/env.sh``)
   runs it through wrapper scripts in ``<image>/bin``. Cheap to rebuild, and keyed by a hash
   of the sources, so edits take effect at the next cluster start.
+- Everything an image holds is copied into the cache (the plugins, the pod site module) and
+  its key hashes all of it, the interpreter that built it included: the cache refers to no
+  clone, so one per-user cache serves every clone and worktree of the repository, and a
+  clone with other sources gets an image of its own, never a stale one.
 - The ``bare`` flavour (Snakemake without our plugins, as in an image like snakemake/snakemake)
   shares the base flavour's third-party layer and has a venv without the plugins; they are
   wheels in ``<image>/plugin-wheels``, on the pods' PIP_FIND_LINKS, as a package index would
@@ -41,9 +45,12 @@ BIO_PACKAGES = ("pybwa>=2", "pysam>=0.22", "matplotlib>=3.8")
 BUILD_TOOLS = ("hatchling>=1.25",)
 COMPLETE_MARKER = ".localcluster-image-complete"
 POD_SITE = Path(__file__).resolve().parent / "podsite"
-LAYOUT_VERSION = 4  # bump when the cached layout changes
+LAYOUT_VERSION = 5  # bump when the cached layout changes
 # Flavours whose plugins are not installed, only offered to pip; their third-party layer.
 BARE_FLAVOURS = {"bare": "base"}
+
+
+_NOT_SOURCE = shutil.ignore_patterns("__pycache__")
 
 
 class ImageNotFound(LookupError):
@@ -206,16 +213,20 @@ class ImageCatalog:
 
     def _plugin_files(self) -> list[tuple[str, Path]]:
         """(name in the image key, file) of each file of the plugin layer, the name being the
-        source folder's own name and the path inside it (``storage-plugin/src/...py``)."""
+        source folder's own name and the path inside it (``storage-plugin/src/...py``), and
+        of the pod site module copied into every image."""
         files = []
         for source in self.plugin_sources:
             candidates = [source / "pyproject.toml", *sorted((source / "src").rglob("*.py"))]
             files += [(f"{source.name}/{p.relative_to(source)}", p) for p in candidates]
+        files += [(f"podsite/{p.name}", p) for p in sorted(POD_SITE.glob("*.py"))]
         return [(name, path) for name, path in files if path.is_file()]
 
     def _deps_key(self, flavour: str) -> str:
+        # The venvs run the interpreter that built them (their pyvenv.cfg names it).
+        interpreter = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
         digest = hashlib.sha256()
-        digest.update(f"{sys.version_info[:2]}|{self.requirements(flavour)}".encode())
+        digest.update(f"{interpreter}|{sys.version}|{self.requirements(flavour)}".encode())
         for source in self.plugin_sources:
             digest.update((source / "pyproject.toml").read_bytes())
         return digest.hexdigest()[:16]
@@ -251,8 +262,10 @@ class ImageCatalog:
             # The site module appends each line of a .pth file to sys.path, after the venv's
             # own site-packages: the plugins here win over any copy in the base layer.
             (image.site / "base-layer.pth").write_text(f"{site_packages(base_venv)}\n")
-            # podsite's sitecustomize makes a pod's Python see its node's CPU count.
-            (image.site / "localcluster-podsite.pth").write_text(f"{POD_SITE}\n")
+            # podsite's sitecustomize makes a pod's Python see its node's CPU count; a copy,
+            # so that the image outlives the clone that built it.
+            pod_site = shutil.copytree(POD_SITE, target / "podsite", ignore=_NOT_SOURCE)
+            (image.site / "localcluster-podsite.pth").write_text(f"{pod_site}\n")
             plugin_paths = [str(source) for source in self.plugin_sources]
             offline = ["-q", "--no-deps", "--no-index", "--find-links", str(deps)]
             if bare:
