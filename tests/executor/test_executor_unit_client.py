@@ -201,6 +201,33 @@ def test_401_reloads_credentials_once(api, tmp_path):
     assert client.credential_reloads == 2
 
 
+def test_a_401_whose_credential_reload_fails_is_still_the_401(api, tmp_path):
+    """The reload's own failure (kubeconfig gone or broken, token file unreadable) is no
+    ApiError: raised as it was, it ended a watch's thread without a word (the run then
+    waited on a cache no longer fed). The 401 stands, with why no fresh credentials came."""
+    cluster = api.cluster
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(kubeconfig, cluster.url, "token-1", cluster.ca_file)
+    client, _ = make_client(api, kubeconfig)
+    api.control.set_token("token-2")
+    kubeconfig.unlink()
+    with pytest.raises(ApiError) as excinfo:
+        client.request("GET", PODS)
+    assert excinfo.value.status == 401
+    assert "reloading the credentials failed" in excinfo.value.message
+    assert "Cannot load kubeconfig" in excinfo.value.message
+    assert client.credential_reloads == 0
+
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1")
+    watcher.start()
+    try:
+        wait_until(lambda: watcher.fatal is not None, "the watch gives up with a reason")
+    finally:
+        watcher.stop()
+    assert "401" in watcher.fatal
+    assert all(watch.is_alive() is False for watch in watcher.watches)
+
+
 def _job(name: str, run: str = "r1") -> dict:
     container = {"name": "main", "image": "snakemake/snakemake:v9", "command": ["true"]}
     return {

@@ -222,7 +222,16 @@ class KubeClient:
             except ApiError as e:
                 if e.status == 401 and not reloaded:
                     reloaded = True
-                    self._reload_credentials(api)
+                    try:
+                        self._reload_credentials(api)
+                    except Exception as reload_error:  # e.g. a kubeconfig gone or broken
+                        # Still the 401 (an ApiError, as callers expect), saying why no
+                        # fresh credentials came.
+                        raise ApiError(
+                            401,
+                            e.reason,
+                            f"{e.message} (reloading the credentials failed: {reload_error})",
+                        ) from None
                     continue
                 if not retry or (give_up is not None and give_up.is_set()):
                     raise
