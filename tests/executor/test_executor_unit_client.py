@@ -228,6 +228,23 @@ def test_a_401_whose_credential_reload_fails_is_still_the_401(api, tmp_path):
     assert all(watch.is_alive() is False for watch in watcher.watches)
 
 
+def test_a_watch_left_before_its_end_does_not_spoil_the_next_request(api):
+    """A watch left before the end of its body (at a 410's ERROR event, or when the run
+    stops it) gave its connection back to the pool with the stream still open: the next
+    request sent on it waited for the watch's timeoutSeconds, then read the rest of the old
+    answer as its own status line (BadStatusLine), a read error. A PATCH the server applied
+    was reported failed, and at the run's end its cleanup stalled on such a connection."""
+    container = {"name": "c", "image": "busybox"}
+    api.create("pods", {"metadata": {"name": "p"}, "spec": {"containers": [container]}})
+    client, _ = make_client(api, max_attempts=1)
+    for _ in range(2):
+        query = [("watch", "true"), ("timeoutSeconds", 3)]
+        events = client.watch_events(PODS, query, 60)
+        assert next(events)["type"] == "ADDED"  # the stream stays open after it
+        events.close()  # as ResourceWatch leaves it
+        assert [pod["metadata"]["name"] for pod in client.request("GET", PODS)["items"]] == ["p"]
+
+
 def _job(name: str, run: str = "r1") -> dict:
     container = {"name": "main", "image": "snakemake/snakemake:v9", "command": ["true"]}
     return {
@@ -454,6 +471,7 @@ class _Raw:
 
     def __init__(self, chunks: list[bytes], error: Exception | None = None) -> None:
         self.chunks, self.error, self.released = list(chunks), error, False
+        self.closed = False
 
     def read1(self, size: int) -> bytes:
         if self.chunks:
@@ -464,6 +482,9 @@ class _Raw:
 
     def release_conn(self) -> None:
         self.released = True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @pytest.mark.parametrize(
@@ -494,4 +515,4 @@ def test_a_watch_stream_failing_midway_is_an_api_read_error(
     with pytest.raises(ApiReadError) as excinfo:
         next(events)
     assert excinfo.value.reason == reason and excinfo.value.status == 0
-    assert raw.released
+    assert raw.released and raw.closed  # a connection left mid-stream is not reused

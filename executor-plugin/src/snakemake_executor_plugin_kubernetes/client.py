@@ -275,8 +275,12 @@ class KubeClient:
 
 
 def _lines(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The non-empty lines of a streamed body; transport failures become ``ApiReadError``."""
+    """The non-empty lines of a streamed body; transport failures become ``ApiReadError``.
+    A body left before its end (the caller stopped, a 410's ERROR event, a failure) closes
+    its connection: back in the pool with the stream still open, the next request sent on
+    it would wait for the watch to end and then read the old answer's rest as its own."""
     pending = b""
+    ended = False
     try:
         # read1 returns what has arrived (chunked or not); stream() would wait
         # for a full buffer on responses without chunked encoding.
@@ -284,11 +288,14 @@ def _lines(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             yield from (line for line in lines if line.strip())
+        ended = True
         if pending.strip():
             yield pending
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise ApiReadError(type(e).__name__, f"watch stream broken: {e}") from None
     finally:
+        if not ended:
+            raw.close()
         raw.release_conn()
 
 
