@@ -29,6 +29,7 @@ from snakemake_executor_plugin_kubernetes.apierrors import (
     transport_error,
 )
 from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient
+from snakemake_executor_plugin_kubernetes.logs import fetch_log
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher, WatchKind
 
@@ -119,6 +120,55 @@ def test_dropped_connections_are_retried_where_a_repeat_is_safe(api):
     assert created["metadata"]["name"] == "s"
     assert statuses(api, "POST", "/secrets") == [0, 0, 201]
     assert len(sleeper.slept) == 4
+
+
+def cut_bodies(client: KubeClient, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """The next ``count`` answers arrive with their status, then the connection breaks
+    before the body was read (the request itself was served)."""
+    send = client._send
+    left = [count]
+
+    def cut(*args, **kwargs):
+        response = send(*args, **kwargs)
+        if left[0] > 0 and 200 <= response.status < 300:
+            left[0] -= 1
+            response.read = lambda: (_ for _ in ()).throw(ProtocolError("Connection broken"))
+        return response
+
+    monkeypatch.setattr(client, "_send", cut)
+
+
+def test_an_answer_cut_before_its_body_is_retried_as_a_lost_answer(api, monkeypatch):
+    """The body is read after the status. A failure there escaped the retry loop: a GET was
+    not repeated, and a Job whose 201 lost its body was reported as not created (the job
+    failed, and a retry of it ran beside the Job that did exist)."""
+    client, sleeper = make_client(api)
+    secrets = "/api/v1/namespaces/default/secrets"
+    cut_bodies(client, monkeypatch, 1)
+    assert client.request("GET", secrets)["items"] == []
+    assert statuses(api, "GET", "/secrets") == [200, 200]
+
+    cut_bodies(client, monkeypatch, 1)
+    body = {"metadata": {"name": "s"}, "data": {}}
+    with pytest.raises(ApiError) as excinfo:  # the caller reads the object (409-then-GET)
+        client.request("POST", secrets, body=body)
+    assert excinfo.value.status == 409
+    assert statuses(api, "POST", "/secrets") == [201, 409]
+
+    # Not repeatable: a read error, as a lost answer is.
+    cut_bodies(client, monkeypatch, 1)
+    unnamed = {"metadata": {"generateName": "s-"}, "data": {}}
+    with pytest.raises(ApiReadError):
+        client.request("POST", secrets, body=unnamed)
+    assert statuses(api, "POST", "/secrets") == [201, 409, 201]
+    assert len(sleeper.slept) == 2
+
+    # A pod's log, read when its job ends: a cut body escaped as urllib3's own error.
+    container = {"name": "snakemake", "image": "busybox"}
+    api.create("pods", {"metadata": {"name": "p"}, "spec": {"containers": [container]}})
+    api.write_log("p", "last words\n")
+    cut_bodies(client, monkeypatch, 1)
+    assert fetch_log(client, "default", "p") == "last words\n"
 
 
 def test_a_refused_connection_is_a_connect_error_retried_even_for_a_post(api, tmp_path):

@@ -182,7 +182,7 @@ class KubeClient:
     def _raise_for_status(self, response: Any) -> None:
         if 200 <= response.status < 300:
             return
-        data = response.read()
+        data = _read_body(response)
         message = ""
         try:
             message = json.loads(data).get("message", "")
@@ -203,9 +203,11 @@ class KubeClient:
         timeout: Any = None,
         retry: bool = True,
         give_up: threading.Event | None = None,
+        read: bool = False,
     ) -> Any:
         """Send one request, retrying transient failures as ``self.retry`` says; returns the
-        open response. Once ``give_up`` is set (e.g. the run is being cancelled), the next
+        open response, or with ``read`` its body (a body lost on the way is a lost answer,
+        retried as one). Once ``give_up`` is set (e.g. the run is being cancelled), the next
         failure is final."""
         retries = self.retry
         repeatable = retries.repeatable(method, path, body)
@@ -218,7 +220,7 @@ class KubeClient:
                     api, method, path, query, body, content_type, timeout or self._timeout
                 )
                 self._raise_for_status(response)
-                return response
+                return _read_body(response) if read else response
             except ApiError as e:
                 if e.status == 401 and not reloaded:
                     reloaded = True
@@ -244,11 +246,7 @@ class KubeClient:
                     retries = retries.after_waiting(delay)
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        response = self.raw(method, path, **kw)
-        try:
-            data = response.read()
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise transport_error(e) from None
+        data = self.raw(method, path, read=True, **kw)
         try:
             return decode_json(data) if data else {}
         except ValueError as e:
@@ -272,6 +270,13 @@ class KubeClient:
         with self._swap_lock:
             api = self._api
         api.close()
+
+
+def _read_body(response: Any) -> bytes:
+    try:
+        return response.read()
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise transport_error(e) from None
 
 
 def _lines(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
