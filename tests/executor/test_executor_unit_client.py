@@ -29,6 +29,7 @@ from snakemake_executor_plugin_kubernetes.apierrors import (
     transport_error,
 )
 from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient
+from snakemake_executor_plugin_kubernetes.logs import fetch_log
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher, WatchKind
 
@@ -121,6 +122,55 @@ def test_dropped_connections_are_retried_where_a_repeat_is_safe(api):
     assert len(sleeper.slept) == 4
 
 
+def cut_bodies(client: KubeClient, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """The next ``count`` answers arrive with their status, then the connection breaks
+    before the body was read (the request itself was served)."""
+    send = client._send
+    left = [count]
+
+    def cut(*args, **kwargs):
+        response = send(*args, **kwargs)
+        if left[0] > 0 and 200 <= response.status < 300:
+            left[0] -= 1
+            response.read = lambda: (_ for _ in ()).throw(ProtocolError("Connection broken"))
+        return response
+
+    monkeypatch.setattr(client, "_send", cut)
+
+
+def test_an_answer_cut_before_its_body_is_retried_as_a_lost_answer(api, monkeypatch):
+    """The body is read after the status. A failure there escaped the retry loop: a GET was
+    not repeated, and a Job whose 201 lost its body was reported as not created (the job
+    failed, and a retry of it ran beside the Job that did exist)."""
+    client, sleeper = make_client(api)
+    secrets = "/api/v1/namespaces/default/secrets"
+    cut_bodies(client, monkeypatch, 1)
+    assert client.request("GET", secrets)["items"] == []
+    assert statuses(api, "GET", "/secrets") == [200, 200]
+
+    cut_bodies(client, monkeypatch, 1)
+    body = {"metadata": {"name": "s"}, "data": {}}
+    with pytest.raises(ApiError) as excinfo:  # the caller reads the object (409-then-GET)
+        client.request("POST", secrets, body=body)
+    assert excinfo.value.status == 409
+    assert statuses(api, "POST", "/secrets") == [201, 409]
+
+    # Not repeatable: a read error, as a lost answer is.
+    cut_bodies(client, monkeypatch, 1)
+    unnamed = {"metadata": {"generateName": "s-"}, "data": {}}
+    with pytest.raises(ApiReadError):
+        client.request("POST", secrets, body=unnamed)
+    assert statuses(api, "POST", "/secrets") == [201, 409, 201]
+    assert len(sleeper.slept) == 2
+
+    # A pod's log, read when its job ends: a cut body escaped as urllib3's own error.
+    container = {"name": "snakemake", "image": "busybox"}
+    api.create("pods", {"metadata": {"name": "p"}, "spec": {"containers": [container]}})
+    api.write_log("p", "last words\n")
+    cut_bodies(client, monkeypatch, 1)
+    assert fetch_log(client, "default", "p") == "last words\n"
+
+
 def test_a_refused_connection_is_a_connect_error_retried_even_for_a_post(api, tmp_path):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -199,6 +249,49 @@ def test_401_reloads_credentials_once(api, tmp_path):
     assert statuses(api, "GET", "/pods") == [401, 200, 401, 401]
     # One reload per refusal: the kubeconfig still holds token-2, refused again, so it gives up.
     assert client.credential_reloads == 2
+
+
+def test_a_401_whose_credential_reload_fails_is_still_the_401(api, tmp_path):
+    """The reload's own failure (kubeconfig gone or broken, token file unreadable) is no
+    ApiError: raised as it was, it ended a watch's thread without a word (the run then
+    waited on a cache no longer fed). The 401 stands, with why no fresh credentials came."""
+    cluster = api.cluster
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(kubeconfig, cluster.url, "token-1", cluster.ca_file)
+    client, _ = make_client(api, kubeconfig)
+    api.control.set_token("token-2")
+    kubeconfig.unlink()
+    with pytest.raises(ApiError) as excinfo:
+        client.request("GET", PODS)
+    assert excinfo.value.status == 401
+    assert "reloading the credentials failed" in excinfo.value.message
+    assert "Cannot load kubeconfig" in excinfo.value.message
+    assert client.credential_reloads == 0
+
+    watcher = RunWatcher(client, "default", "snakemake.io/run-id=r1")
+    watcher.start()
+    for watch in watcher.watches:
+        watch.join(timeout=60)  # each ends: with a reason, or (before) with a traceback
+    watcher.stop()
+    assert [watch.is_alive() for watch in watcher.watches] == [False, False]
+    assert all("401" in (watch.fatal or "") for watch in watcher.watches)
+
+
+def test_a_watch_left_before_its_end_does_not_spoil_the_next_request(api):
+    """A watch left before the end of its body (at a 410's ERROR event, or when the run
+    stops it) gave its connection back to the pool with the stream still open: the next
+    request sent on it waited for the watch's timeoutSeconds, then read the rest of the old
+    answer as its own status line (BadStatusLine), a read error. A PATCH the server applied
+    was reported failed, and at the run's end its cleanup stalled on such a connection."""
+    container = {"name": "c", "image": "busybox"}
+    api.create("pods", {"metadata": {"name": "p"}, "spec": {"containers": [container]}})
+    client, _ = make_client(api, max_attempts=1)
+    for _ in range(2):
+        query = [("watch", "true"), ("timeoutSeconds", 3)]
+        events = client.watch_events(PODS, query, 60)
+        assert next(events)["type"] == "ADDED"  # the stream stays open after it
+        events.close()  # as ResourceWatch leaves it
+        assert [pod["metadata"]["name"] for pod in client.request("GET", PODS)["items"]] == ["p"]
 
 
 def _job(name: str, run: str = "r1") -> dict:
@@ -427,6 +520,7 @@ class _Raw:
 
     def __init__(self, chunks: list[bytes], error: Exception | None = None) -> None:
         self.chunks, self.error, self.released = list(chunks), error, False
+        self.closed = False
 
     def read1(self, size: int) -> bytes:
         if self.chunks:
@@ -437,6 +531,9 @@ class _Raw:
 
     def release_conn(self) -> None:
         self.released = True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @pytest.mark.parametrize(
@@ -467,4 +564,4 @@ def test_a_watch_stream_failing_midway_is_an_api_read_error(
     with pytest.raises(ApiReadError) as excinfo:
         next(events)
     assert excinfo.value.reason == reason and excinfo.value.status == 0
-    assert raw.released
+    assert raw.released and raw.closed  # a connection left mid-stream is not reused

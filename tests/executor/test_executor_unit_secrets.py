@@ -151,3 +151,31 @@ def test_a_refused_owner_patch_is_explained_and_tried_again(lifetime: Lifetime) 
     assert driver.names("jobs") == ["job-a", "job-b"], "the last recorded owner was kept"
     secret.sync_owners()  # the owners are still to be added: the next interval tries again
     assert sent(driver) == [("PATCH", secret.name)] * 2 and len(warnings) == 2
+
+
+def test_a_failed_job_ended_by_the_executor_is_not_the_secrets_last_owner(
+    lifetime: Lifetime,
+) -> None:
+    """A failed Job the executor deletes (unschedulable, refused pods) was deleted with no
+    regard to the Secret: if the Secret named only it, the garbage collector took the
+    Secret while newer Jobs' pods still needed it. The Secret names them first."""
+    driver, make, warnings = lifetime
+    secret = make()
+    secret.job_created(new_job(driver, "job-a"))  # the Secret is created owned by job-a
+    secret.job_created(new_job(driver, "job-b"))  # not named yet: next status interval
+    driver.control.reset_requests()
+    secret.job_finished("job-a", succeeded=False, delete=True)
+    assert sent(driver) == [("PATCH", secret.name), ("DELETE", "job-a")]
+    assert owner_names(driver, secret) == ["job-b"]
+    assert driver.names("jobs") == ["job-b"]
+
+    # Not the last owner: deleted at once, no PATCH; also with --kubernetes-keep-jobs, as
+    # the executor must end such a Job.
+    kept = make(keep_jobs=True)
+    kept.job_created(new_job(driver, "job-c"))
+    kept.job_created(new_job(driver, "job-d"))
+    kept.sync_owners()
+    driver.control.reset_requests()
+    kept.job_finished("job-c", succeeded=False, delete=True)
+    assert sent(driver) == [("DELETE", "job-c")]
+    assert warnings == []

@@ -182,7 +182,7 @@ class KubeClient:
     def _raise_for_status(self, response: Any) -> None:
         if 200 <= response.status < 300:
             return
-        data = response.read()
+        data = _read_body(response)
         message = ""
         try:
             message = json.loads(data).get("message", "")
@@ -203,9 +203,11 @@ class KubeClient:
         timeout: Any = None,
         retry: bool = True,
         give_up: threading.Event | None = None,
+        read: bool = False,
     ) -> Any:
         """Send one request, retrying transient failures as ``self.retry`` says; returns the
-        open response. Once ``give_up`` is set (e.g. the run is being cancelled), the next
+        open response, or with ``read`` its body (a body lost on the way is a lost answer,
+        retried as one). Once ``give_up`` is set (e.g. the run is being cancelled), the next
         failure is final."""
         retries = self.retry
         repeatable = retries.repeatable(method, path, body)
@@ -218,11 +220,20 @@ class KubeClient:
                     api, method, path, query, body, content_type, timeout or self._timeout
                 )
                 self._raise_for_status(response)
-                return response
+                return _read_body(response) if read else response
             except ApiError as e:
                 if e.status == 401 and not reloaded:
                     reloaded = True
-                    self._reload_credentials(api)
+                    try:
+                        self._reload_credentials(api)
+                    except Exception as reload_error:  # e.g. a kubeconfig gone or broken
+                        # Still the 401 (an ApiError, as callers expect), saying why no
+                        # fresh credentials came.
+                        raise ApiError(
+                            401,
+                            e.reason,
+                            f"{e.message} (reloading the credentials failed: {reload_error})",
+                        ) from None
                     continue
                 if not retry or (give_up is not None and give_up.is_set()):
                     raise
@@ -235,11 +246,7 @@ class KubeClient:
                     retries = retries.after_waiting(delay)
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        response = self.raw(method, path, **kw)
-        try:
-            data = response.read()
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise transport_error(e) from None
+        data = self.raw(method, path, read=True, **kw)
         try:
             return decode_json(data) if data else {}
         except ValueError as e:
@@ -265,9 +272,20 @@ class KubeClient:
         api.close()
 
 
+def _read_body(response: Any) -> bytes:
+    try:
+        return response.read()
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise transport_error(e) from None
+
+
 def _lines(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The non-empty lines of a streamed body; transport failures become ``ApiReadError``."""
+    """The non-empty lines of a streamed body; transport failures become ``ApiReadError``.
+    A body left before its end (the caller stopped, a 410's ERROR event, a failure) closes
+    its connection: back in the pool with the stream still open, the next request sent on
+    it would wait for the watch to end and then read the old answer's rest as its own."""
     pending = b""
+    ended = False
     try:
         # read1 returns what has arrived (chunked or not); stream() would wait
         # for a full buffer on responses without chunked encoding.
@@ -275,11 +293,14 @@ def _lines(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             yield from (line for line in lines if line.strip())
+        ended = True
         if pending.strip():
             yield pending
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise ApiReadError(type(e).__name__, f"watch stream broken: {e}") from None
     finally:
+        if not ended:
+            raw.close()
         raw.release_conn()
 
 

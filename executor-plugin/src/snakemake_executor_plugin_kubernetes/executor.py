@@ -19,7 +19,7 @@ from snakemake_interface_executor_plugins.logging import LoggerExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, DeploymentMethod
 from snakemake_interface_executor_plugins.workflow import WorkflowExecutorInterface
 
-from snakemake_executor_plugin_kubernetes.cleanup import delete_job, delete_run, run_selector
+from snakemake_executor_plugin_kubernetes.cleanup import delete_run, run_selector
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient, core_path, job_path
 from snakemake_executor_plugin_kubernetes.clusterview import ClusterView
 from snakemake_executor_plugin_kubernetes.config import RunConfig, build_run_config
@@ -510,12 +510,12 @@ class Executor(RemoteExecutor):
             detail = explain(e, access, self.namespace) if is_permanent(e, self.namespace) else e
             self.logger.warning(f"Cannot end pod {verdict.pod}: {detail}")
 
-    def _forget(self, name: str, succeeded: bool = False) -> None:
+    def _forget(self, name: str, succeeded: bool = False, delete: bool = False) -> None:
         self.refusals.forget(name)
         self.trackers.pop(name, None)
         self.memory_requests.pop(name, None)
         self.watcher.cache.forget_job(name)
-        self.secret.job_finished(name, succeeded)
+        self.secret.job_finished(name, succeeded, delete=delete)
 
     def _record_usage(self, job_info: SubmittedJobInfo, status: str, pod: str | None) -> None:
         if self.efficiency is None:
@@ -576,11 +576,6 @@ class Executor(RemoteExecutor):
                 if code is not None:
                     reason += f"; the rule's command exited with exit code {code}"
         self._end_pod(verdict)
-        if verdict.delete_job:
-            try:
-                delete_job(self.client, self.namespace, name)
-            except ApiError as e:
-                self.logger.warning(f"Cannot delete Job {name}: {e}")
         if is_memory_kill(verdict.message):
             job = job_info.job
             self.memory_kills.record(memory_kill_key(job), self.memory_requests.get(name))
@@ -592,7 +587,8 @@ class Executor(RemoteExecutor):
             msg += " (its Job is kept until the run ends)\n"
         if stored:
             msg += f"Its pod log is also stored at {stored}\n"
-        self._forget(name)
+        # A Job to end is deleted with regard to the Secret it may be the last owner of.
+        self._forget(name, delete=verdict.delete_job)
         self.report_job_error(job_info, msg=msg, aux_logs=aux_logs)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:

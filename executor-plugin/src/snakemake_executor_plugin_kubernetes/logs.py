@@ -12,12 +12,15 @@ LOG_DIR = Path(".snakemake") / "logs" / "kubernetes"
 def fetch_log(client: KubeClient, namespace: str, pod: str) -> str | None:
     """The pod's job container log, or None if there is none (yet/anymore)."""
     try:
-        response = client.raw(
-            "GET", core_path(namespace, "pods", pod) + "/log", query=[("container", CONTAINER_NAME)]
+        body = client.raw(
+            "GET",
+            core_path(namespace, "pods", pod) + "/log",
+            query=[("container", CONTAINER_NAME)],
+            read=True,  # a body lost on the way is retried, and an ApiError like the rest
         )
     except ApiError:
         return None
-    return response.read().decode(errors="replace")
+    return body.decode(errors="replace")
 
 
 def save_log(job_name: str, text: str, directory: Path = LOG_DIR) -> Path:

@@ -9,7 +9,9 @@ status-check interval when Jobs were added), so if the submitter dies, the clust
 garbage collector deletes it once the last Job is gone (e.g. by ttlSecondsAfterFinished).
 A succeeded Job is deleted at once, unless it is the last owner the Secret in the cluster
 names: it is then kept until a newer owner is recorded, so the Secret never loses all its
-owners between waves of jobs; if it vanished anyway, the next PATCH recreates it. The
+owners between waves of jobs; a failed Job the executor must end is deleted at once, after
+the Secret names the newer Jobs if it named only that one; if it vanished anyway, the next
+PATCH recreates it. The
 executor deletes the Secret with the run's other objects at the end of the run.
 """
 
@@ -110,11 +112,19 @@ class RunSecret:
             self._created = True
         self._create()
 
-    def job_finished(self, name: str, succeeded: bool) -> None:
+    def job_finished(self, name: str, succeeded: bool, delete: bool = False) -> None:
         """A Job's end. A succeeded Job is deleted here, now or (if it is the Secret's last
-        owner) at a later `sync_owners`; with --kubernetes-keep-jobs never. What becomes of a
-        failed Job is the executor's to decide."""
-        if not succeeded or self._keep_jobs:
+        owner) at a later `sync_owners`; with --kubernetes-keep-jobs never. A failed Job is
+        kept until the run ends, unless ``delete`` (the executor must end it, as Kubernetes
+        would go on with it): then it is deleted now, and if the Secret named no other
+        live owner, the Secret first names the newer Jobs, or the garbage collector would
+        take it from their pods."""
+        if delete:
+            self._drop_owner(name)
+            if self.needed and self._owners and not self._has_live_owner(set()):
+                self._sync_now()
+            self._delete_job(name)
+        elif not succeeded or self._keep_jobs:
             self._drop_owner(name)
         elif self.needed and not self._has_live_owner(self._retained | {name}):
             self._retained.add(name)
@@ -125,16 +135,24 @@ class RunSecret:
         """At the status-check interval: one PATCH if Jobs were added since the last one
         (recreating the Secret if it vanished), then delete the succeeded Jobs kept for it
         once a newer Job owns it."""
+        self._patch_or_warn()
+        if self._retained and self._has_live_owner(self._retained):
+            for name in sorted(self._retained):
+                self._delete_job(name)
+            self._retained.clear()
+
+    def _sync_now(self) -> None:
+        with self._lock:
+            self._pending = True
+        self._patch_or_warn()
+
+    def _patch_or_warn(self) -> None:
         try:
             self._patch_owners()
         except ApiError as e:
             access = Access("patch", "secrets")
             detail = explain(e, access, self.namespace) if is_permanent(e, self.namespace) else e
             self._warn(f"Cannot update owners of Secret {self.name}: {detail}")
-        if self._retained and self._has_live_owner(self._retained):
-            for name in sorted(self._retained):
-                self._delete_job(name)
-            self._retained.clear()
 
     def _delete_job(self, name: str) -> None:
         try:

@@ -103,6 +103,36 @@ def request_figures(entries: Iterable[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def job_posts_by_name(entries: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The executor's Job creation requests (POST to a jobs collection), by the Job name in
+    their body, in the order they reached the API server."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry["method"] == "POST" and re.search(JOBS_PATH, entry["path"]):
+            name = ((entry.get("body") or {}).get("metadata") or {}).get("name", "")
+            by_name.setdefault(name, []).append(entry)
+    return by_name
+
+
+def assert_each_job_created_once(entries: Iterable[dict[str, Any]], job_names: set[str]) -> None:
+    """Every Job of the run was POSTed under one name and created by exactly one of its
+    POSTs: at most one answered 201, and a name without one was refused with 409
+    AlreadyExists (an earlier attempt was applied though its answer was lost). A Snakemake
+    job whose retry rendered another name would show up as an extra name."""
+    by_name = job_posts_by_name(entries)
+    assert set(by_name) == job_names, (
+        f"POSTed Job names and the run's Jobs differ: only posted {set(by_name) - job_names}, "
+        f"never posted {job_names - set(by_name)}"
+    )
+    wrong = {}
+    for name, posts in by_name.items():
+        statuses = [post["status"] for post in posts]
+        created = statuses.count(201)
+        if created > 1 or (created == 0 and 409 not in statuses):
+            wrong[name] = [(post["status"], post.get("fault")) for post in posts]
+    assert wrong == {}, f"Jobs not created exactly once (status, fault) per POST: {wrong}"
+
+
 def run_objects(kubeconfig: Path, run_id: str | None = None) -> list[tuple[str, str]]:
     """(kind, name) of every Job, Pod, Secret and ConfigMap carrying a run-id label (of
     `run_id` if given), in any namespace."""
