@@ -283,3 +283,13 @@ def test_the_watch_timeout_is_jittered_like_client_gos_reflector(rand, timeout):
     watch.listed_at = watch.clock()  # just listed: the resync is far
     assert watch.watch_timeout() == timeout
     assert MIN_WATCH_TIMEOUT <= watch.watch_timeout() < 2 * MIN_WATCH_TIMEOUT
+
+
+def test_an_unexpected_error_stops_the_watch_loudly_not_silently():
+    not_an_event = b'["ADDED", "p1"]'  # valid JSON, but no watch event
+    api = RecordedApi([page([], 10)], [[not_an_event]])
+    watch = make_watch(api)
+    with pytest.raises(AttributeError):  # what a list has in place of event.get
+        watch.run()
+    assert watch.fatal is not None and "stopped on an unexpected error" in watch.fatal
+    assert watch.cache.endings.is_set(), "the next status round reports it at once"

@@ -300,8 +300,15 @@ class ResourceWatch(threading.Thread):
                 return
 
     def run(self) -> None:
-        while not self.stop_event.is_set() and self.step():
-            pass
+        try:
+            while not self.stop_event.is_set() and self.step():
+                pass
+        except Exception as e:
+            # A bug, or an answer no API server gives: without this the thread would end
+            # unseen and the status rounds would go on reading a cache nothing feeds.
+            self.fatal = f"the watch on {self.kind.value} stopped on an unexpected error: {e!r}"
+            self.cache.endings.set()
+            raise
 
     def step(self) -> bool:
         """One round: a list if one is due, then one watch. False once the API refused for
