@@ -7,6 +7,8 @@ import os
 import shlex
 import subprocess
 import sys
+import sysconfig
+import venv
 
 import pytest
 
@@ -137,20 +139,41 @@ def test_the_launcher_records_the_job_s_usage_in_its_own_interpreter(tmp_path):
     assert usage is not None and usage.exit_code == 2 and usage.cpu_seconds > 0
 
 
-def run_boot(tmp_path, *args: str, python_path: str | None = None):
-    """The pod's boot program as the shell runs it, with this interpreter."""
-    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
-    if python_path is not None:
-        env["PYTHONPATH"] = python_path
+def run_boot(tmp_path, *args: str, python: str = sys.executable):
+    """The pod's boot program as the shell runs it, with ``python``."""
     return subprocess.run(
-        [sys.executable, "-c", boot_script(), *args],
+        [python, "-c", boot_script(), *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
         cwd=tmp_path,
-        env=env,
+        env={**os.environ, "PYTHONNOUSERSITE": "1"},
     )
+
+
+def image_without_our_plugin(root) -> str:
+    """The python of a venv like an image with Snakemake but not this plugin (e.g. an older
+    release of it): a stand-in plugin of the same name, without the launch module, is
+    installed in the venv's own site-packages; the test venv's packages (Snakemake, this
+    plugin and the rest) come after it through a .pth line, as the local cluster's images
+    are layered."""
+    venv.create(root, with_pip=False)
+    (site_packages,) = (root / "lib").glob("python3*/site-packages")
+    # addsitedir, not a bare path: the test venv's own .pth files (editable installs of
+    # this plugin among them) are read too, so only the stand-in's precedence hides ours.
+    purelib = sysconfig.get_paths()["purelib"]
+    (site_packages / "test-venv.pth").write_text(f"import site; site.addsitedir({purelib!r})\n")
+    shadow = site_packages / "snakemake_executor_plugin_kubernetes"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text(
+        "from snakemake_interface_executor_plugins.executors.base import AbstractExecutor\n"
+        "from snakemake_interface_executor_plugins.settings import CommonSettings\n"
+        "common_settings = CommonSettings(True, True, job_deploy_sources=True)\n"
+        "class Executor(AbstractExecutor):\n"
+        "    pass\n"
+    )
+    return str(root / "bin" / "python")
 
 
 def test_the_boot_program_launches_in_one_interpreter_where_the_plugin_is(tmp_path):
@@ -162,32 +185,20 @@ def test_the_boot_program_launches_in_one_interpreter_where_the_plugin_is(tmp_pa
 
 
 def test_the_boot_program_falls_back_to_snakemakes_two_starts_without_the_plugin(tmp_path):
-    # An image with Snakemake but not this plugin (e.g. an older release of it): a stand-in
-    # plugin of the same name without the launch module hides ours.
-    shadow = tmp_path / "shadow" / "snakemake_executor_plugin_kubernetes"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text(
-        "from snakemake_interface_executor_plugins.executors.base import AbstractExecutor\n"
-        "from snakemake_interface_executor_plugins.settings import CommonSettings\n"
-        "common_settings = CommonSettings(True, True, job_deploy_sources=True)\n"
-        "class Executor(AbstractExecutor):\n"
-        "    pass\n"
-    )
+    python = image_without_our_plugin(tmp_path / "image")
     (tmp_path / "Snakefile").write_text('rule fail:\n    shell: "exit 3"\n')
     message = tmp_path / "m"
     ok = run_boot(
         tmp_path, "--message-file", str(message), "--version", SEPARATOR, "--version",
-        python_path=str(shadow.parent),
+        python=python,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert "two Python starts" in ok.stderr and len(ok.stdout.split()) == 2
     assert not message.exists()
-    failed_deploy = run_boot(
-        tmp_path, "--no-such-option", SEPARATOR, "--version", python_path=str(shadow.parent)
-    )
+    failed_deploy = run_boot(tmp_path, "--no-such-option", SEPARATOR, "--version", python=python)
     assert failed_deploy.returncode == 2 and failed_deploy.stdout == ""
     failed_job = run_boot(
         tmp_path, "--version", SEPARATOR, "--snakefile", "Snakefile", "--cores", "1",
-        python_path=str(shadow.parent),
+        python=python,
     )  # fmt: skip
     assert failed_job.returncode == 1, failed_job.stderr
