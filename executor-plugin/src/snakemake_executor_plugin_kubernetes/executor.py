@@ -85,7 +85,7 @@ from snakemake_executor_plugin_kubernetes.secrets import RunSecret
 from snakemake_executor_plugin_kubernetes.settings import ExecutorSettings
 from snakemake_executor_plugin_kubernetes.submission import SubmissionPool
 from snakemake_executor_plugin_kubernetes.version import plugin_banner
-from snakemake_executor_plugin_kubernetes.watcher import RunWatcher
+from snakemake_executor_plugin_kubernetes.watcher import RunWatcher, WatchKind
 
 CLEANUP_COMMAND = (
     "python -m snakemake_executor_plugin_kubernetes cleanup --run-id {} --namespace {}"
@@ -315,7 +315,7 @@ class Executor(RemoteExecutor):
             self.memory_requests.pop(name, None)
             self.report_job_error(SubmittedJobInfo(job=queued.job), msg=f"{e}\n")
             return
-        self.watcher.cache.put("jobs", created, only_if_newer=True)
+        self.watcher.cache.put(WatchKind.JOBS, created, only_if_newer=True)
         self.trackers[name] = JobTracker()
         try:
             self.secret.job_created(created)
@@ -490,7 +490,7 @@ class Executor(RemoteExecutor):
             if e.status == 404:
                 return None
             raise
-        self.watcher.cache.put("jobs", job, only_if_newer=True)
+        self.watcher.cache.put(WatchKind.JOBS, job, only_if_newer=True)
         return job
 
     def _describe(self, job_info: SubmittedJobInfo) -> str:

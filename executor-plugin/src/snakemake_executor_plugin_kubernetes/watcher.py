@@ -95,7 +95,7 @@ class RunCache:
         self.endings = threading.Event()
 
     def _store(self, kind: WatchKind) -> dict[str, dict[str, Any]]:
-        return self._jobs if WatchKind(kind) is WatchKind.JOBS else self._pods
+        return self._jobs if kind == WatchKind.JOBS else self._pods
 
     def put(self, kind: WatchKind, obj: dict[str, Any], only_if_newer: bool = False) -> None:
         with self._lock:
@@ -146,8 +146,8 @@ class RunCache:
             store.clear()
             store.update(newer)
             store.update(listed)
-            self._synced[WatchKind(kind)] = True
-            self.relists[WatchKind(kind)] += 1
+            self._synced[kind] = True
+            self.relists[kind] += 1
         # An ending the watch missed and the list brought counts like one the watch sent.
         if ended_now:
             self.endings.set()
