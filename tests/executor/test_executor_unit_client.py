@@ -4,6 +4,7 @@ no node agent): retries, credentials, watches, relists."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -81,6 +82,26 @@ def test_retry_after_is_honoured_on_503_and_429(api):
     assert client.gate.holds == 1
     assert statuses(api, "GET", "/pods") == [503, 429, 200]
     assert not sleeper.lock_held_while_sleeping
+
+
+def test_a_cancelled_run_stops_waiting_out_a_long_retry_after(api):
+    """A cancel must not sit out an API server's 120 s Retry-After: the wait ends within a
+    slice of being asked to give up, one last attempt is made, and its failure is final."""
+    client, sleeper = make_client(api)
+    give_up = threading.Event()
+
+    def sleep_then_cancel(seconds: float) -> None:
+        sleeper(seconds)
+        if len(sleeper.slept) == 3:
+            give_up.set()  # the user pressed ^C three slices into the wait
+
+    client._sleep = sleep_then_cancel
+    api.control.inject_fault(503, path="/pods$", method="GET", retry_after=120, count=2)
+    with pytest.raises(ApiError) as excinfo:
+        client.request("GET", PODS, give_up=give_up)
+    assert excinfo.value.status == 503
+    assert sleeper.slept == [1.0, 1.0, 1.0]  # not 120
+    assert statuses(api, "GET", "/pods") == [503, 503]
 
 
 def test_backoff_is_exponential_jittered_and_bounded(api):

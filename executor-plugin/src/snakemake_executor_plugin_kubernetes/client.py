@@ -41,6 +41,8 @@ MERGE_PATCH = "application/merge-patch+json"
 # status rounds and cleanup.
 MAX_SUBMIT_WORKERS = 32
 CONNECTION_POOL_SIZE = MAX_SUBMIT_WORKERS + 8
+# How soon a request waiting out a Retry-After or a backoff notices that the run ends.
+INTERRUPT_CHECK_SECONDS = 1.0
 
 
 def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -213,7 +215,8 @@ class KubeClient:
         repeatable = retries.repeatable(method, path, body)
         reloaded = False
         while True:
-            retries = retries.after_waiting(self.gate.wait(self._sleep))
+            pause = self._sleep if give_up is None else self._interruptible(give_up)
+            retries = retries.after_waiting(self.gate.wait(pause))
             api = self.api_client
             try:
                 response = self._send(
@@ -242,8 +245,20 @@ class KubeClient:
                 if e.status == 429:
                     self.gate.hold(delay)  # waited out at the top, with every other request
                 else:
-                    self._sleep(delay)
+                    pause(delay)
                     retries = retries.after_waiting(delay)
+
+    def _interruptible(self, give_up: threading.Event) -> Callable[[float], None]:
+        """A sleep that ends within a second of ``give_up`` being set, so that a cancelled
+        run does not wait out a long Retry-After before its last attempt."""
+
+        def pause(seconds: float) -> None:
+            while seconds > 0 and not give_up.is_set():
+                step = min(seconds, INTERRUPT_CHECK_SECONDS)
+                self._sleep(step)
+                seconds -= step
+
+        return pause
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         data = self.raw(method, path, read=True, **kw)
