@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ from pluginbench.linkshape import LinkModel, ShapedLink
 from pluginbench.proxy import CountingProxy
 from pluginbench.report import Results
 from pluginbench.storage_bench import StorageBench, metadata_figures, transfer_figures
+from pluginbench.timed_snakemake import TRACE_MEMORY_VARIABLE
 
 HERE = Path(__file__).resolve().parent
 
@@ -149,6 +152,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="measure only ours and the raw SDK (no baseline venvs)",
     )
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="run every Snakemake under tracemalloc and keep, in its scratch folder, where "
+        "its memory was at its high (trace-memory.json); slows the executor phases, so "
+        "their times are not figures (implies --keep-scratch)",
+    )
     parser.add_argument("--output", type=Path, help="JSON path (benchmarks/results/<time>.json)")
     args = parser.parse_args(argv)
     quick = {
@@ -179,6 +189,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--pending-jobs and --complete-jobs must be at least 0 (0: skip)")
     if args.job_rate == "default":
         args.job_rate = None
+    if args.trace_memory:
+        args.keep_scratch = True
     if args.size < 1024**2 or args.shaped_size < 1024**2:
         parser.error("--size and --shaped-size must be at least 1M")
     try:
@@ -265,6 +277,9 @@ def shaped_transfers(
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    # A benchmark stopped with SIGTERM stops its clusters and Azurite like one ended by ^C:
+    # by default SIGTERM ends Python without running the `finally` blocks that do it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     command = shlex.join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
     results = Results(
@@ -275,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     scratch = Path(tempfile.mkdtemp(prefix="snakemake-bench-"))
+    if args.trace_memory:
+        os.environ[TRACE_MEMORY_VARIABLE] = "1"  # inherited by every timed Snakemake
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or HERE / "results" / f"{stamp}.json"
     try:

@@ -348,7 +348,12 @@ class ExecutorBench:
                 start_new_session=True,
             )
             sample = ProcessSample(process.pid)
-            returncode = self._wait(process, collector, jobs, observe_after_submit, sample)
+            try:
+                returncode = self._wait(process, collector, jobs, observe_after_submit, sample)
+            finally:  # also when the benchmark itself is stopped: no Snakemake left running
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
         finished = time.time()
         time.sleep(1)  # let late watch events and log records land
         pods_cpu = reaped_children_cpu_seconds(server_pid) - pods_cpu_before

@@ -11,17 +11,42 @@ every output in storage), so its reports are written down but not counted as the
 executor's. It changes no behaviour: the original method runs right after the line is
 written.
 
+With ``BENCH_TRACE_MEMORY`` set (``run.py --trace-memory``), it also starts tracemalloc
+when the executor plugin is made and, whenever the traced memory grows 10 % past its last
+high (looked at every 10 s), writes ``trace-memory.json`` in the working directory: the
+live memory allocated since then, grouped by the innermost frame in a package of interest,
+so that the run's growth can be split between Snakemake, the executor plugin, the storage
+plugin and the rest, with the process's RSS at the start and at the snapshot. The bench
+kills the process at the end of a phase, so the file is rewritten at each new high rather
+than at exit. Tracing makes the process slower and larger: use it for the break-down,
+never for the timed figures.
+
 It runs under each side's own interpreter (ours and the baseline's venv), so it uses only
 what every Snakemake 9 installation has.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
+import tracemalloc
 
 REPORT_TIMES_VARIABLE = "BENCH_REPORT_TIMES"
 BUILT_IN_EXECUTORS = "snakemake.executors."
+TRACE_MEMORY_VARIABLE = "BENCH_TRACE_MEMORY"
+TRACE_FRAMES = 8
+TRACE_INTERVAL_SECONDS = 10.0
+TRACE_GROWTH = 1.10  # a new snapshot once the traced memory is 10 % over the last one's
+# Most specific first: a frame is owned by the first of these its file path contains.
+OWNERS = (
+    ("executor plugin", "/snakemake_executor_plugin_kubernetes/"),
+    ("storage plugin", "/snakemake_storage_plugin_azblob/"),
+    ("executor interface", "/snakemake_interface_executor_plugins/"),
+    ("storage interface", "/snakemake_interface_storage_plugins/"),
+    ("snakemake", "/snakemake/"),
+)
 
 
 def install_report_timer(path: str) -> None:
@@ -35,6 +60,83 @@ def install_report_timer(path: str) -> None:
         return report_job_success(self, job_info)
 
     AbstractExecutor.report_job_success = timed_report_job_success
+
+
+def owner_of(traceback: tracemalloc.Traceback) -> tuple[str, str]:
+    """The innermost frame in a package of interest: (owner, "file:line")."""
+    for frame in reversed(traceback):
+        for owner, marker in OWNERS:
+            if marker in frame.filename:
+                short = frame.filename.split(marker, 1)[1]
+                return owner, f"{marker.strip('/')}/{short}:{frame.lineno}"
+    innermost = traceback[-1]
+    return "other", f"{innermost.filename}:{innermost.lineno}"
+
+
+def memory_breakdown(snapshot: tracemalloc.Snapshot) -> dict:
+    by_owner: dict[str, int] = {}
+    by_site: dict[tuple[str, str], int] = {}
+    for trace in snapshot.traces:
+        owner, site = owner_of(trace.traceback)
+        by_owner[owner] = by_owner.get(owner, 0) + trace.size
+        by_site[owner, site] = by_site.get((owner, site), 0) + trace.size
+    sites = sorted(by_site.items(), key=lambda item: -item[1])[:60]
+    mib = 1024 * 1024
+    return {
+        "traced_mib": round(sum(by_owner.values()) / mib, 2),
+        "by_owner_mib": {k: round(v / mib, 2) for k, v in sorted(by_owner.items())},
+        "top_sites_mib": [[owner, site, round(size / mib, 3)] for (owner, site), size in sites],
+    }
+
+
+def process_memory_mib() -> dict[str, float]:
+    """VmRSS and VmHWM of this process (Linux), in MiB."""
+    figures = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                figures[key] = round(int(value.split()[0]) / 1024, 1)
+    return figures
+
+
+def trace_memory(path: str = "trace-memory.json") -> None:
+    """Trace from the moment the executor plugin is made: Snakemake has parsed the workflow
+    and built its DAG by then, so what is traced is what the run adds on top of that
+    (the scheduler's and the executor's state), without slowing the DAG's construction."""
+    from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
+
+    executor_init = AbstractExecutor.__init__
+
+    def traced_init(self, *args, **kwargs):
+        if not tracemalloc.is_tracing() and not type(self).__module__.startswith(
+            BUILT_IN_EXECUTORS
+        ):
+            start_tracing(path)
+        return executor_init(self, *args, **kwargs)
+
+    AbstractExecutor.__init__ = traced_init
+
+
+def start_tracing(path: str) -> None:
+    at_start = process_memory_mib()
+    tracemalloc.start(TRACE_FRAMES)
+
+    def watch() -> None:
+        high = 0
+        while True:
+            time.sleep(TRACE_INTERVAL_SECONDS)
+            current, _ = tracemalloc.get_traced_memory()
+            if current <= high * TRACE_GROWTH:
+                continue
+            high = current
+            report = memory_breakdown(tracemalloc.take_snapshot())
+            report.update(time=time.time(), at_start=at_start, now=process_memory_mib())
+            with open(path + ".tmp", "w") as out:
+                json.dump(report, out, indent=1)
+            os.replace(path + ".tmp", path)
+
+    threading.Thread(target=watch, name="bench-trace-memory", daemon=True).start()
 
 
 def last_plugin_report(report_times: str) -> float | None:
@@ -51,6 +153,8 @@ def main() -> None:
     path = os.environ.get(REPORT_TIMES_VARIABLE)
     if path:
         install_report_timer(path)
+    if os.environ.get(TRACE_MEMORY_VARIABLE):
+        trace_memory()
     from snakemake.cli import main as snakemake_main
 
     snakemake_main()
