@@ -46,7 +46,7 @@ def running_pod(observer, exclude: set[str], timeout: float = 180) -> dict:
     """A pod of the run currently Running on a node, other than those in `exclude`."""
 
     def found() -> dict | None:
-        for (kind, name), pod in list(observer.seen.objects.items()):
+        for (kind, name), pod in observer.seen.latest():
             status = pod.get("status") or {}
             if (
                 kind == "Pod"

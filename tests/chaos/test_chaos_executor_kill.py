@@ -81,7 +81,7 @@ def finish(process, log, observer: ClusterObserver, workdir) -> WorkflowRun:
 def running_of_rule(observer: ClusterObserver, rule: str) -> int:
     return sum(
         1
-        for (kind, _), obj in list(observer.seen.objects.items())
+        for (kind, _), obj in observer.seen.latest()
         if kind == "Pod"
         and obj["metadata"].get("labels", {}).get("snakemake.io/rule") == rule
         and obj.get("status", {}).get("phase") == "Running"

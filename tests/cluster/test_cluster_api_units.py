@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
 
 from localcluster.errors import ApiError
+from localcluster.observer import Observation
 from localcluster.patch import json_patch, merge_patch, strategic_merge
 from localcluster.quantity import parse_quantity
 from localcluster.selectors import field_matcher, label_matcher
@@ -100,3 +102,33 @@ def test_selector_matchers() -> None:
     assert label_matcher("c notin (1)")(obj), "notin matches objects without the key"
     assert field_matcher("pods", "status.phase=Running,metadata.name!=m")(obj)
     assert not field_matcher("pods", "spec.nodeName=x")(obj)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda seen: seen.of_kind("Job"),
+        lambda seen: seen.latest(),
+        lambda seen: seen.run_ids,
+        lambda seen: list(seen.texts_outside_secrets()),
+        lambda seen: seen.last_completion(),
+        lambda seen: seen.run_seconds(),
+    ],
+    ids=["of_kind", "latest", "run_ids", "texts", "last_completion", "run_seconds"],
+)
+def test_an_observation_is_read_under_the_lock_its_observer_records_under(read) -> None:
+    """A test reads what the observer saw while the observer's threads still record
+    (the load scenario counts Jobs as they are created); a reader that iterated without
+    the lock died with 'dictionary changed size during iteration' at 2,000 Jobs."""
+    seen = Observation()
+    job = {"metadata": {"name": "j", "labels": {}}}
+    seen.objects[("Job", "j")] = job
+    seen.versions[("Job", "j", "1")] = job
+    seen.finished_at["p"] = seen.running_at["p"] = 1.0
+    done = threading.Event()
+    with seen.lock:  # as the observer does while it records an object
+        reader = threading.Thread(target=lambda: (read(seen), done.set()))
+        reader.start()
+        assert not done.wait(0.2), "the reader went on while the observer was recording"
+    reader.join(5)
+    assert done.is_set()

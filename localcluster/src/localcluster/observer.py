@@ -96,10 +96,20 @@ class Observation:
     running_at: dict[str, float] = field(default_factory=dict)
     finished_at: dict[str, float] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
+    # Held by the observer's threads while they record; every reader here takes it too,
+    # so a test may read while the observer runs (a dict changing size mid-iteration
+    # would raise in the reader's thread).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         """The latest version of each object of a kind ("Pod" or "pods")."""
-        return [obj for (k, _), obj in self.objects.items() if k == _kind(kind)]
+        with self.lock:
+            return [obj for (k, _), obj in self.objects.items() if k == _kind(kind)]
+
+    def latest(self) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+        """((kind, name), latest version) of every object seen so far."""
+        with self.lock:
+            return list(self.objects.items())
 
     def of_run(self, kind: str, run_id: str) -> list[dict[str, Any]]:
         return [
@@ -112,28 +122,33 @@ class Observation:
     def run_ids(self) -> set[str]:
         return {
             labels[RUN_ID_LABEL]
-            for obj in self.objects.values()
+            for _, obj in self.latest()
             if RUN_ID_LABEL in (labels := obj["metadata"].get("labels") or {})
         }
 
     def texts_outside_secrets(self) -> Iterator[tuple[str, str]]:
         """(description, text) of every version of every object but Secrets, and pod logs."""
-        for (kind, name, version), obj in self.versions.items():
+        with self.lock:
+            versions = list(self.versions.items())
+            logs = list(self.pod_logs.items())
+        for (kind, name, version), obj in versions:
             if kind != "Secret":
                 yield f"{kind}/{name}@{version}", json.dumps(obj)
-        for pod, text in self.pod_logs.items():
+        for pod, text in logs:
             yield f"log of pod {pod}", text
 
     def last_completion(self) -> float | None:
-        return max(self.finished_at.values(), default=None)
+        with self.lock:
+            return max(self.finished_at.values(), default=None)
 
     def run_seconds(self) -> list[float]:
         """Seen running to seen finished, per pod seen in both."""
-        return [
-            self.finished_at[name] - self.running_at[name]
-            for name in self.finished_at
-            if name in self.running_at
-        ]
+        with self.lock:
+            return [
+                self.finished_at[name] - self.running_at[name]
+                for name in self.finished_at
+                if name in self.running_at
+            ]
 
 
 class ClusterObserver:
@@ -164,7 +179,7 @@ class ClusterObserver:
         self.capture_logs = capture_logs
         self.seen = Observation()
         self.errors: list[str] = []
-        self._lock = threading.Lock()
+        self._lock = self.seen.lock
         self._stop = threading.Event()
         self.baseline = set() if everything else self.labelled_names()
         self._threads = [
