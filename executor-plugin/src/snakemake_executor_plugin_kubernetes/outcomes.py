@@ -44,21 +44,62 @@ class Verdict:
     progress: list[str] = field(default_factory=list)  # to log as information, e.g. a wait
 
 
-@dataclass
 class JobTracker:
     """Per-Job memory between status rounds: when a stall was first seen (by the
-    submitter's monotonic clock, never the cluster's) and disruptions already reported."""
+    submitter's monotonic clock, never the cluster's), disruptions already reported, and
+    the last waiting reason told. A run holds one per active job (10,000 Pending at once),
+    and most never stall or get disrupted, so each container is made on first use."""
 
-    stalls: dict[tuple[str, str], float] = field(default_factory=dict)
-    reported_disruptions: set[str] = field(default_factory=set)
-    waiting_reasons: dict[str, str] = field(default_factory=dict)  # by pod: last reported
+    __slots__ = ("_disruptions", "_reasons", "_stalls")
+
+    def __init__(self) -> None:
+        self._stalls: dict[tuple[str, str], float] | None = None
+        self._disruptions: set[str] | None = None
+        self._reasons: dict[str, str] | None = None
 
     def stalled_for(self, pod: str, kind: str, now: float) -> float:
-        return now - self.stalls.setdefault((pod, kind), now)
+        """Seconds since the stall ``kind`` of ``pod`` was first seen (0 the first time)."""
+        if self._stalls is None:
+            self._stalls = {}
+        return now - self._stalls.setdefault((pod, kind), now)
+
+    def first_notice(self, subject: str, kind: str, now: float) -> bool:
+        """True the first time only: whether the notice ``kind`` about ``subject`` is
+        still to be told."""
+        if self._stalls is None:
+            self._stalls = {}
+        key = (subject, f"{kind}-noticed")
+        if key in self._stalls:
+            return False
+        self._stalls[key] = now
+        return True
 
     def clear_other_stalls(self, pod: str, kind: str | None) -> None:
-        for key in [k for k in self.stalls if k[0] == pod and k[1] != kind]:
-            del self.stalls[key]
+        if not self._stalls:
+            return
+        for key in [k for k in self._stalls if k[0] == pod and k[1] != kind]:
+            del self._stalls[key]
+
+    def disrupted(self, pod: str) -> int | None:
+        """Record a disruption of ``pod``; its number (1, 2, ...) the first time, else None."""
+        if self._disruptions is None:
+            self._disruptions = set()
+        if pod in self._disruptions:
+            return None
+        self._disruptions.add(pod)
+        return len(self._disruptions)
+
+    def reason_told(self, pod: str) -> str | None:
+        return None if self._reasons is None else self._reasons.get(pod)
+
+    def told(self, pod: str, reason: str) -> None:
+        if self._reasons is None:
+            self._reasons = {}
+        self._reasons[pod] = reason
+
+    def forget_reason(self, pod: str) -> None:
+        if self._reasons:
+            self._reasons.pop(pod, None)
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -188,9 +229,8 @@ def judge(
     disrupted = [p for p in gone or [] if _name(p) not in live_names]
     disrupted += [p for p in pods if is_disrupted(p)]
     for pod in disrupted:
-        if _name(pod) not in tracker.reported_disruptions:
-            tracker.reported_disruptions.add(_name(pod))
-            n = len(tracker.reported_disruptions)
+        n = tracker.disrupted(_name(pod))
+        if n is not None:
             retry = (
                 f"Kubernetes retries the job in a new pod (disruption {n} of "
                 f"{limits.disruption_retries} allowed by --kubernetes-disruption-retries; "
@@ -256,8 +296,8 @@ def _stall(
         stalled = tracker.stalled_for(name, "unschedulable", now)
         diagnosis = diagnoses.get(name)
         if diagnosis is not None:
-            if diagnosis.text != tracker.waiting_reasons.get(name):
-                tracker.waiting_reasons[name] = diagnosis.text
+            if diagnosis.text != tracker.reason_told(name):
+                tracker.told(name, diagnosis.text)
                 progress.append(f"pod {name} is pending: {diagnosis.text}")
             if diagnosis.never and stalled >= diagnosis.grace:
                 return Verdict(
@@ -282,7 +322,7 @@ def _stall(
                 delete_job=True,
             )
         return None
-    tracker.waiting_reasons.pop(name, None)
+    tracker.forget_reason(name)
     waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
     reason = waiting.get("reason")
     kind = (

@@ -139,7 +139,6 @@ def _wait(
             f"{limits.unschedulable_timeout:g}s",
             delete_job=True,
         )
-    if (job, f"{kind}-noticed") not in tracker.stalls:
-        tracker.stalls[(job, f"{kind}-noticed")] = now
+    if tracker.first_notice(job, kind, now):
         return Verdict(VerdictState.RUNNING, notices=[f"{head}; waiting, Kubernetes retries"])
     return None

@@ -19,6 +19,7 @@ import base64
 import re
 import threading
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
@@ -52,13 +53,12 @@ def check_env_names(envvars: Mapping[str, str]) -> None:
             )
 
 
-def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
-    meta = job["metadata"]
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "name": meta["name"],
-        "uid": meta["uid"],
+        "name": name,
+        "uid": uid,
         "blockOwnerDeletion": False,
     }
 
@@ -83,7 +83,9 @@ class RunSecret:
         self._labels = dict(labels)
         self._keep_jobs = keep_jobs
         self._warn = warn
-        self._owners: dict[str, dict[str, Any]] = {}  # job name -> ownerReference
+        # job name -> uid, oldest first: a run may have 10,000 live Jobs, of which the
+        # Secret names the newest MAX_OWNERS.
+        self._owners: dict[str, str] = {}
         self._synced: set[str] = set()  # owners the Secret in the cluster names
         self._created = False
         self._pending = False
@@ -164,7 +166,7 @@ class RunSecret:
     def _manifest(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "labels": self._labels}
         with self._lock:
-            owners = list(self._owners.values())[-MAX_OWNERS:]
+            owners = self._newest_owners()
         if owners:
             meta["ownerReferences"] = owners
         return {
@@ -194,7 +196,7 @@ class RunSecret:
     def _mark_synced(self, owners: list[dict[str, Any]]) -> None:
         with self._lock:
             self._synced = {owner["name"] for owner in owners} & set(self._owners)
-            newest = list(self._owners)[-MAX_OWNERS:]
+            newest = islice(reversed(self._owners), MAX_OWNERS)
             if self._synced.issuperset(newest):
                 self._pending = False
 
@@ -206,8 +208,13 @@ class RunSecret:
     def _add_owner(self, job: Mapping[str, Any]) -> None:
         if job.get("metadata", {}).get("uid"):
             with self._lock:
-                self._owners[job["metadata"]["name"]] = owner_reference(job)
+                self._owners[job["metadata"]["name"]] = job["metadata"]["uid"]
                 self._pending = True
+
+    def _newest_owners(self) -> list[dict[str, Any]]:
+        """ownerReferences of the newest MAX_OWNERS Jobs, oldest first (under the lock)."""
+        newest = list(islice(reversed(self._owners.items()), MAX_OWNERS))
+        return [owner_reference(name, uid) for name, uid in reversed(newest)]
 
     def _drop_owner(self, job_name: str) -> None:
         # No PATCH for this alone: a reference to a deleted owner is harmless.
@@ -221,7 +228,7 @@ class RunSecret:
             if not self._pending:
                 return
             self._pending = False
-            owners = list(self._owners.values())[-MAX_OWNERS:]
+            owners = self._newest_owners()
         try:
             self.client.request(
                 "PATCH",
