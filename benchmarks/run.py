@@ -35,7 +35,7 @@ from pluginbench.linkshape import LinkModel, ShapedLink
 from pluginbench.proxy import CountingProxy
 from pluginbench.report import Results
 from pluginbench.storage_bench import StorageBench, metadata_figures, transfer_figures
-from pluginbench.timed_snakemake import TRACE_MEMORY_VARIABLE
+from pluginbench.timed_snakemake import EXECUTOR_STATE_VARIABLE, TRACE_MEMORY_VARIABLE
 
 HERE = Path(__file__).resolve().parent
 
@@ -159,6 +159,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "its memory was at its high (trace-memory.json); slows the executor phases, so "
         "their times are not figures (implies --keep-scratch)",
     )
+    parser.add_argument(
+        "--measure-executor-state",
+        action="store_true",
+        help="every 15 s, write the deep size of each attribute of the executor under test "
+        "into its scratch folder (executor-state.json; implies --keep-scratch)",
+    )
     parser.add_argument("--output", type=Path, help="JSON path (benchmarks/results/<time>.json)")
     args = parser.parse_args(argv)
     quick = {
@@ -189,7 +195,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--pending-jobs and --complete-jobs must be at least 0 (0: skip)")
     if args.job_rate == "default":
         args.job_rate = None
-    if args.trace_memory:
+    if args.trace_memory or args.measure_executor_state:
         args.keep_scratch = True
     if args.size < 1024**2 or args.shaped_size < 1024**2:
         parser.error("--size and --shaped-size must be at least 1M")
@@ -290,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     scratch = Path(tempfile.mkdtemp(prefix="snakemake-bench-"))
+    # Inherited by every timed Snakemake.
     if args.trace_memory:
-        os.environ[TRACE_MEMORY_VARIABLE] = "1"  # inherited by every timed Snakemake
+        os.environ[TRACE_MEMORY_VARIABLE] = "1"
+    if args.measure_executor_state:
+        os.environ[EXECUTOR_STATE_VARIABLE] = "1"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or HERE / "results" / f"{stamp}.json"
     try:

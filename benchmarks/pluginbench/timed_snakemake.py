@@ -21,21 +21,42 @@ kills the process at the end of a phase, so the file is rewritten at each new hi
 than at exit. Tracing makes the process slower and larger: use it for the break-down,
 never for the timed figures.
 
+With ``BENCH_EXECUTOR_STATE`` set (``run.py --measure-executor-state``), it writes
+``executor-state.json`` every 15 s: the deep size of each attribute of the executor
+object, leaving out what belongs to Snakemake (see ``deep_size``). It costs a walk over
+the executor's objects every 15 s, not a trace of every allocation.
+
 It runs under each side's own interpreter (ours and the baseline's venv), so it uses only
 what every Snakemake 9 installation has.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sys
 import threading
 import time
 import tracemalloc
+import types
 
 REPORT_TIMES_VARIABLE = "BENCH_REPORT_TIMES"
 BUILT_IN_EXECUTORS = "snakemake.executors."
 TRACE_MEMORY_VARIABLE = "BENCH_TRACE_MEMORY"
+EXECUTOR_STATE_VARIABLE = "BENCH_EXECUTOR_STATE"
+STATE_INTERVAL_SECONDS = 15.0
+SNAKEMAKE_OWN = ("snakemake", "snakemake_interface")
+OUR_PACKAGE = "snakemake_executor_plugin_kubernetes"
+NOT_STATE = (
+    types.ModuleType,
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+)
 TRACE_FRAMES = 8
 TRACE_INTERVAL_SECONDS = 10.0
 TRACE_GROWTH = 1.10  # a new snapshot once the traced memory is 10 % over the last one's
@@ -139,6 +160,64 @@ def start_tracing(path: str) -> None:
     threading.Thread(target=watch, name="bench-trace-memory", daemon=True).start()
 
 
+def deep_size(root: object, seen: set[int]) -> int:
+    """Bytes of ``root`` and of every object reachable from it that is not Snakemake's
+    (its jobs, workflow and logger are counted as Snakemake's own) and not code (modules,
+    classes, functions, bound methods, which would lead to everything). ``seen`` is shared
+    between roots so that nothing is counted twice."""
+    total = 0
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, NOT_STATE):
+            continue
+        module = type(obj).__module__ or ""
+        if module.startswith(SNAKEMAKE_OWN) and not module.startswith(OUR_PACKAGE):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def measure_executor_state(path: str = "executor-state.json") -> None:
+    """Every 15 s from the moment the executor plugin is made, the deep size of each of its
+    attributes (largest first) and their sum: what the executor itself holds, without
+    tracemalloc's cost, so it can be read at full size. Written to the working directory."""
+    from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
+
+    executor_init = AbstractExecutor.__init__
+
+    def measured_init(self, *args, **kwargs):
+        if not type(self).__module__.startswith(BUILT_IN_EXECUTORS):
+            threading.Thread(
+                target=measure_forever, args=(self,), name="bench-executor-state", daemon=True
+            ).start()
+        return executor_init(self, *args, **kwargs)
+
+    def measure_forever(executor) -> None:
+        while True:
+            time.sleep(STATE_INTERVAL_SECONDS)
+            seen: set[int] = {id(executor)}
+            sizes = {name: deep_size(value, seen) for name, value in list(vars(executor).items())}
+            mib = 1024 * 1024
+            report = {
+                "time": time.time(),
+                "total_mib": round(sum(sizes.values()) / mib, 2),
+                "by_attribute_mib": {
+                    name: round(size / mib, 3)
+                    for name, size in sorted(sizes.items(), key=lambda item: -item[1])
+                    if size >= 1024
+                },
+                "process": process_memory_mib(),
+            }
+            with open(path + ".tmp", "w") as out:
+                json.dump(report, out, indent=1)
+            os.replace(path + ".tmp", path)
+
+    AbstractExecutor.__init__ = measured_init
+
+
 def last_plugin_report(report_times: str) -> float | None:
     """The last report made by an executor plugin, leaving out Snakemake's own executors."""
     times = []
@@ -155,6 +234,8 @@ def main() -> None:
         install_report_timer(path)
     if os.environ.get(TRACE_MEMORY_VARIABLE):
         trace_memory()
+    if os.environ.get(EXECUTOR_STATE_VARIABLE):
+        measure_executor_state()
     from snakemake.cli import main as snakemake_main
 
     snakemake_main()

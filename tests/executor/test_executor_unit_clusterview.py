@@ -82,3 +82,20 @@ def test_missing_status_configmap_means_no_autoscaler() -> None:
     found = view.diagnose([unschedulable_pod()], 0.0)
     assert view.facts.autoscaler is False
     assert found[NAME].never and found[NAME].grace == 30
+
+
+def test_pods_waiting_for_the_same_reason_share_one_diagnosis() -> None:
+    """10,000 Pending pods of one rule keep one Diagnosis between them, not one each."""
+    fake = FakeClient({EVENTS: {"items": []}, STATUS: {"data": {}}, NODES: {"items": [D3]}})
+    view = ClusterView(fake, "ns")  # type: ignore[arg-type]
+    pods = []
+    for i in range(3):
+        pod = unschedulable_pod()
+        pod["metadata"]["name"] = f"pod-{i}"
+        pods.append(pod)
+    other = unschedulable_pod(requests={"cpu": "1"})
+    other["metadata"]["name"] = "small"
+    other["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 Too many pods."
+    found = view.diagnose([*pods, other], 1.0)
+    assert found["pod-0"] is found["pod-1"] is found["pod-2"]
+    assert found["small"] != found["pod-0"]

@@ -49,6 +49,8 @@ class ClusterView:
         self._read_at: float | None = None
         self._forbidden_at: dict[str, float] = {}
         self._cache: dict[str, tuple[str, Diagnosis]] = {}  # pod: (resourceVersion, diagnosis)
+        # Thousands of pods of a rule wait for the same reason: one Diagnosis for them all.
+        self._equal: dict[Diagnosis, Diagnosis] = {}
 
     def diagnose(self, pods: list[dict[str, Any]], now: float) -> dict[str, Diagnosis]:
         """Diagnoses of the unschedulable pods, by pod name."""
@@ -59,6 +61,7 @@ class ClusterView:
             self._read_at = now
             self._refresh(now)
             self._cache.clear()
+            self._equal.clear()
         found = {}
         for pod in pods:
             name = pod["metadata"]["name"]
@@ -67,7 +70,8 @@ class ClusterView:
             if cached is None or cached[0] != version:
                 # Diagnosing compares the pod with every node: once per pod change or refresh,
                 # not in every status round.
-                cached = (version, diagnose(pod, self.facts, self.no_autoscaler_grace))
+                diagnosis = diagnose(pod, self.facts, self.no_autoscaler_grace)
+                cached = (version, self._equal.setdefault(diagnosis, diagnosis))
                 self._cache[name] = cached
             found[name] = cached[1]
         for name in [n for n in self._cache if n not in found]:

@@ -49,7 +49,7 @@ class ClusterFacts:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by pod name
 
 
-@dataclass
+@dataclass(frozen=True)
 class Diagnosis:
     text: str  # why it waits, for the user, as it changes
     never: bool = False  # no node can ever hold it
