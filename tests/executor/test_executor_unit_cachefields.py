@@ -104,7 +104,7 @@ CASES = [
 
 def verdict_of(job_obj: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[Any, ...]:
     verdict = judge(job_obj, pods, LIMITS, JobTracker(), now=10_000.0, last_occupied=0.0)
-    return (verdict.state, verdict.message, verdict.pod, verdict.notices, verdict.progress)
+    return (verdict.state, verdict.message, verdict.pod, verdict.notices, verdict.waiting)
 
 
 def readings(pod_obj: dict[str, Any]) -> tuple[Any, ...]:

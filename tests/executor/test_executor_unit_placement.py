@@ -155,11 +155,9 @@ def test_judge_reports_each_new_reason_once_and_fails_a_final_one_at_once() -> N
     )
     first = judge(job(), [pod], limits, tracker, 0.0, diagnoses={NAME: diagnose(pod, scale_up)})
     assert first.state == "running"
-    assert first.progress == [
-        f"pod {NAME} is pending: waiting for a node: scale-up of nodepool1 1->2 triggered"
-    ]
+    assert first.waiting == [(NAME, "waiting for a node: scale-up of nodepool1 1->2 triggered")]
     again = judge(job(), [pod], limits, tracker, 5.0, diagnoses={NAME: diagnose(pod, scale_up)})
-    assert again.progress == []
+    assert again.waiting == []
     never = ClusterFacts(
         autoscaler=True,
         nodes=[D3],

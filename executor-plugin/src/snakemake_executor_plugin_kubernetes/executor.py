@@ -59,6 +59,7 @@ from snakemake_executor_plugin_kubernetes.outcomes import (
     judge,
 )
 from snakemake_executor_plugin_kubernetes.pacing import RoundPacing
+from snakemake_executor_plugin_kubernetes.pending import pending_lines
 from snakemake_executor_plugin_kubernetes.permissions import (
     Access,
     PermanentRefusal,
@@ -418,19 +419,23 @@ class Executor(RemoteExecutor):
                 yield job_info
             return
         view = self._round_view(active_jobs)
+        waiting: list[tuple[str, str, str]] = []
         for job_info in active_jobs:
             name = job_info.external_jobid
             verdict = await self._verdict(name, view)
             for notice in verdict.notices:
                 self.logger.warning(f"{self._describe(job_info)}: {notice}")
-            for line in verdict.progress:
-                self.logger.info(f"{self._describe(job_info)}: {line}")
+            if verdict.waiting:
+                description = self._describe(job_info)
+                waiting.extend((description, pod, why) for pod, why in verdict.waiting)
             if verdict.state == VerdictState.RUNNING or self._awaits_usage(name, verdict, view):
                 yield job_info
             elif verdict.state == VerdictState.SUCCEEDED:
                 self._on_success(job_info, verdict)
             else:
                 self._on_failure(job_info, verdict)
+        for line in pending_lines(waiting):
+            self.logger.info(line)
         self.pacing.end_round()
 
     def _round_view(self, active_jobs: list[SubmittedJobInfo]) -> RoundView:

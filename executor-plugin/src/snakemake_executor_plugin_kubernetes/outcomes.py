@@ -41,7 +41,9 @@ class Verdict:
     # deletes the pod once it has read the log.
     end_pod: bool = False
     notices: list[str] = field(default_factory=list)  # to log once, e.g. a retried eviction
-    progress: list[str] = field(default_factory=list)  # to log as information, e.g. a wait
+    # (pod, why it waits) for a Pending pod whose reason is new: logged as information
+    # at the end of the round, summed up when many pods wait alike (see pending.py)
+    waiting: list[tuple[str, str]] = field(default_factory=list)
 
 
 class JobTracker:
@@ -265,19 +267,19 @@ def judge(
         )
 
     live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
-    progress: list[str] = []
+    waiting: list[tuple[str, str]] = []
     for pod in live:
         ended = ended_beside_sidecar(job, pod)
         if ended is not None:
             ended.notices = notices
             return ended
     for pod in live:
-        stall = _stall(pod, limits, tracker, now, last_occupied, diagnoses or {}, progress)
+        stall = _stall(pod, limits, tracker, now, last_occupied, diagnoses or {}, waiting)
         if stall is not None:
             stall.notices = notices
-            stall.progress = progress
+            stall.waiting = waiting
             return stall
-    return Verdict(VerdictState.RUNNING, notices=notices, progress=progress)
+    return Verdict(VerdictState.RUNNING, notices=notices, waiting=waiting)
 
 
 def _stall(
@@ -287,7 +289,7 @@ def _stall(
     now: float,
     last_occupied: float | None,
     diagnoses: dict[str, Diagnosis],
-    progress: list[str],
+    waiting: list[tuple[str, str]],
 ) -> Verdict | None:
     name = _name(pod)
     scheduled = _conditions(pod).get("PodScheduled") or {}
@@ -298,7 +300,7 @@ def _stall(
         if diagnosis is not None:
             if diagnosis.text != tracker.reason_told(name):
                 tracker.told(name, diagnosis.text)
-                progress.append(f"pod {name} is pending: {diagnosis.text}")
+                waiting.append((name, diagnosis.text))
             if diagnosis.never and stalled >= diagnosis.grace:
                 return Verdict(
                     VerdictState.FAILED,
