@@ -272,6 +272,28 @@ def test_401_reloads_credentials_once(api, tmp_path):
     assert client.credential_reloads == 2
 
 
+def test_threads_refused_together_reload_the_credentials_once(api, tmp_path):
+    cluster = api.cluster
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(kubeconfig, cluster.url, "token-1", cluster.ca_file)
+    api.control.set_token("token-2")
+    client, _ = make_client(api, kubeconfig)
+    write_kubeconfig(kubeconfig, cluster.url, "token-2", cluster.ca_file)
+    loads = []
+    loader = client._loader
+    client._loader = lambda: (loads.append(1), loader())[1]
+    api.control.inject_fault("hold", path="/pods$", method="GET", count=6)
+    threads = [threading.Thread(target=client.request, args=("GET", PODS)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: api.control.held_requests() == 6, "six requests in flight")
+    api.control.release_held()  # all six now get their 401 at about the same time
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses(api, "GET", "/pods")) == [200] * 6 + [401] * 6
+    assert (len(loads), client.credential_reloads) == (1, 1)
+
+
 def test_a_401_whose_credential_reload_fails_is_still_the_401(api, tmp_path):
     """The reload's own failure (kubeconfig gone or broken, token file unreadable) is no
     ApiError: raised as it was, it ended a watch's thread without a word (the run then

@@ -116,6 +116,7 @@ class KubeClient:
         self._sleep = sleep
         self._timeout = request_timeout
         self._swap_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self.gate = ThrottleGate(clock)
         self._api = self._new_api_client()
         self.credential_reloads = 0
@@ -134,10 +135,14 @@ class KubeClient:
         return api
 
     def _reload_credentials(self, stale: k8s.ApiClient) -> None:
-        """Rebuild the configuration (re-runs exec plugins, rereads token files)."""
-        fresh = self._new_api_client()  # outside the lock: may run an exec plugin
-        with self._swap_lock:
-            if self._api is stale:
+        """Rebuild the configuration (re-runs exec plugins, rereads token files), once for
+        all the threads refused with the same credentials: eight submission threads
+        refused at once would otherwise run kubelogin eight times."""
+        with self._reload_lock:
+            if self.api_client is not stale:
+                return  # another thread reloaded while this one waited
+            fresh = self._new_api_client()  # outside the swap lock: may run an exec plugin
+            with self._swap_lock:
                 self._api = fresh
                 self.credential_reloads += 1
 
