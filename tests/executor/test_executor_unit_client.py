@@ -251,14 +251,20 @@ def test_post_and_patch_are_not_repeated_when_they_may_have_been_applied(api):
     assert sleeper.slept == [0.0]  # the 503's; the 429's pause is the gate's, already over
 
 
-def test_401_reloads_credentials_once(api, tmp_path):
+def client_with_stale_token(api: ApiDriver, tmp_path: Path) -> KubeClient:
+    """A client made with token-1 while the server takes token-2, which its kubeconfig
+    holds by now (e.g. an exec plugin or a projected service-account token refreshed)."""
     cluster = api.cluster
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, cluster.url, "token-1", cluster.ca_file)
     api.control.set_token("token-2")
     client, _ = make_client(api, kubeconfig)
-    # e.g. an exec plugin or a projected service-account token was refreshed meanwhile
     write_kubeconfig(kubeconfig, cluster.url, "token-2", cluster.ca_file)
+    return client
+
+
+def test_401_reloads_credentials_once(api, tmp_path):
+    client = client_with_stale_token(api, tmp_path)
     client.request("GET", PODS)
     assert statuses(api, "GET", "/pods") == [401, 200]
     assert client.credential_reloads == 1
@@ -273,12 +279,7 @@ def test_401_reloads_credentials_once(api, tmp_path):
 
 
 def test_threads_refused_together_reload_the_credentials_once(api, tmp_path):
-    cluster = api.cluster
-    kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, cluster.url, "token-1", cluster.ca_file)
-    api.control.set_token("token-2")
-    client, _ = make_client(api, kubeconfig)
-    write_kubeconfig(kubeconfig, cluster.url, "token-2", cluster.ca_file)
+    client = client_with_stale_token(api, tmp_path)
     loads = []
     loader = client._loader
     client._loader = lambda: (loads.append(1), loader())[1]
