@@ -7,6 +7,7 @@ from typing import Any
 
 from snakemake_executor_plugin_kubernetes.client import ApiError
 from snakemake_executor_plugin_kubernetes.clusterview import REFRESH_SECONDS, ClusterView
+from snakemake_executor_plugin_kubernetes.placement import ClusterFacts, diagnose
 from support.placement_objects import D3, GROUP, NAME, unschedulable_pod
 
 
@@ -99,3 +100,38 @@ def test_pods_waiting_for_the_same_reason_share_one_diagnosis() -> None:
     found = view.diagnose([*pods, other], 1.0)
     assert found["pod-0"] is found["pod-1"] is found["pod-2"]
     assert found["small"] != found["pod-0"]
+
+
+def test_only_the_latest_autoscaler_event_of_each_pod_is_kept_and_only_what_is_read() -> None:
+    """At 10,000 Pending pods the autoscaler's events are thousands of whole objects read
+    every 10 s; the view keeps one small event per pod, and diagnoses alike."""
+
+    def event_at(version: int, reason: str, message: str) -> dict[str, Any]:
+        return {
+            "reason": reason,
+            "message": message,
+            "lastTimestamp": f"2026-11-28T10:00:{version:02d}Z",
+            "involvedObject": {"kind": "Pod", "name": NAME},
+            "metadata": {"resourceVersion": str(version), "managedFields": [{"x": "y" * 500}]},
+            "source": {"component": "cluster-autoscaler"},
+        }
+
+    older = event_at(1, "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 Insufficient cpu")
+    newest = scale_up_event() | {"lastTimestamp": "2026-11-28T10:00:09Z"}
+    other_kind = event_at(12, "ScaledUpGroup", "not about a pod") | {
+        "involvedObject": {"kind": "ConfigMap", "name": "cluster-autoscaler-status"}
+    }
+    events = [newest, older, other_kind]
+    fake = FakeClient({EVENTS: {"items": events}, STATUS: {"data": {}}, NODES: {"items": [D3]}})
+    view = ClusterView(fake, "ns")  # type: ignore[arg-type]
+    found = view.diagnose([unschedulable_pod()], 1.0)
+    assert list(view.facts.events) == [NAME]
+    (kept,) = view.facts.events[NAME]
+    assert kept == {
+        "reason": "TriggeredScaleUp",
+        "message": newest["message"],
+        "lastTimestamp": "2026-11-28T10:00:09Z",
+        "metadata": {"resourceVersion": "5"},
+    }
+    whole = ClusterFacts(autoscaler=True, nodes=[D3], events={NAME: [older, newest]})
+    assert found[NAME] == diagnose(unschedulable_pod(), whole)

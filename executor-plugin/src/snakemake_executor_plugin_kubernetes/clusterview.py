@@ -6,11 +6,18 @@ diagnosis does without that source, and undecidable waits end at
 --kubernetes-unschedulable-timeout as before.
 """
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient
-from snakemake_executor_plugin_kubernetes.placement import ClusterFacts, Diagnosis, diagnose
+from snakemake_executor_plugin_kubernetes.placement import (
+    AUTOSCALER_POD_REASONS,
+    ClusterFacts,
+    Diagnosis,
+    diagnose,
+    event_order,
+)
 
 REFRESH_SECONDS = 10.0
 FORBIDDEN_RETRY_SECONDS = 600.0
@@ -19,6 +26,21 @@ NODES = "/api/v1/nodes"
 AUTOSCALER_COMPONENT = "cluster-autoscaler"
 EVENT_PAGE_SIZE = 500
 MAX_EVENT_PAGES = 10  # events expire after an hour; more than 5,000 of them is a busy namespace
+
+
+def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
+    """What a diagnosis reads of an event; the message is shared by the many pods that
+    one scale-up decision is about."""
+    kept: dict[str, Any] = {
+        field: event[field]
+        for field in ("reason", "lastTimestamp", "eventTime")
+        if event.get(field) is not None
+    }
+    kept["message"] = sys.intern(event.get("message") or "")
+    version = (event.get("metadata") or {}).get("resourceVersion")
+    if version is not None:
+        kept["metadata"] = {"resourceVersion": version}
+    return kept
 
 
 def is_unschedulable(pod: dict[str, Any]) -> bool:
@@ -79,7 +101,10 @@ class ClusterView:
         return found
 
     def _refresh(self, now: float) -> None:
-        items: list[dict[str, Any]] = []
+        # Each page is folded in as it comes: with 10,000 Pending pods the autoscaler's
+        # events are thousands of objects, read every REFRESH_SECONDS; only the latest of
+        # each pod, and only the fields a diagnosis reads, are kept.
+        latest: dict[str, dict[str, Any]] = {}
         token = None
         for _ in range(MAX_EVENT_PAGES):
             query: list[tuple[str, Any]] = [
@@ -89,16 +114,20 @@ class ClusterView:
             if token:
                 query.append(("continue", token))
             page = self._read("events", f"/api/v1/namespaces/{self.namespace}/events", now, query)
-            items.extend((page or {}).get("items") or [])
+            for event in (page or {}).get("items") or []:
+                involved = event.get("involvedObject") or {}
+                if involved.get("kind") != "Pod" or event.get("reason") not in (
+                    AUTOSCALER_POD_REASONS
+                ):
+                    continue
+                kept = _event_fields(event)
+                name = involved.get("name", "")
+                if name not in latest or event_order(kept) >= event_order(latest[name]):
+                    latest[name] = kept
             token = ((page or {}).get("metadata") or {}).get("continue")
             if not token:
                 break
-        by_pod: dict[str, list[dict[str, Any]]] = {}
-        for event in items:
-            involved = event.get("involvedObject") or {}
-            if involved.get("kind") == "Pod":
-                by_pod.setdefault(involved.get("name", ""), []).append(event)
-        self.facts.events = by_pod
+        self.facts.events = {name: [event] for name, event in latest.items()}
         status = self._read("the autoscaler's status ConfigMap", STATUS_CONFIGMAP, now)
         self.facts.autoscaler = None if status is None else bool(status)
         nodes = self._read("nodes", NODES, now)

@@ -225,17 +225,20 @@ def _permanent_reason(reason: str) -> bool:
     return reason.startswith(("Insufficient ", AFFINITY, TAINT_PREFIX, "Too many pods"))
 
 
-def _latest(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    mine = [e for e in events if e.get("reason") in ("TriggeredScaleUp", "NotTriggerScaleUp")]
-    if not mine:
-        return None
-    return max(
-        mine,
-        key=lambda e: (
-            e.get("lastTimestamp") or e.get("eventTime") or "",
-            int((e.get("metadata") or {}).get("resourceVersion") or 0),
-        ),
+AUTOSCALER_POD_REASONS = ("TriggeredScaleUp", "NotTriggerScaleUp")
+
+
+def event_order(event: dict[str, Any]) -> tuple[str, int]:
+    """Sorts a pod's events by when they last happened."""
+    return (
+        event.get("lastTimestamp") or event.get("eventTime") or "",
+        int((event.get("metadata") or {}).get("resourceVersion") or 0),
     )
+
+
+def _latest(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    mine = [e for e in events if e.get("reason") in AUTOSCALER_POD_REASONS]
+    return max(mine, key=event_order) if mine else None
 
 
 def _node_label(node: dict[str, Any]) -> str:
