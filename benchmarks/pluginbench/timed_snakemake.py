@@ -23,7 +23,8 @@ never for the timed figures.
 
 With ``BENCH_EXECUTOR_STATE`` set (``run.py --measure-executor-state``), it writes
 ``executor-state.json`` every 15 s: the deep size of each attribute of the executor
-object, leaving out what belongs to Snakemake (see ``deep_size``). It costs a walk over
+object, leaving out what belongs to Snakemake (see ``deep_size``), and a census of the
+process's objects by type. It costs a walk over
 the executor's objects every 15 s, not a trace of every allocation.
 
 It runs under each side's own interpreter (ours and the baseline's venv), so it uses only
@@ -180,6 +181,21 @@ def deep_size(root: object, seen: set[int]) -> int:
     return total
 
 
+def object_census(top: int = 25) -> list[tuple[str, int, float]]:
+    """(type, count, MiB by sys.getsizeof) of the objects the garbage collector tracks
+    (containers and instances, not strings or numbers), largest first: which kinds of
+    object a growing process is made of, Snakemake's and ours alike."""
+    count: dict[str, int] = {}
+    size: dict[str, int] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        count[name] = count.get(name, 0) + 1
+        size[name] = size.get(name, 0) + sys.getsizeof(obj)
+    largest = sorted(size, key=lambda name: -size[name])[:top]
+    return [(name, count[name], round(size[name] / 2**20, 2)) for name in largest]
+
+
 def measure_executor_state(path: str = "executor-state.json") -> None:
     """Every 15 s from the moment the executor plugin is made, the deep size of each of its
     attributes (largest first) and their sum: what the executor itself holds, without
@@ -210,6 +226,7 @@ def measure_executor_state(path: str = "executor-state.json") -> None:
                     if size >= 1024
                 },
                 "process": process_memory_mib(),
+                "gc_objects_by_type": object_census(),
             }
             with open(path + ".tmp", "w") as out:
                 json.dump(report, out, indent=1)
