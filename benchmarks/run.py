@@ -89,6 +89,14 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "(100000/1s; 'default' keeps Snakemake's 100/1s)",
     )
     parser.add_argument(
+        "--snakemake-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for Snakemake in the submission phases, both sides; "
+        "repeat it for each word (e.g. --snakemake-arg=--scheduler --snakemake-arg=greedy)",
+    )
+    parser.add_argument(
         "--api-latency-ms",
         type=int,
         default=0,

@@ -259,6 +259,9 @@ class ExecutorBench:
     # Snakemake's --max-jobs-per-timespan for both sides (its default, 100/1s, alone
     # makes 1,000 submissions last 10 s); None leaves Snakemake's default.
     job_rate: str | None = None
+    # More of Snakemake's options for both sides in the submission phases (e.g.
+    # --scheduler greedy), after the benchmark's own.
+    snakemake_args: tuple[str, ...] = ()
 
     @staticmethod
     def _wait(
@@ -317,6 +320,7 @@ class ExecutorBench:
             "--seconds-between-status-checks",
             str(self.interval),
             *(("--max-jobs-per-timespan", self.job_rate) if self.job_rate else ()),
+            *self.snakemake_args,
             *side.extra_args,
             "--config",
             f"jobs={jobs}",
@@ -498,6 +502,7 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
                     args.status_interval,
                     log,
                     job_rate=args.job_rate,
+                    snakemake_args=tuple(args.snakemake_arg),
                 )
                 runs[side.key] = measured(bench, side, jobs, problems, window)
             finally:
