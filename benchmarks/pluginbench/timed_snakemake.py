@@ -41,6 +41,7 @@ import threading
 import time
 import tracemalloc
 import types
+from collections.abc import Callable
 
 REPORT_TIMES_VARIABLE = "BENCH_REPORT_TIMES"
 BUILT_IN_EXECUTORS = "snakemake.executors."
@@ -122,25 +123,32 @@ def process_memory_mib() -> dict[str, float]:
     return figures
 
 
-def trace_memory(path: str = "trace-memory.json") -> None:
-    """Trace from the moment the executor plugin is made: Snakemake has parsed the workflow
-    and built its DAG by then, so what is traced is what the run adds on top of that
-    (the scheduler's and the executor's state), without slowing the DAG's construction."""
+def on_plugin_executor(start: Callable[[object], None]) -> None:
+    """Call ``start(executor)`` when the executor plugin under test is made (once, and not
+    for Snakemake's own local executor). Snakemake has parsed the workflow and built its
+    DAG by then, so what is measured from there is what the run adds on top of that."""
     from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
 
     executor_init = AbstractExecutor.__init__
+    started = threading.Event()
 
-    def traced_init(self, *args, **kwargs):
-        if not tracemalloc.is_tracing() and not type(self).__module__.startswith(
-            BUILT_IN_EXECUTORS
-        ):
-            start_tracing(path)
+    def measured_init(self, *args, **kwargs):
+        if not started.is_set() and not type(self).__module__.startswith(BUILT_IN_EXECUTORS):
+            started.set()
+            start(self)
         return executor_init(self, *args, **kwargs)
 
-    AbstractExecutor.__init__ = traced_init
+    AbstractExecutor.__init__ = measured_init
 
 
-def start_tracing(path: str) -> None:
+def write_report(path: str, report: dict) -> None:
+    """Replace ``path`` at once: the bench may kill the process while it writes."""
+    with open(path + ".tmp", "w") as out:
+        json.dump(report, out, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def start_tracing(path: str = "trace-memory.json") -> None:
     at_start = process_memory_mib()
     tracemalloc.start(TRACE_FRAMES)
 
@@ -154,9 +162,7 @@ def start_tracing(path: str) -> None:
             high = current
             report = memory_breakdown(tracemalloc.take_snapshot())
             report.update(time=time.time(), at_start=at_start, now=process_memory_mib())
-            with open(path + ".tmp", "w") as out:
-                json.dump(report, out, indent=1)
-            os.replace(path + ".tmp", path)
+            write_report(path, report)
 
     threading.Thread(target=watch, name="bench-trace-memory", daemon=True).start()
 
@@ -196,43 +202,33 @@ def object_census(top: int = 25) -> list[tuple[str, int, float]]:
     return [(name, count[name], round(size[name] / 2**20, 2)) for name in largest]
 
 
-def measure_executor_state(path: str = "executor-state.json") -> None:
-    """Every 15 s from the moment the executor plugin is made, the deep size of each of its
-    attributes (largest first) and their sum: what the executor itself holds, without
-    tracemalloc's cost, so it can be read at full size. Written to the working directory."""
-    from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
+def start_measuring_state(executor: object, path: str = "executor-state.json") -> None:
+    """Every 15 s, the deep size of each attribute of ``executor`` (largest first) and
+    their sum: what the executor itself holds, without tracemalloc's cost, so it can be
+    read at full size. Written to the working directory."""
 
-    executor_init = AbstractExecutor.__init__
-
-    def measured_init(self, *args, **kwargs):
-        if not type(self).__module__.startswith(BUILT_IN_EXECUTORS):
-            threading.Thread(
-                target=measure_forever, args=(self,), name="bench-executor-state", daemon=True
-            ).start()
-        return executor_init(self, *args, **kwargs)
-
-    def measure_forever(executor) -> None:
+    def measure_forever() -> None:
         while True:
             time.sleep(STATE_INTERVAL_SECONDS)
             seen: set[int] = {id(executor)}
             sizes = {name: deep_size(value, seen) for name, value in list(vars(executor).items())}
             mib = 1024 * 1024
-            report = {
-                "time": time.time(),
-                "total_mib": round(sum(sizes.values()) / mib, 2),
-                "by_attribute_mib": {
-                    name: round(size / mib, 3)
-                    for name, size in sorted(sizes.items(), key=lambda item: -item[1])
-                    if size >= 1024
+            write_report(
+                path,
+                {
+                    "time": time.time(),
+                    "total_mib": round(sum(sizes.values()) / mib, 2),
+                    "by_attribute_mib": {
+                        name: round(size / mib, 3)
+                        for name, size in sorted(sizes.items(), key=lambda item: -item[1])
+                        if size >= 1024
+                    },
+                    "process": process_memory_mib(),
+                    "gc_objects_by_type": object_census(),
                 },
-                "process": process_memory_mib(),
-                "gc_objects_by_type": object_census(),
-            }
-            with open(path + ".tmp", "w") as out:
-                json.dump(report, out, indent=1)
-            os.replace(path + ".tmp", path)
+            )
 
-    AbstractExecutor.__init__ = measured_init
+    threading.Thread(target=measure_forever, name="bench-executor-state", daemon=True).start()
 
 
 def last_plugin_report(report_times: str) -> float | None:
@@ -250,9 +246,9 @@ def main() -> None:
     if path:
         install_report_timer(path)
     if os.environ.get(TRACE_MEMORY_VARIABLE):
-        trace_memory()
+        on_plugin_executor(lambda executor: start_tracing())
     if os.environ.get(EXECUTOR_STATE_VARIABLE):
-        measure_executor_state()
+        on_plugin_executor(start_measuring_state)
     from snakemake.cli import main as snakemake_main
 
     snakemake_main()

@@ -49,3 +49,28 @@ def test_memory_is_owned_by_the_innermost_frame_of_a_package_of_interest() -> No
     assert report["traced_mib"] >= sum(report["by_owner_mib"].values()) - 0.01
     assert report["top_sites_mib"], report
     assert len(held) == 2_000
+
+
+def test_measuring_starts_once_when_the_plugin_executor_is_made(monkeypatch) -> None:
+    from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
+
+    from pluginbench import timed_snakemake
+
+    monkeypatch.setattr(AbstractExecutor, "__init__", lambda self, *a, **kw: None)
+    started: list[object] = []
+    timed_snakemake.on_plugin_executor(started.append)
+
+    class LocalLike(AbstractExecutor):
+        pass
+
+    LocalLike.__module__ = "snakemake.executors.local"
+
+    class PluginLike(AbstractExecutor):
+        pass
+
+    LocalLike.__abstractmethods__ = PluginLike.__abstractmethods__ = frozenset()
+    LocalLike()
+    assert started == []  # Snakemake's own local executor is not the one measured
+    first = PluginLike()
+    PluginLike()  # a second one starts nothing more
+    assert started == [first]

@@ -59,21 +59,23 @@ class JobTracker:
         self._disruptions: set[str] | None = None
         self._reasons: dict[str, str] | None = None
 
-    def stalled_for(self, pod: str, kind: str, now: float) -> float:
-        """Seconds since the stall ``kind`` of ``pod`` was first seen (0 the first time)."""
+    def _stall_times(self) -> dict[tuple[str, str], float]:
         if self._stalls is None:
             self._stalls = {}
-        return now - self._stalls.setdefault((pod, kind), now)
+        return self._stalls
+
+    def stalled_for(self, pod: str, kind: str, now: float) -> float:
+        """Seconds since the stall ``kind`` of ``pod`` was first seen (0 the first time)."""
+        return now - self._stall_times().setdefault((pod, kind), now)
 
     def first_notice(self, subject: str, kind: str, now: float) -> bool:
         """True the first time only: whether the notice ``kind`` about ``subject`` is
         still to be told."""
-        if self._stalls is None:
-            self._stalls = {}
+        stalls = self._stall_times()
         key = (subject, f"{kind}-noticed")
-        if key in self._stalls:
+        if key in stalls:
             return False
-        self._stalls[key] = now
+        stalls[key] = now
         return True
 
     def clear_other_stalls(self, pod: str, kind: str | None) -> None:
