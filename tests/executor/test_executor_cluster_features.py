@@ -97,7 +97,11 @@ def test_the_efficiency_report_measures_every_job(k8s_workflow):
 
 def test_failed_jobs_logs_are_stored_under_the_storage_prefix(k8s_workflow, azurite, container):
     snakefile = REPORT_SNAKEFILE.replace('"idle.txt",\n', '"idle.txt",\n        "broken.txt",\n', 1)
-    run = k8s_workflow.run(snakefile, jobs=3, extra_args=("--kubernetes-save-all-logs",))
+    # --keep-going: without it Snakemake may pick `broken` among its first three jobs and then
+    # never start `idle`, whose log the assertions below look for.
+    run = k8s_workflow.run(
+        snakefile, jobs=3, extra_args=("--kubernetes-save-all-logs", "--keep-going")
+    )
     assert run.returncode != 0
     blobs = azurite.service_client().get_container_client(container)
     stored = {
