@@ -21,7 +21,7 @@ from urllib3.exceptions import (
 from localcluster.kubeconfig import write_kubeconfig
 from localcluster.launcher import RunningCluster
 from localcluster.testing import ApiDriver, wait_until
-from snakemake_executor_plugin_kubernetes import watcher as watcher_module
+from snakemake_executor_plugin_kubernetes import paging
 from snakemake_executor_plugin_kubernetes.apierrors import (
     ApiConnectError,
     ApiError,
@@ -29,7 +29,8 @@ from snakemake_executor_plugin_kubernetes.apierrors import (
     ErrorKind,
     transport_error,
 )
-from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient
+from snakemake_executor_plugin_kubernetes.cleanup import delete_run
+from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient, job_path
 from snakemake_executor_plugin_kubernetes.logs import fetch_log
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher, WatchKind
@@ -403,7 +404,7 @@ def test_the_run_is_relisted_every_resync_interval(api):
 
 
 def test_a_relist_reads_the_run_in_pages(api, monkeypatch):
-    monkeypatch.setattr(watcher_module, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(paging, "LIST_PAGE_SIZE", 2)
     client, _ = make_client(api)
     for index in range(5):
         api.create("jobs", _job(f"job-{index}"))
@@ -419,6 +420,22 @@ def test_a_relist_reads_the_run_in_pages(api, monkeypatch):
     assert [r["query"]["limit"] for r in job_lists] == ["2", "2", "2"]
     tokens = [r["query"].get("continue") for r in job_lists]
     assert tokens[0] is None and all(tokens[1:]) and len(set(tokens)) == 3
+
+
+def test_cleanup_reads_only_names_page_by_page_then_deletes_the_run_at_once(api, monkeypatch):
+    monkeypatch.setattr(paging, "LIST_PAGE_SIZE", 2)
+    client, _ = make_client(api)
+    for index in range(5):
+        api.create("jobs", _job(f"job-{index}"))
+    api.create("jobs", _job("other-run", run="r2"))
+    assert delete_run(client, "default", "r1", kinds=("jobs",)) == {"jobs": 5}
+    lists = api.requests("GET", "/jobs")
+    assert [r["query"]["limit"] for r in lists] == ["2", "2", "2"]
+    (deleted,) = api.requests("DELETE", "/jobs")
+    assert deleted["query"]["labelSelector"] == "snakemake.io/run-id=r1"
+    # the connection the deleted Jobs were sent back on (and not read) serves the next request
+    left = client.request("GET", job_path("default"))["items"]
+    assert [job["metadata"]["name"] for job in left] == ["other-run"]
 
 
 def test_a_relist_keeps_objects_newer_than_the_list():

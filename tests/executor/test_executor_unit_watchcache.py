@@ -4,8 +4,10 @@ time, with an injected clock and random source instead of wall time. No API serv
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,3 +295,34 @@ def test_an_unexpected_error_stops_the_watch_loudly_not_silently():
         watch.run()
     assert watch.fatal is not None and "stopped on an unexpected error" in watch.fatal
     assert watch.cache.endings.is_set(), "the next status round reports it at once"
+
+
+class WholeObject(dict):
+    """A decoded object from a list page, whose lifetime the test can follow."""
+
+
+def test_a_relist_holds_one_page_of_whole_objects_at_a_time():
+    """A resync of 10,000 pods must not keep every decoded pod until the last page came:
+    each page is projected into the cache before the next one is asked for."""
+    pages = [
+        page([pod(f"p{n}-{i}", 10, "Pending") for i in range(3)], 10, f"t{n}" if n < 3 else None)
+        for n in range(4)
+    ]
+    whole: list[weakref.ref] = []
+    alive_at_each_request: list[int] = []
+
+    class PagedApi(RecordedApi):
+        def request(self, method: str, path: str, query: Any = None, **kw: Any):
+            gc.collect()
+            alive_at_each_request.append(sum(ref() is not None for ref in whole))
+            answer = super().request(method, path, query, **kw)
+            answer["items"] = [WholeObject(item) for item in answer["items"]]
+            whole.extend(weakref.ref(item) for item in answer["items"])
+            return answer
+
+    watch = make_watch(PagedApi(pages, [[]]))
+    watch.step()
+    assert alive_at_each_request == [0, 0, 0, 0]
+    assert [q.get("continue") for q in watch.client.queries("list")] == [None, "t0", "t1", "t2"]
+    assert len(watch.cache.pods_by_job()["job-a"]) == 12
+    assert watch.resource_version == "10"

@@ -41,6 +41,8 @@ MERGE_PATCH = "application/merge-patch+json"
 # status rounds and cleanup.
 MAX_SUBMIT_WORKERS = 32
 CONNECTION_POOL_SIZE = MAX_SUBMIT_WORKERS + 8
+# Unwanted answers are read off the connection this much at a time.
+DISCARD_CHUNK_BYTES = 65536
 # How soon a request waiting out a Retry-After or a backoff notices that the run ends.
 INTERRUPT_CHECK_SECONDS = 1.0
 
@@ -271,6 +273,18 @@ class KubeClient:
             return decode_json(data) if data else {}
         except ValueError as e:
             raise ApiReadError("InvalidJSON", f"{method} {path}: {e}") from None
+
+    def discard(self, method: str, path: str, **kw: Any) -> None:
+        """Send a request whose answer is not needed, reading its body off the connection
+        without keeping it (a collection delete answers with every object it deleted)."""
+        body = self.raw(method, path, **kw).response
+        try:
+            for _ in body.stream(DISCARD_CHUNK_BYTES):
+                pass
+        except (urllib3.exceptions.HTTPError, OSError):
+            body.close()  # the answer (2xx) was had; only its unread rest is lost
+        finally:
+            body.release_conn()
 
     def watch_events(
         self, path: str, query: list[tuple[str, Any]], read_timeout: float

@@ -15,6 +15,7 @@ from typing import Any
 from snakemake_executor_plugin_kubernetes.apierrors import ApiError
 from snakemake_executor_plugin_kubernetes.cachefields import JOB_NAME_LABELS, project
 from snakemake_executor_plugin_kubernetes.client import KubeClient
+from snakemake_executor_plugin_kubernetes.paging import read_pages
 from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 
@@ -30,9 +31,6 @@ class WatchKind(enum.StrEnum):
 # (410 Gone, a broken stream) is followed by a list at once. The periodic list is only a
 # safety net, so it is rare: on a 10,000-job run each one reads every Job and Pod.
 RESYNC_SECONDS = 600
-# Lists are read in pages, so one request never makes the API server assemble the whole
-# run at once (the API's own recommendation for large collections).
-LIST_PAGE_SIZE = 500
 # Watches end after a random time between this and twice this, as client-go's reflector
 # does (minWatchTimeout, tools/cache/reflector.go): watches opened together (the two of a
 # run, those of many runs after an API server restart) do not all end and reopen together.
@@ -133,6 +131,12 @@ class RunCache:
         """Install a fresh list; objects newer than the list (e.g. a Job created while it
         was being read) stay, the watch that follows the list confirms or removes them."""
         listed = {_name(o): project(kind, o) for o in items}  # outside the lock: 10,000 items
+        self.install(kind, listed, list_rv)
+
+    def install(
+        self, kind: WatchKind, listed: dict[str, dict[str, Any]], list_rv: str | None = None
+    ) -> None:
+        """``replace`` with the list already projected, by name."""
         with self._lock:
             store = self._store(kind)
             newer = {}
@@ -225,31 +229,20 @@ class ResourceWatch(threading.Thread):
         self.fatal: str | None = None
 
     def relist(self) -> None:
+        """Read the whole collection, projecting each page as it comes: a resync of 10,000
+        Jobs or Pods then holds one page of whole objects at a time, not all of them."""
         self.verb = "list"
-        items: list[dict[str, Any]] = []
-        resource_version = None
-        token = None
-        while True:
-            query: list[tuple[str, Any]] = [
-                ("labelSelector", self.selector),
-                ("limit", LIST_PAGE_SIZE),
-            ]
-            if token:
-                query.append(("continue", token))
-            page = self.client.request("GET", self.path, query=query)
-            metadata = page.get("metadata") or {}
-            # Every page of one list is a snapshot at the first page's resourceVersion.
-            resource_version = resource_version or metadata.get("resourceVersion")
-            items.extend(page.get("items") or [])
-            token = metadata.get("continue")
-            if not token:
-                break
-        self.install_list(items, resource_version)
+        listed: dict[str, dict[str, Any]] = {}
 
-    def install_list(self, items: list[dict[str, Any]], resource_version: str | None) -> None:
-        """Install a complete list read at ``resource_version``; the watch resumes from it."""
+        def keep(items: list[dict[str, Any]]) -> None:
+            listed.update((_name(o), project(self.kind, o)) for o in items)
+
+        resource_version = read_pages(
+            self.client, self.path, [("labelSelector", self.selector)], keep
+        )
+        # The watch resumes from the version the list was read at.
         self.resource_version = resource_version
-        self.cache.replace(self.kind, items, resource_version)
+        self.cache.install(self.kind, listed, resource_version)
         self.listed_at = self.clock()
 
     def needs_relist(self) -> bool:
