@@ -326,3 +326,24 @@ def test_a_relist_holds_one_page_of_whole_objects_at_a_time():
     assert [q.get("continue") for q in watch.client.queries("list")] == [None, "t0", "t1", "t2"]
     assert len(watch.cache.pods_by_job()["job-a"]) == 12
     assert watch.resource_version == "10"
+
+
+def test_a_relist_keeps_unchanged_objects_and_replaces_changed_and_removed_ones():
+    cache = RunCache()
+    cache.replace(
+        WatchKind.PODS,
+        [pod("same", 5, "Pending"), pod("moved-on", 6, "Pending"), pod("gone", 7, "Pending")],
+        "7",
+    )
+    cache.put(WatchKind.PODS, pod("created-after-list", 12, "Pending"))
+    kept = cache.pod("same")
+    cache.endings.clear()
+
+    cache.replace(WatchKind.PODS, [pod("same", 5, "Pending"), pod("moved-on", 9, "Failed")], "10")
+
+    assert cache.pod("same") is kept, "an unchanged object is not projected again"
+    assert cache.pod("moved-on")["status"]["phase"] == "Failed"
+    assert cache.endings.is_set(), "the ending the list brought is flagged"
+    assert cache.pod("gone") is None
+    assert cache.pod("created-after-list") is not None, "newer than the list: the watch decides"
+    assert cache.relists[WatchKind.PODS] == 2

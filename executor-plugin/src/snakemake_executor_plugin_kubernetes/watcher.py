@@ -130,31 +130,42 @@ class RunCache:
     ) -> None:
         """Install a fresh list; objects newer than the list (e.g. a Job created while it
         was being read) stay, the watch that follows the list confirms or removes them."""
-        listed = {_name(o): project(kind, o) for o in items}  # outside the lock: 10,000 items
-        self.install(kind, listed, list_rv)
+        self.finish_list(kind, self.merge_page(kind, items), list_rv)
 
-    def install(
-        self, kind: WatchKind, listed: dict[str, dict[str, Any]], list_rv: str | None = None
-    ) -> None:
-        """``replace`` with the list already projected, by name."""
+    def merge_page(self, kind: WatchKind, items: list[dict[str, Any]]) -> set[str]:
+        """Bring one page of a fresh list into the cache; returns the names it held.
+
+        An object whose cached version is the listed one is left as it is: a periodic
+        re-list of 10,000 unchanged Pods then allocates nothing but the page it reads."""
+        seen = set()
+        ended = False
         with self._lock:
             store = self._store(kind)
-            newer = {}
-            if list_rv and list_rv.isdigit():
-                newer = {n: o for n, o in store.items() if _rv(o) > int(list_rv)}
-            ended_now = [
-                o
-                for name, o in listed.items()
-                if shows_an_ending(kind, o) and not shows_an_ending(kind, store.get(name) or {})
-            ]
-            store.clear()
-            store.update(newer)
-            store.update(listed)
+            for obj in items:
+                name = _name(obj)
+                seen.add(name)
+                known = store.get(name)
+                if known is not None and _rv(known) == _rv(obj):
+                    continue
+                # An ending the watch missed and the list brought counts like one it sent.
+                ended = ended or (
+                    shows_an_ending(kind, obj) and not shows_an_ending(kind, known or {})
+                )
+                store[name] = project(kind, obj)
+        if ended:
+            self.endings.set()
+        return seen
+
+    def finish_list(self, kind: WatchKind, listed: set[str], list_rv: str | None) -> None:
+        """End a fresh list: drop what it no longer holds, unless newer than the list."""
+        newer_than = int(list_rv) if list_rv and list_rv.isdigit() else None
+        with self._lock:
+            store = self._store(kind)
+            for name in [n for n in store if n not in listed]:
+                if newer_than is None or _rv(store[name]) <= newer_than:
+                    del store[name]
             self._synced[kind] = True
             self.relists[kind] += 1
-        # An ending the watch missed and the list brought counts like one the watch sent.
-        if ended_now:
-            self.endings.set()
 
     def synced(self) -> bool:
         with self._lock:
@@ -229,20 +240,21 @@ class ResourceWatch(threading.Thread):
         self.fatal: str | None = None
 
     def relist(self) -> None:
-        """Read the whole collection, projecting each page as it comes: a resync of 10,000
-        Jobs or Pods then holds one page of whole objects at a time, not all of them."""
+        """Read the whole collection into the cache page by page: a re-list of 10,000 Jobs
+        or Pods holds one page of whole objects at a time, and re-projects only those that
+        changed."""
         self.verb = "list"
-        listed: dict[str, dict[str, Any]] = {}
+        listed: set[str] = set()
 
-        def keep(items: list[dict[str, Any]]) -> None:
-            listed.update((_name(o), project(self.kind, o)) for o in items)
+        def merge(items: list[dict[str, Any]]) -> None:
+            listed.update(self.cache.merge_page(self.kind, items))
 
         resource_version = read_pages(
-            self.client, self.path, [("labelSelector", self.selector)], keep
+            self.client, self.path, [("labelSelector", self.selector)], merge
         )
+        self.cache.finish_list(self.kind, listed, resource_version)
         # The watch resumes from the version the list was read at.
         self.resource_version = resource_version
-        self.cache.install(self.kind, listed, resource_version)
         self.listed_at = self.clock()
 
     def needs_relist(self) -> bool:
