@@ -30,7 +30,11 @@ from pluginbench.procstat import (
     reaped_children_cpu_seconds,
 )
 from pluginbench.report import Results, Row
-from pluginbench.timed_snakemake import REPORT_TIMES_VARIABLE, last_plugin_report
+from pluginbench.timed_snakemake import (
+    MEMORY_AT_EXECUTOR_FILE,
+    REPORT_TIMES_VARIABLE,
+    last_plugin_report,
+)
 from pluginbench.venvs import KUBERNETES_EXECUTOR, ensure
 
 NAMESPACE = "default"
@@ -173,12 +177,24 @@ class RunMeasure:
     server_cpu_seconds: float | None = None  # the local cluster's own CPU time in the run
     pods_cpu_seconds: float | None = None  # every pod's process tree, summed
     workdir: Path | None = None
+    # VmRSS/VmHWM [MiB] of the Snakemake process when it made the executor plugin
+    memory_at_executor: dict[str, float] | None = None
     output_tail: str = ""
     derived: dict[str, Any] = field(default_factory=dict)
 
 
 def is_job_create(record: dict[str, Any]) -> bool:
     return record["method"] == "POST" and record["path"].endswith("/jobs")
+
+
+def memory_split(run: RunMeasure) -> dict[str, float | None]:
+    """The executor process's peak RSS split at the moment the executor plugin was made:
+    what Snakemake held before (imports, workflow, DAG) and what the run added after."""
+    before = (run.memory_at_executor or {}).get("VmRSS")
+    if before is None or run.executor is None:
+        return {"rss_before_executor_mib": None, "peak_rss_growth_mib": None}
+    peak = run.executor.peak_rss_bytes / 1024**2
+    return {"rss_before_executor_mib": before, "peak_rss_growth_mib": round(peak - before, 1)}
 
 
 def derive(run: RunMeasure, interval: float, active: int | None = None) -> dict[str, Any]:
@@ -208,6 +224,7 @@ def derive(run: RunMeasure, interval: float, active: int | None = None) -> dict[
         "throttled_429": sum(1 for r in records if r.get("status") == 429),
         "executor_cpu_seconds": run.executor and round(run.executor.cpu_seconds, 1),
         "executor_peak_rss_mib": run.executor and round(run.executor.peak_rss_bytes / mib, 1),
+        **memory_split(run),
         "server_cpu_seconds": (
             round(run.server_cpu_seconds, 1) if run.server_cpu_seconds is not None else None
         ),
@@ -386,8 +403,18 @@ class ExecutorBench:
             server_cpu_seconds=server_cpu,
             pods_cpu_seconds=pods_cpu,
             workdir=workdir,
+            memory_at_executor=read_json(workdir / MEMORY_AT_EXECUTOR_FILE),
             output_tail=output[-3000:],
         )
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file the measured process wrote, or None if it wrote none (or was killed
+    before its first complete write)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def last_report_time(report_times: Path) -> float | None:
@@ -586,6 +613,8 @@ EXECUTOR_CPU_FIGURE = ("executor_cpu_seconds", "executor CPU time", "s")
 COST_FIGURES = (
     ("throttled_429", "429 responses", "responses"),
     ("executor_peak_rss_mib", "executor peak RSS", "MiB"),
+    ("rss_before_executor_mib", "executor RSS when the executor plugin is made", "MiB"),
+    ("peak_rss_growth_mib", "executor peak RSS growth after it is made", "MiB"),
     EXECUTOR_CPU_FIGURE,
     ("server_peak_rss_mib", "API server peak RSS", "MiB"),
     ("server_cpu_seconds", "API server CPU time", "s"),

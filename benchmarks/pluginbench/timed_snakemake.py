@@ -11,6 +11,10 @@ every output in storage), so its reports are written down but not counted as the
 executor's. It changes no behaviour: the original method runs right after the line is
 written.
 
+When the executor plugin is made (Snakemake has parsed the workflow and built its DAG by
+then), it writes the process's VmRSS and VmHWM to ``memory-at-executor.json`` in the working
+directory: the part of the peak that is there before any executor holds anything.
+
 With ``BENCH_TRACE_MEMORY`` set (``run.py --trace-memory``), it also starts tracemalloc
 when the executor plugin is made and, whenever the traced memory grows 10 % past its last
 high (looked at every 10 s), writes ``trace-memory.json`` in the working directory: the
@@ -48,6 +52,8 @@ BUILT_IN_EXECUTORS = "snakemake.executors."
 TRACE_MEMORY_VARIABLE = "BENCH_TRACE_MEMORY"
 EXECUTOR_STATE_VARIABLE = "BENCH_EXECUTOR_STATE"
 STATE_INTERVAL_SECONDS = 15.0
+# The process's memory when the executor plugin is made, written in the working directory.
+MEMORY_AT_EXECUTOR_FILE = "memory-at-executor.json"
 SNAKEMAKE_OWN = ("snakemake", "snakemake_interface")
 OUR_PACKAGE = "snakemake_executor_plugin_kubernetes"
 NOT_STATE = (
@@ -245,6 +251,7 @@ def main() -> None:
     path = os.environ.get(REPORT_TIMES_VARIABLE)
     if path:
         install_report_timer(path)
+    on_plugin_executor(lambda executor: write_report(MEMORY_AT_EXECUTOR_FILE, process_memory_mib()))
     if os.environ.get(TRACE_MEMORY_VARIABLE):
         on_plugin_executor(lambda executor: start_tracing())
     if os.environ.get(EXECUTOR_STATE_VARIABLE):

@@ -332,6 +332,10 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
         assert phase["executor_peak_rss_mib"] > 50  # Snakemake and the plugins loaded
         assert phase["executor_cpu_seconds"] > 0
         assert phase["server_peak_rss_mib"] > 10
+        # The peak split where Snakemake made the executor: its DAG before, the run after.
+        before, growth = phase["rss_before_executor_mib"], phase["peak_rss_growth_mib"]
+        assert 50 < before <= phase["executor_peak_rss_mib"]
+        assert abs(before + growth - phase["executor_peak_rss_mib"]) <= 0.1
     # One pod per side, measured by the node agent's reaped CPU time: both were counted.
     shell = executor["complete"]["ours-shell"]
     assert shell["job_creates"] == 1 and shell["failed_pods"] == 0
