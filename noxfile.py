@@ -35,7 +35,7 @@ nox.options.reuse_existing_virtualenvs = True
 PLUGINS = ["-e", "./storage-plugin", "-e", "./executor-plugin"]
 LOCALCLUSTER = ["-e", "./localcluster"]
 EXAMPLE = ["-e", "./examples/variant-calling"]
-BENCHMARKS = ["-e", "./benchmarks"]
+BENCHMARKS = ["-e", "./benchmarks/hold-executor", "-e", "./benchmarks"]
 TEST_SUPPORT = ["-e", "./tests/support"]
 # What the local cluster installs into its job images.
 PLUGIN_SOURCES = [ROOT / "storage-plugin", ROOT / "executor-plugin"]

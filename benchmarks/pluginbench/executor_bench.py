@@ -17,9 +17,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from snakemake_executor_plugin_benchhold import HELD_JOBS_FILE
 
 from localcluster.observer import ClusterObserver
 from pluginbench.cluster_watch import RequestCollector
@@ -84,6 +87,7 @@ class ExecutorSide:
     image: str
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    executor: str = "kubernetes"  # Snakemake's --executor
 
 
 def our_side() -> ExecutorSide:
@@ -105,6 +109,15 @@ def our_pending_side() -> ExecutorSide:
         side.image,
         ("--kubernetes-unschedulable-timeout", "7200"),
     )
+
+
+HOLD_LABEL = "Snakemake alone (benchhold)"
+
+
+def hold_side() -> ExecutorSide:
+    """Snakemake with the null executor (snakemake_executor_plugin_benchhold): it holds
+    every job as running and does nothing else, the baseline of the executor's memory."""
+    return ExecutorSide("hold", HOLD_LABEL, Path(sys.executable), "", executor="benchhold")
 
 
 def our_shell_side() -> ExecutorSide:
@@ -282,7 +295,11 @@ class ExecutorBench:
 
     @staticmethod
     def _wait(
-        process, collector, jobs: int, observe_after_submit: float | None, sample: ProcessSample
+        process,
+        submitted: Callable[[], int],
+        jobs: int,
+        observe_after_submit: float | None,
+        sample: ProcessSample,
     ) -> int:
         deadline = time.monotonic() + run_timeout(jobs)
         all_created_at: float | None = None
@@ -292,10 +309,7 @@ class ExecutorBench:
             if observe_after_submit is None:
                 continue
             if all_created_at is None:
-                # The collector's own thread reads the request log every few seconds (and
-                # rides out a busy cluster's timeouts): each read returns the whole log,
-                # so reading it here every tick would load the API server under test.
-                if sum(1 for r in list(collector.records) if is_job_create(r)) >= jobs:
+                if submitted() >= jobs:
                     all_created_at = time.monotonic()
             elif time.monotonic() - all_created_at >= observe_after_submit:
                 sample.take()
@@ -317,15 +331,17 @@ class ExecutorBench:
         return env
 
     def command(self, side: ExecutorSide, jobs: int, prefix: str) -> list[str]:
+        cluster_args = (
+            ("--kubernetes-namespace", NAMESPACE, "--container-image", side.image)
+            if side.executor == "kubernetes"
+            else ()
+        )
         return [
             str(side.python),
             str(TIMED_SNAKEMAKE),
             "--executor",
-            "kubernetes",
-            "--kubernetes-namespace",
-            NAMESPACE,
-            "--container-image",
-            side.image,
+            side.executor,
+            *cluster_args,
             "--default-storage-provider",
             "azblob",
             "--default-storage-prefix",
@@ -369,8 +385,20 @@ class ExecutorBench:
                 start_new_session=True,
             )
             sample = ProcessSample(process.pid)
+            if side.executor == "kubernetes":
+
+                def submitted() -> int:
+                    # The collector's own thread reads the request log every few seconds
+                    # (and rides out a busy cluster's timeouts): each read returns the
+                    # whole log, so reading it here every tick would load the API server.
+                    return sum(1 for r in list(collector.records) if is_job_create(r))
+            else:
+
+                def submitted() -> int:
+                    return held_jobs(workdir)
+
             try:
-                returncode = self._wait(process, collector, jobs, observe_after_submit, sample)
+                returncode = self._wait(process, submitted, jobs, observe_after_submit, sample)
             finally:  # also when the benchmark itself is stopped: no Snakemake left running
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)
@@ -406,6 +434,14 @@ class ExecutorBench:
             memory_at_executor=read_json(workdir / MEMORY_AT_EXECUTOR_FILE),
             output_tail=output[-3000:],
         )
+
+
+def held_jobs(workdir: Path) -> int:
+    """How many jobs the null executor held at its last status round."""
+    try:
+        return int((workdir / HELD_JOBS_FILE).read_text() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def read_json(path: Path) -> Any:
@@ -453,7 +489,8 @@ def measured(
         return None
     # In the scale phase all jobs stay active, so per-job status reads count rounds.
     run.derived = derive(run, bench.interval, jobs if observe_after_submit else None)
-    if observe_after_submit and run.derived["job_creates"] < jobs:
+    creates_jobs = side.executor == "kubernetes"
+    if observe_after_submit and creates_jobs and run.derived["job_creates"] < jobs:
         problems.append(f"{side.label}: only {run.derived['job_creates']} of {jobs} jobs created")
         return None
     if run.overflowed:
@@ -513,6 +550,7 @@ def run_executor(args: Any, scratch: Path, results: Results, log) -> None:
         # 0.5.1 is not run at this size: it would take about 7 minutes to submit, and a
         # single status round over 10,000 jobs would last over half an hour (10 reads/s).
         scale_runs.append((pending, our_pending_side(), args.pending_jobs, 0))
+        scale_runs.append((pending, hold_side(), args.pending_jobs, 0))
     try:
         for runs, side, jobs, latency_ms in scale_runs:
             name = f"cluster-{jobs}-{side.key}" + (f"-{latency_ms}ms" if latency_ms else "")
@@ -621,6 +659,14 @@ COST_FIGURES = (
 )
 
 
+EXECUTOR_PROCESS_FIGURES = (
+    "executor_peak_rss_mib",
+    "rss_before_executor_mib",
+    "peak_rss_growth_mib",
+    "executor_cpu_seconds",
+)
+
+
 def add_scale_rows(
     results: Results,
     scale: dict[str, RunMeasure | None],
@@ -644,7 +690,7 @@ def add_scale_rows(
                 baseline,
             )
         )
-    ours = pending.get("ours")
+    ours, hold = pending.get("ours"), pending.get("hold")
     if args.pending_jobs:
         note = "0.5.1 not run at this size (see docs/performance.md)"
         for name, figure, unit in (
@@ -652,14 +698,17 @@ def add_scale_rows(
             ("requests_per_round", "API requests per status round", "requests"),
             *COST_FIGURES,
         ):
+            # The executor process's own figures are set against Snakemake holding the
+            # same jobs with no executor work; the cluster's have no baseline here.
+            alone = name in EXECUTOR_PROCESS_FIGURES
             results.add(
                 Row(
                     f"{args.pending_jobs} jobs Pending: {figure}",
                     unit,
                     pick(ours, name),
-                    None,
-                    baseline,
-                    note,
+                    pick(hold, name) if alone else None,
+                    HOLD_LABEL if alone else baseline,
+                    "" if alone else note,
                 )
             )
     results.add(

@@ -170,4 +170,7 @@ def scale_targets(results: Results) -> None:
         before = pending.get("rss_before_executor_mib")
         if before is not None:
             measured += f" ({before} MiB before the executor was made)"
+        alone = ((details.get("pending") or {}).get("hold") or {}).get("executor_peak_rss_mib")
+        if alone is not None:
+            measured += f"; Snakemake alone holding the jobs: {alone} MiB"
         results.target(name, measured, megabytes <= PEAK_MB)

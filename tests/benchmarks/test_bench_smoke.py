@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pluginbench.executor_bench import RunMeasure, derive, shape
+from pluginbench.executor_bench import HOLD_LABEL, RunMeasure, derive, shape
 from pluginbench.procstat import ProcessSample, cpu_seconds, peak_rss_bytes
 from pluginbench.proxy import CountingProxy, classify
 from pluginbench.report import Results, Row, Target
@@ -341,7 +341,12 @@ def test_executor_figures_at_tiny_size(tmp_path: Path) -> None:
     assert shell["job_creates"] == 1 and shell["failed_pods"] == 0
     assert complete["pod_cpu_seconds_per_job"] > 0 and shell["pod_cpu_seconds_per_job"] > 0
     rows = {(r["figure"], r["baseline_name"]) for r in results["rows"]}
-    assert ("5 jobs Pending: executor peak RSS", "kubernetes 0.5.1") in rows
+    assert ("5 jobs Pending: executor peak RSS", HOLD_LABEL) in rows
+    assert ("5 jobs Pending: API server peak RSS", "kubernetes 0.5.1") in rows
+    # Beside ours, Snakemake held the same jobs with the null executor: no Job created.
+    hold = executor["pending"]["hold"]
+    assert hold["job_creates"] == 0 and hold["total_requests"] == 0
+    assert hold["executor_peak_rss_mib"] > 50 and hold["rss_before_executor_mib"] > 50
     verdicts = {t["name"]: t["verdict"] for t in results["targets"]}
     assert verdicts["submitting 1,000 jobs <= 0.2x of 0.5.1's time"] == "N/A"  # no baseline
     assert verdicts["CPU-seconds per trivial pod <= 0.5x of two Python starts"] in ("PASS", "MISS")
