@@ -438,6 +438,27 @@ def test_cleanup_reads_only_names_page_by_page_then_deletes_the_run_at_once(api,
     assert [job["metadata"]["name"] for job in left] == ["other-run"]
 
 
+def test_cleanup_lists_again_when_the_continue_token_expires_between_pages(api, monkeypatch):
+    monkeypatch.setattr(paging, "LIST_PAGE_SIZE", 2)
+    client, _ = make_client(api)
+    for index in range(3):
+        api.create("jobs", _job(f"job-{index}"))
+    send = client.request
+    compacted = []
+
+    def compact_after_the_first_page(method, path, **kw):
+        answer = send(method, path, **kw)
+        if method == "GET" and not compacted:
+            api.create("jobs", _job("newer"))  # history moves on, then is compacted
+            compacted.append(api.control.compact())
+        return answer
+
+    monkeypatch.setattr(client, "request", compact_after_the_first_page)
+    assert delete_run(client, "default", "r1", kinds=("jobs",)) == {"jobs": 4}
+    assert [r["status"] for r in api.requests("GET", "/jobs")] == [200, 410, 200, 200]
+    assert client.request("GET", job_path("default"))["items"] == []
+
+
 def test_a_relist_keeps_objects_newer_than_the_list():
     cache = RunCache()
     cache.put(WatchKind.JOBS, {"metadata": {"name": "old", "resourceVersion": "5"}})

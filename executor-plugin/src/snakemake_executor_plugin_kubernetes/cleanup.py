@@ -26,6 +26,8 @@ ALL_KINDS = ("jobs", "pods", "secrets", "configmaps")
 # Runs of this executor create no ConfigMaps (earlier versions did), so the documented Role
 # has no rights on them: an identity that may not list them has none to clean up.
 OPTIONAL_KINDS = ("configmaps",)
+# Lists started afresh when a page's continue token has expired, before cleanup gives up.
+LIST_ATTEMPTS = 3
 
 
 def _collection(namespace: str, kind: str) -> str:
@@ -65,6 +67,19 @@ def delete_run(
 
 
 def _names(client: KubeClient, path: str, selector: str) -> list[str]:
+    attempt = 1
+    while True:
+        try:
+            return _list_names(client, path, selector)
+        except ApiError as e:
+            # 410 Gone between two pages: the continue token outlived the API server's
+            # history (etcd compacts every few minutes), and it asks for a new list.
+            if e.status != 410 or attempt == LIST_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+def _list_names(client: KubeClient, path: str, selector: str) -> list[str]:
     names: list[str] = []
     read_pages(
         client,
