@@ -34,6 +34,7 @@ from snakemake_executor_plugin_kubernetes.client import MERGE_PATCH, KubeClient,
 from snakemake_executor_plugin_kubernetes.logs import fetch_log
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import RunCache, RunWatcher, WatchKind
+from support.watchcache import install_list
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -463,7 +464,9 @@ def test_a_relist_keeps_objects_newer_than_the_list():
     cache = RunCache()
     cache.put(WatchKind.JOBS, {"metadata": {"name": "old", "resourceVersion": "5"}})
     cache.put(WatchKind.JOBS, {"metadata": {"name": "just-created", "resourceVersion": "12"}})
-    cache.replace(WatchKind.JOBS, [{"metadata": {"name": "listed", "resourceVersion": "9"}}], "10")
+    install_list(
+        cache, WatchKind.JOBS, [{"metadata": {"name": "listed", "resourceVersion": "9"}}], "10"
+    )
     assert cache.job("old") is None
     assert cache.job("listed") is not None
     assert cache.job("just-created") is not None
@@ -516,10 +519,10 @@ def test_the_cache_flags_changes_that_may_end_a_job():
     # A relist that brings an ending the watch missed flags it; one already known does not.
     done = version("k", {"conditions": [{"type": "Complete", "status": "True"}]})
     cache.endings.clear()
-    cache.replace(WatchKind.JOBS, [done])
+    install_list(cache, WatchKind.JOBS, [done])
     assert cache.endings.is_set()
     cache.endings.clear()
-    cache.replace(WatchKind.JOBS, [done])
+    install_list(cache, WatchKind.JOBS, [done])
     assert not cache.endings.is_set()
 
 

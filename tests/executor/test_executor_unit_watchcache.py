@@ -22,6 +22,7 @@ from snakemake_executor_plugin_kubernetes.watcher import (
     RunCache,
     WatchKind,
 )
+from support.watchcache import install_list
 
 NAMESPACE = "ns"
 JOBS = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
@@ -330,7 +331,8 @@ def test_a_relist_holds_one_page_of_whole_objects_at_a_time():
 
 def test_a_relist_keeps_unchanged_objects_and_replaces_changed_and_removed_ones():
     cache = RunCache()
-    cache.replace(
+    install_list(
+        cache,
         WatchKind.PODS,
         [pod("same", 5, "Pending"), pod("moved-on", 6, "Pending"), pod("gone", 7, "Pending")],
         "7",
@@ -339,7 +341,9 @@ def test_a_relist_keeps_unchanged_objects_and_replaces_changed_and_removed_ones(
     kept = cache.pod("same")
     cache.endings.clear()
 
-    cache.replace(WatchKind.PODS, [pod("same", 5, "Pending"), pod("moved-on", 9, "Failed")], "10")
+    install_list(
+        cache, WatchKind.PODS, [pod("same", 5, "Pending"), pod("moved-on", 9, "Failed")], "10"
+    )
 
     assert cache.pod("same") is kept, "an unchanged object is not projected again"
     assert cache.pod("moved-on")["status"]["phase"] == "Failed"

@@ -125,13 +125,6 @@ class RunCache:
         with self._lock:
             self._gone.pop(job_name, None)
 
-    def replace(
-        self, kind: WatchKind, items: list[dict[str, Any]], list_rv: str | None = None
-    ) -> None:
-        """Install a fresh list; objects newer than the list (e.g. a Job created while it
-        was being read) stay, the watch that follows the list confirms or removes them."""
-        self.finish_list(kind, self.merge_page(kind, items), list_rv)
-
     def merge_page(self, kind: WatchKind, items: list[dict[str, Any]]) -> set[str]:
         """Bring one page of a fresh list into the cache; returns the names it held.
 
@@ -157,7 +150,8 @@ class RunCache:
         return seen
 
     def finish_list(self, kind: WatchKind, listed: set[str], list_rv: str | None) -> None:
-        """End a fresh list: drop what it no longer holds, unless newer than the list."""
+        """End a fresh list: drop what it no longer holds, unless newer than the list (e.g. a
+        Job created while it was being read: the watch that follows confirms or removes it)."""
         newer_than = int(list_rv) if list_rv and list_rv.isdigit() else None
         with self._lock:
             store = self._store(kind)
