@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.cachefields import name_of, version_of
 from snakemake_executor_plugin_kubernetes.client import ApiError, KubeClient
 from snakemake_executor_plugin_kubernetes.placement import (
     AUTOSCALER_POD_REASONS,
@@ -86,8 +87,8 @@ class ClusterView:
             self._equal.clear()
         found = {}
         for pod in pods:
-            name = pod["metadata"]["name"]
-            version = pod["metadata"].get("resourceVersion", "")
+            name = name_of(pod)
+            version = version_of(pod)
             cached = self._cache.get(name)
             if cached is None or cached[0] != version:
                 # Diagnosing compares the pod with every node: once per pod change or refresh,

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.cachefields import name_of
 from snakemake_executor_plugin_kubernetes.placement import Diagnosis
 from snakemake_executor_plugin_kubernetes.template import CONTAINER_NAME
 from snakemake_executor_plugin_kubernetes.usage import parse_message
@@ -116,7 +117,7 @@ def _true(conds: dict[str, dict[str, Any]], kind: str) -> dict[str, Any] | None:
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return (obj.get("metadata") or {}).get("name", "?")
+    return name_of(obj) or "?"
 
 
 def _container_status(pod: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from snakemake_executor_plugin_kubernetes.cachefields import name_of
 from snakemake_executor_plugin_kubernetes.quantities import parse_quantity
 
 MAX_SIZE_REACHED = "max node group size reached"
@@ -297,7 +298,7 @@ def diagnose(
     pod: dict[str, Any], facts: ClusterFacts, no_autoscaler_grace: float = 60
 ) -> Diagnosis:
     """Why the unschedulable `pod` waits, and whether it can never be placed."""
-    name = (pod.get("metadata") or {}).get("name", "?")
+    name = name_of(pod) or "?"
     waiting = scheduler_text(pod)
     event = _latest(facts.events.get(name, []))
     nodes = facts.nodes

@@ -13,7 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from snakemake_executor_plugin_kubernetes.apierrors import ApiError
-from snakemake_executor_plugin_kubernetes.cachefields import JOB_NAME_LABELS, project
+from snakemake_executor_plugin_kubernetes.cachefields import (
+    JOB_NAME_LABELS,
+    CachedObject,
+    CachedPod,
+    project,
+)
 from snakemake_executor_plugin_kubernetes.client import KubeClient
 from snakemake_executor_plugin_kubernetes.paging import read_pages
 from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
@@ -41,11 +46,19 @@ def _name(obj: dict[str, Any]) -> str:
     return obj.get("metadata", {}).get("name", "")
 
 
-def _rv(obj: dict[str, Any]) -> int:
+def _as_number(version: str) -> int:
     try:
-        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
+        return int(version or "0")
     except ValueError:
         return 0
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    return _as_number(obj.get("metadata", {}).get("resourceVersion", "0"))
+
+
+def _version(cached: CachedObject) -> int:
+    return _as_number(cached.version)
 
 
 JOB_END_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
@@ -75,31 +88,35 @@ def owning_job(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def _by_creation(pod: CachedPod) -> str:
+    return pod.created or ""
+
+
 class RunCache:
-    """Jobs by name and pods grouped by owning Job; thread-safe. It keeps each object's
-    projection (see cachefields), not the decoded object: a seventeenth of the memory."""
+    """Jobs by name and pods grouped by owning Job; thread-safe. It keeps a small record
+    of each object (see cachefields), not the decoded object."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._jobs: dict[str, dict[str, Any]] = {}
-        self._pods: dict[str, dict[str, Any]] = {}
+        self._jobs: dict[str, CachedObject] = {}
+        self._pods: dict[str, CachedPod] = {}
         # Pods deleted before they finished (evicted, node lost), by owning Job: the
         # Job replaces them, and they count against the disruption budget.
-        self._gone: dict[str, dict[str, dict[str, Any]]] = {}
+        self._gone: dict[str, dict[str, CachedPod]] = {}
         self._synced = dict.fromkeys(WatchKind, False)
         self.relists = dict.fromkeys(WatchKind, 0)
         # Set when a watched change may end a job (a Job's end condition, a pod's end
         # phase, a deletion), so the executor's next status round need not wait.
         self.endings = threading.Event()
 
-    def _store(self, kind: WatchKind) -> dict[str, dict[str, Any]]:
+    def _store(self, kind: WatchKind) -> dict[str, Any]:
         return self._jobs if kind == WatchKind.JOBS else self._pods
 
     def put(self, kind: WatchKind, obj: dict[str, Any], only_if_newer: bool = False) -> None:
         with self._lock:
             store = self._store(kind)
             known = store.get(_name(obj))
-            if only_if_newer and known is not None and _rv(known) >= _rv(obj):
+            if only_if_newer and known is not None and _version(known) >= _rv(obj):
                 return
             store[_name(obj)] = project(kind, obj)
         if shows_an_ending(kind, obj):
@@ -117,7 +134,7 @@ class RunCache:
             elif kind == WatchKind.JOBS:
                 self.endings.set()
 
-    def gone_pods(self, job_name: str) -> list[dict[str, Any]]:
+    def gone_pods(self, job_name: str) -> list[CachedPod]:
         with self._lock:
             return list(self._gone.get(job_name, {}).values())
 
@@ -138,7 +155,7 @@ class RunCache:
                 name = _name(obj)
                 seen.add(name)
                 known = store.get(name)
-                if known is not None and _rv(known) == _rv(obj):
+                if known is not None and _version(known) == _rv(obj):
                     continue
                 # An ending the watch missed and the list brought counts like one it sent.
                 ended = ended or (
@@ -156,7 +173,7 @@ class RunCache:
         with self._lock:
             store = self._store(kind)
             for name in [n for n in store if n not in listed]:
-                if newer_than is None or _rv(store[name]) <= newer_than:
+                if newer_than is None or _version(store[name]) <= newer_than:
                     del store[name]
             self._synced[kind] = True
             self.relists[kind] += 1
@@ -165,26 +182,26 @@ class RunCache:
         with self._lock:
             return all(self._synced.values())
 
-    def job(self, name: str) -> dict[str, Any] | None:
+    def job(self, name: str) -> CachedObject | None:
         with self._lock:
             return self._jobs.get(name)
 
-    def pod(self, name: str) -> dict[str, Any] | None:
+    def pod(self, name: str) -> CachedPod | None:
         with self._lock:
             return self._pods.get(name)
 
-    def pods_of(self, job_name: str) -> list[dict[str, Any]]:
+    def pods_of(self, job_name: str) -> list[CachedPod]:
         with self._lock:
-            pods = [p for p in self._pods.values() if owning_job(p) == job_name]
-        return sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
+            pods = [p for p in self._pods.values() if p.job == job_name]
+        return sorted(pods, key=_by_creation)
 
-    def pods_by_job(self) -> dict[str, list[dict[str, Any]]]:
+    def pods_by_job(self) -> dict[str, list[CachedPod]]:
         with self._lock:
-            grouped: dict[str, list[dict[str, Any]]] = {}
+            grouped: dict[str, list[CachedPod]] = {}
             for pod in self._pods.values():
-                grouped.setdefault(owning_job(pod) or "", []).append(pod)
+                grouped.setdefault(pod.job or "", []).append(pod)
         for pods in grouped.values():
-            pods.sort(key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
+            pods.sort(key=_by_creation)
         return grouped
 
 
