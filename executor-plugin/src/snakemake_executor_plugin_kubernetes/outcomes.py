@@ -1,5 +1,6 @@
 """Decide from a Job and its pods whether a job runs, succeeded or failed, and why."""
 
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -51,39 +52,36 @@ class JobTracker:
     """Per-Job memory between status rounds: when a stall was first seen (by the
     submitter's monotonic clock, never the cluster's), disruptions already reported, and
     the last waiting reason told. A run holds one per active job (10,000 Pending at once),
-    and most never stall or get disrupted, so each container is made on first use."""
+    each with a stall and a reason told about its one pod, so entries are kept in small
+    tuples (a dict of one entry costs twice as much), made on first use."""
 
     __slots__ = ("_disruptions", "_reasons", "_stalls")
 
     def __init__(self) -> None:
-        self._stalls: dict[tuple[str, str], float] | None = None
+        self._stalls: tuple[tuple[str, str, float], ...] = ()  # (subject, kind, since)
         self._disruptions: set[str] | None = None
-        self._reasons: dict[str, str] | None = None
-
-    def _stall_times(self) -> dict[tuple[str, str], float]:
-        if self._stalls is None:
-            self._stalls = {}
-        return self._stalls
+        self._reasons: tuple[tuple[str, str], ...] = ()  # (pod, reason told)
 
     def stalled_for(self, pod: str, kind: str, now: float) -> float:
         """Seconds since the stall ``kind`` of ``pod`` was first seen (0 the first time)."""
-        return now - self._stall_times().setdefault((pod, kind), now)
+        for subject, known, since in self._stalls:
+            if subject == pod and known == kind:
+                return now - since
+        self._stalls = (*self._stalls, (pod, kind, now))
+        return 0.0
 
     def first_notice(self, subject: str, kind: str, now: float) -> bool:
         """True the first time only: whether the notice ``kind`` about ``subject`` is
         still to be told."""
-        stalls = self._stall_times()
-        key = (subject, f"{kind}-noticed")
-        if key in stalls:
+        noticed = sys.intern(f"{kind}-noticed")
+        if any(s == subject and k == noticed for s, k, _ in self._stalls):
             return False
-        stalls[key] = now
+        self._stalls = (*self._stalls, (subject, noticed, now))
         return True
 
     def clear_other_stalls(self, pod: str, kind: str | None) -> None:
-        if not self._stalls:
-            return
-        for key in [k for k in self._stalls if k[0] == pod and k[1] != kind]:
-            del self._stalls[key]
+        if any(s == pod and k != kind for s, k, _ in self._stalls):
+            self._stalls = tuple(e for e in self._stalls if e[0] != pod or e[1] == kind)
 
     def disrupted(self, pod: str) -> int | None:
         """Record a disruption of ``pod``; its number (1, 2, ...) the first time, else None."""
@@ -95,16 +93,14 @@ class JobTracker:
         return len(self._disruptions)
 
     def reason_told(self, pod: str) -> str | None:
-        return None if self._reasons is None else self._reasons.get(pod)
+        return next((reason for name, reason in self._reasons if name == pod), None)
 
     def told(self, pod: str, reason: str) -> None:
-        if self._reasons is None:
-            self._reasons = {}
-        self._reasons[pod] = reason
+        self._reasons = (*(e for e in self._reasons if e[0] != pod), (pod, reason))
 
     def forget_reason(self, pod: str) -> None:
-        if self._reasons:
-            self._reasons.pop(pod, None)
+        if any(name == pod for name, _ in self._reasons):
+            self._reasons = tuple(e for e in self._reasons if e[0] != pod)
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
