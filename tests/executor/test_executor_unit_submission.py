@@ -5,7 +5,6 @@ faults, and cancel leaves nothing behind. Faults come from the cluster's control
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -312,19 +311,3 @@ def test_a_full_queue_holds_run_job_back_until_a_worker_takes_a_job():
     fourth.join(30)
     assert not fourth.is_alive()
     assert pool.wait_idle(30) and pool.counts.done == 4
-
-
-def test_decoded_objects_share_their_keys_and_short_strings():
-    from snakemake_executor_plugin_kubernetes.client import decode_json
-
-    text = json.dumps(
-        {"metadata": {"labels": {"snakemake.io/run-id": "a1b2"}, "note": "x" * 200}, "n": [1]}
-    )
-    first, second = decode_json(text), decode_json(text.encode())
-    assert first == second == json.loads(text)
-    assert (
-        first["metadata"]["labels"]["snakemake.io/run-id"]
-        is second["metadata"]["labels"]["snakemake.io/run-id"]
-    )
-    assert next(iter(first["metadata"]["labels"])) is next(iter(second["metadata"]["labels"]))
-    assert first["metadata"]["note"] is not second["metadata"]["note"]  # long: not shared

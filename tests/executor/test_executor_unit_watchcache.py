@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from snakemake_executor_plugin_kubernetes.apierrors import ApiError, ApiReadError
-from snakemake_executor_plugin_kubernetes.client import decode_json
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import (
     MIN_WATCH_TIMEOUT,
@@ -113,14 +112,14 @@ class RecordedApi:
         answer = self.lists.pop(0)
         if isinstance(answer, ApiError):
             raise answer
-        return decode_json(json.dumps(answer))
+        return json.loads(json.dumps(answer))
 
     def watch_events(self, path: str, query: Any, read_timeout: float) -> Iterator[dict]:
         self.calls.append(("watch", dict(query)))
         for item in self.watches.pop(0):
             if isinstance(item, ApiError):
                 raise item
-            yield decode_json(item)
+            yield json.loads(item)
 
     def queries(self, verb: str) -> list[dict[str, Any]]:
         return [query for call, query in self.calls if call == verb]
@@ -183,7 +182,7 @@ def test_a_pods_life_is_replayed_into_the_cache():
 def test_each_event_updates_the_cache_and_flags_endings(events, ending, phase_at_end):
     watch = make_watch(RecordedApi([], []))
     for rv, (kind, phase) in enumerate(events, start=20):
-        assert watch.apply(decode_json(line(kind, pod("p", rv, phase))))
+        assert watch.apply(json.loads(line(kind, pod("p", rv, phase))))
         assert watch.resource_version == str(rv)
     assert watch.cache.pod("p")["status"]["phase"] == phase_at_end
     assert watch.cache.endings.is_set() is ending
@@ -191,9 +190,9 @@ def test_each_event_updates_the_cache_and_flags_endings(events, ending, phase_at
 
 def test_a_running_pod_deleted_is_remembered_for_its_job():
     watch = make_watch(RecordedApi([], []))
-    watch.apply(decode_json(line("ADDED", pod("p", 5, "Running"))))
+    watch.apply(json.loads(line("ADDED", pod("p", 5, "Running"))))
     assert not watch.cache.endings.is_set()
-    watch.apply(decode_json(line("DELETED", pod("p", 6, "Running"))))
+    watch.apply(json.loads(line("DELETED", pod("p", 6, "Running"))))
     assert watch.cache.pod("p") is None
     assert [p["metadata"]["name"] for p in watch.cache.gone_pods("job-a")] == ["p"]
     assert watch.cache.endings.is_set(), "evicted or lost with its node: the Job must judge"
@@ -201,9 +200,9 @@ def test_a_running_pod_deleted_is_remembered_for_its_job():
 
 def test_a_bookmark_moves_the_resume_point_and_changes_nothing_else():
     watch = make_watch(RecordedApi([], []))
-    watch.apply(decode_json(line("ADDED", pod("p", 5, "Running"))))
+    watch.apply(json.loads(line("ADDED", pod("p", 5, "Running"))))
     before = watch.cache.pod("p")
-    assert watch.apply(decode_json(bookmark(90)))
+    assert watch.apply(json.loads(bookmark(90)))
     assert watch.resource_version == "90"
     assert watch.cache.pod("p") is before and watch.cache.pods_by_job() == {"job-a": [before]}
 

@@ -15,7 +15,6 @@ pod never uses.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,25 +44,6 @@ CONNECTION_POOL_SIZE = MAX_SUBMIT_WORKERS + 8
 DISCARD_CHUNK_BYTES = 65536
 # How soon a request waiting out a Retry-After or a backoff notices that the run ends.
 INTERRUPT_CHECK_SECONDS = 1.0
-
-
-def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    intern = sys.intern
-    return {
-        intern(key): intern(value) if type(value) is str and len(value) <= 80 else value
-        for key, value in pairs
-    }
-
-
-def decode_json(data: bytes | str) -> Any:
-    """json.loads, with keys and short strings shared between objects.
-
-    The watch cache holds every Job and Pod of the run: with 10,000 jobs, each object's
-    own copies of the same keys, labels and values ("metadata", "snakemake.io/run-id",
-    "Pending", ...) would be half of the executor's memory (a Pod takes 15 KB as parsed
-    dicts, 7.7 KB with shared strings; parsing is about 15% slower).
-    """
-    return json.loads(data, object_pairs_hook=_shared_strings)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -270,7 +250,7 @@ class KubeClient:
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         data = self.raw(method, path, read=True, **kw)
         try:
-            return decode_json(data) if data else {}
+            return json.loads(data) if data else {}
         except ValueError as e:
             raise ApiReadError("InvalidJSON", f"{method} {path}: {e}") from None
 
@@ -296,7 +276,7 @@ class KubeClient:
         )
         for line in _lines(response.response):
             try:
-                yield decode_json(line)
+                yield json.loads(line)
             except ValueError as e:
                 raise ApiReadError("InvalidWatchEvent", f"{path}: {e}: {line[:200]!r}") from None
 
