@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from snakemake_executor_plugin_kubernetes import paging
 from snakemake_executor_plugin_kubernetes.apierrors import ApiError, ApiReadError
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
 from snakemake_executor_plugin_kubernetes.watcher import (
@@ -159,7 +160,7 @@ def test_a_pods_life_is_replayed_into_the_cache():
     watch = make_watch(api)
     cache = watch.cache
     assert watch.step() and watch.step()  # two rounds, as run() makes them
-    assert api.queries("list") == [{"labelSelector": SELECTOR, "limit": 500}]
+    assert api.queries("list") == [{"labelSelector": SELECTOR, "limit": paging.LIST_PAGE_SIZE}]
     first, second = api.queries("watch")
     assert first["resourceVersion"] == "10", "the watch starts where the list was read"
     assert second["resourceVersion"] == "17", "resumed after the last event, not relisted"
@@ -326,6 +327,51 @@ def test_a_relist_holds_one_page_of_whole_objects_at_a_time():
     assert [q.get("continue") for q in watch.client.queries("list")] == [None, "t0", "t1", "t2"]
     assert len(watch.cache.pods_by_job()["job-a"]) == 12
     assert watch.resource_version == "10"
+
+
+def test_the_jobs_and_the_pods_watch_re_list_one_at_a_time():
+    """Two threads decoding pages at once left the process 11.6 MiB larger after a re-list
+    of 10,000 Jobs and 10,000 Pods, one after the other 3.0 MiB (pages of 500)."""
+    cache = RunCache()
+    inside: list[WatchKind] = []
+    most_at_once: list[int] = []
+    pods_listing, release = threading.Event(), threading.Event()
+
+    class CountingApi(RecordedApi):
+        def __init__(self, kind: WatchKind, lists: list[Answer]) -> None:
+            super().__init__(lists, [])
+            self.kind = kind
+
+        def request(self, method: str, path: str, query: Any = None, **kw: Any):
+            inside.append(self.kind)
+            most_at_once.append(len(inside))
+            try:
+                if self.kind is WatchKind.PODS:
+                    pods_listing.set()
+                    release.wait(10)
+                return super().request(method, path, query, **kw)
+            finally:
+                inside.remove(self.kind)
+
+    def watch_of(kind: WatchKind, items: list[dict[str, Any]]) -> ResourceWatch:
+        api = CountingApi(kind, [page(items, 10)])
+        path = PODS if kind is WatchKind.PODS else JOBS
+        return ResourceWatch(api, kind, path, SELECTOR, cache, threading.Event())  # type: ignore[arg-type]
+
+    pods = watch_of(WatchKind.PODS, [pod("p", 10, "Pending")])
+    jobs = watch_of(WatchKind.JOBS, [job("job-a", 9)])
+    pods_thread = threading.Thread(target=pods.relist)
+    pods_thread.start()
+    assert pods_listing.wait(10)
+    jobs_thread = threading.Thread(target=jobs.relist)
+    jobs_thread.start()
+    jobs_thread.join(0.3)
+    assert jobs_thread.is_alive() and jobs.client.calls == []  # waits for the pods' list
+    release.set()
+    pods_thread.join(10)
+    jobs_thread.join(10)
+    assert max(most_at_once) == 1 and cache.job("job-a") is not None and cache.pod("p")
+    assert cache.synced()
 
 
 def test_a_relist_keeps_unchanged_objects_and_replaces_changed_and_removed_ones():

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from snakemake_executor_plugin_kubernetes.client import KubeClient
 
-LIST_PAGE_SIZE = 500
+# 200, not client-go's 500: a page of 500 Pods decoded is about 7 MiB, and memory the
+# allocator hands out for it is not all given back. Re-listing 10,000 Jobs and 10,000 Pods
+# left the process 3.0 MiB larger with pages of 500 and 0.5 MiB with pages of 200 (one
+# re-list at a time, see watcher.py); the API server is asked 100 times instead of 40 for a
+# list that happens every 10 minutes.
+LIST_PAGE_SIZE = 200
 
 
 def read_pages(
