@@ -20,6 +20,7 @@ from snakemake_executor_plugin_kubernetes.cachefields import (
     project,
 )
 from snakemake_executor_plugin_kubernetes.client import KubeClient
+from snakemake_executor_plugin_kubernetes.memtrim import give_back_freed_memory
 from snakemake_executor_plugin_kubernetes.paging import read_pages
 from snakemake_executor_plugin_kubernetes.permissions import Access, explain, is_permanent
 from snakemake_executor_plugin_kubernetes.retry import RetryPolicy
@@ -269,6 +270,7 @@ class ResourceWatch(threading.Thread):
                 self.client, self.path, [("labelSelector", self.selector)], merge
             )
             self.cache.finish_list(self.kind, listed, resource_version)
+            give_back_freed_memory()
         # The watch resumes from the version the list was read at.
         self.resource_version = resource_version
         self.listed_at = self.clock()
