@@ -169,7 +169,12 @@ def _intern(value: Any) -> Any:
     return sys.intern(value) if isinstance(value, str) else None
 
 
-def _owner(meta: dict[str, Any]) -> str | None:
+def owning_job(obj: Mapping[str, Any]) -> str | None:
+    """The name of the Job a pod belongs to (its Job owner reference, else the job-name
+    label), whole or cached."""
+    if isinstance(obj, CachedPod):
+        return obj.job
+    meta = obj.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == "Job" and ref.get("name"):
             return ref["name"]
@@ -215,11 +220,11 @@ def project_pod(pod: dict[str, Any]) -> CachedPod:
         status=_share(projected_status),
         # Pods created in the same second share one timestamp string.
         created=_intern(meta.get("creationTimestamp")),
-        job=_intern(_owner(meta)),
+        job=_intern(owning_job(pod)),
         attempt=_intern((meta.get("labels") or {}).get(ATTEMPT_LABEL)),
     )
 
 
-def project(kind: str, obj: dict[str, Any]) -> CachedObject:
+def project(kind: str, obj: dict[str, Any]) -> CachedJob | CachedPod:
     """The cached form of a watched object; `kind` is "jobs" or "pods"."""
     return project_pod(obj) if kind == "pods" else project_job(obj)

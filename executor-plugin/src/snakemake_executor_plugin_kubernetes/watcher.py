@@ -9,15 +9,17 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from snakemake_executor_plugin_kubernetes.apierrors import ApiError
 from snakemake_executor_plugin_kubernetes.cachefields import (
-    JOB_NAME_LABELS,
-    CachedObject,
+    CachedJob,
     CachedPod,
+    name_of,
+    owning_job,
     project,
+    version_of,
 )
 from snakemake_executor_plugin_kubernetes.client import KubeClient
 from snakemake_executor_plugin_kubernetes.memtrim import give_back_freed_memory
@@ -43,23 +45,16 @@ RESYNC_SECONDS = 600
 MIN_WATCH_TIMEOUT = 300.0
 
 
-def _name(obj: dict[str, Any]) -> str:
-    return obj.get("metadata", {}).get("name", "")
+def _name(obj: Mapping[str, Any]) -> str:
+    return name_of(obj) or ""
 
 
-def _as_number(version: str) -> int:
+def _rv(obj: Mapping[str, Any]) -> int:
+    """A Job's or Pod's resourceVersion as a number, whole or cached (0 if not one)."""
     try:
-        return int(version or "0")
+        return int(version_of(obj) or "0")
     except ValueError:
         return 0
-
-
-def _rv(obj: dict[str, Any]) -> int:
-    return _as_number(obj.get("metadata", {}).get("resourceVersion", "0"))
-
-
-def _version(cached: CachedObject) -> int:
-    return _as_number(cached.version)
 
 
 JOB_END_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
@@ -77,18 +72,6 @@ def shows_an_ending(kind: WatchKind, obj: dict[str, Any]) -> bool:
     )
 
 
-def owning_job(pod: dict[str, Any]) -> str | None:
-    meta = pod.get("metadata", {})
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "Job":
-            return ref.get("name")
-    labels = meta.get("labels") or {}
-    for label in JOB_NAME_LABELS:
-        if label in labels:
-            return labels[label]
-    return None
-
-
 def _by_creation(pod: CachedPod) -> str:
     return pod.created or ""
 
@@ -99,7 +82,7 @@ class RunCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._jobs: dict[str, CachedObject] = {}
+        self._jobs: dict[str, CachedJob] = {}
         self._pods: dict[str, CachedPod] = {}
         # Pods deleted before they finished (evicted, node lost), by owning Job: the
         # Job replaces them, and they count against the disruption budget.
@@ -121,7 +104,7 @@ class RunCache:
         with self._lock:
             store = self._store(kind)
             known = store.get(_name(obj))
-            if only_if_newer and known is not None and _version(known) >= _rv(obj):
+            if only_if_newer and known is not None and _rv(known) >= _rv(obj):
                 return
             store[_name(obj)] = project(kind, obj)
         if shows_an_ending(kind, obj):
@@ -160,7 +143,7 @@ class RunCache:
                 name = _name(obj)
                 seen.add(name)
                 known = store.get(name)
-                if known is not None and _version(known) == _rv(obj):
+                if known is not None and _rv(known) == _rv(obj):
                     continue
                 # An ending the watch missed and the list brought counts like one it sent.
                 ended = ended or (
@@ -178,7 +161,7 @@ class RunCache:
         with self._lock:
             store = self._store(kind)
             for name in [n for n in store if n not in listed]:
-                if newer_than is None or _version(store[name]) <= newer_than:
+                if newer_than is None or _rv(store[name]) <= newer_than:
                     del store[name]
             self._synced[kind] = True
             self.relists[kind] += 1
@@ -187,7 +170,7 @@ class RunCache:
         with self._lock:
             return all(self._synced.values())
 
-    def job(self, name: str) -> CachedObject | None:
+    def job(self, name: str) -> CachedJob | None:
         with self._lock:
             return self._jobs.get(name)
 
